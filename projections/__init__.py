@@ -1,0 +1,7 @@
+"""Read-model projections of the event log: one module per read model."""
+
+from projections.registry import RegistryProjection
+
+ALL = (RegistryProjection,)
+
+__all__ = ["ALL", "RegistryProjection"]

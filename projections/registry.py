@@ -1,0 +1,150 @@
+"""The registry read model: users (``rm_users``) and sessions (``rm_sessions``).
+
+Pure function of the events: every value written comes from an event (timestamps
+included), so a rebuild reproduces the tables exactly.
+"""
+
+from __future__ import annotations
+
+from functools import singledispatchmethod
+from typing import Any
+
+import psycopg
+from eventsourcing.utils import get_topic
+
+from warest.domain.sessions import Session
+from warest.domain.users import User
+
+_Cursor = psycopg.Cursor[Any]
+
+
+def _topics(*classes: type) -> tuple[str, ...]:
+    return tuple(get_topic(c) for c in classes)
+
+
+class RegistryProjection:
+    name = "registry"
+    tables = ("rm_users", "rm_sessions")
+    topics = _topics(
+        User.Registered,
+        User.Renamed,
+        User.PasswordChanged,
+        User.ApiKeyRotated,
+        User.RoleChanged,
+        User.Disabled,
+        User.Enabled,
+        Session.Created,
+        Session.Configured,
+        Session.Deleted,
+    )
+
+    @singledispatchmethod
+    def process(self, event: Any, cur: _Cursor, position: int) -> None:
+        """Events this read model does not show are ignored."""
+
+    # -- users ---------------------------------------------------------------
+
+    @process.register
+    def _(self, event: User.Registered, cur: _Cursor, position: int) -> None:
+        cur.execute(
+            "INSERT INTO rm_users (id, username, registry, role, disabled, password_hash,"
+            " api_key_digest, key_rotated_at, created_at, updated_at, version, position)"
+            " VALUES (%s, %s, %s, %s, false, %s, %s, %s, %s, %s, %s, %s)",
+            (
+                event.originator_id,
+                event.username,
+                event.registry,
+                event.role.value,
+                event.password_hash,
+                event.api_key_digest,
+                event.timestamp if event.api_key_digest else None,
+                event.timestamp,
+                event.timestamp,
+                event.originator_version,
+                position,
+            ),
+        )
+
+    def _update_user(self, event: Any, cur: _Cursor, position: int, assignments: str, *values: Any) -> None:
+        cur.execute(
+            f"UPDATE rm_users SET {assignments}, updated_at = %s, version = %s, position = %s"
+            " WHERE id = %s",
+            (*values, event.timestamp, event.originator_version, position, event.originator_id),
+        )
+
+    @process.register
+    def _(self, event: User.Renamed, cur: _Cursor, position: int) -> None:
+        self._update_user(event, cur, position, "username = %s", event.username)
+
+    @process.register
+    def _(self, event: User.PasswordChanged, cur: _Cursor, position: int) -> None:
+        self._update_user(event, cur, position, "password_hash = %s", event.password_hash)
+
+    @process.register
+    def _(self, event: User.ApiKeyRotated, cur: _Cursor, position: int) -> None:
+        self._update_user(
+            event, cur, position, "api_key_digest = %s, key_rotated_at = %s",
+            event.api_key_digest, event.timestamp,
+        )
+
+    @process.register
+    def _(self, event: User.RoleChanged, cur: _Cursor, position: int) -> None:
+        self._update_user(event, cur, position, "role = %s", event.role.value)
+
+    @process.register
+    def _(self, event: User.Disabled, cur: _Cursor, position: int) -> None:
+        self._update_user(event, cur, position, "disabled = %s", True)
+
+    @process.register
+    def _(self, event: User.Enabled, cur: _Cursor, position: int) -> None:
+        self._update_user(event, cur, position, "disabled = %s", False)
+
+    # -- sessions ------------------------------------------------------------
+
+    @process.register
+    def _(self, event: Session.Created, cur: _Cursor, position: int) -> None:
+        cur.execute(
+            "INSERT INTO rm_sessions (id, registry, session_id, label, auto_start, engine,"
+            " webhook_url, status, created_at, updated_at, version, position)"
+            " VALUES (%s, %s, %s, %s, %s, %s, NULL, 'created', %s, %s, %s, %s)"
+            " ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label,"
+            " auto_start = EXCLUDED.auto_start, engine = EXCLUDED.engine, webhook_url = NULL,"
+            " status = 'created', created_at = EXCLUDED.created_at,"
+            " updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,"
+            " position = EXCLUDED.position",
+            (
+                event.originator_id,
+                event.registry,
+                event.name,
+                event.label,
+                event.auto_start,
+                event.engine,
+                event.timestamp,
+                event.timestamp,
+                event.originator_version,
+                position,
+            ),
+        )
+
+    @process.register
+    def _(self, event: Session.Configured, cur: _Cursor, position: int) -> None:
+        cur.execute(
+            "UPDATE rm_sessions SET label = COALESCE(%s, label),"
+            " auto_start = COALESCE(%s, auto_start),"
+            " webhook_url = CASE WHEN %s::text IS NULL THEN webhook_url ELSE NULLIF(%s, '') END,"
+            " updated_at = %s, version = %s, position = %s WHERE id = %s",
+            (
+                event.label,
+                event.auto_start,
+                event.webhook_url,
+                event.webhook_url,
+                event.timestamp,
+                event.originator_version,
+                position,
+                event.originator_id,
+            ),
+        )
+
+    @process.register
+    def _(self, event: Session.Deleted, cur: _Cursor, position: int) -> None:
+        cur.execute("DELETE FROM rm_sessions WHERE id = %s", (event.originator_id,))

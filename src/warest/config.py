@@ -1,0 +1,206 @@
+"""Configuration: the one place that reads the environment (and an optional ``.env``).
+
+Every setting is validated when the server starts; a wrong value stops it with a message
+naming the variable. ``docs/configuration.md`` documents each variable.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A variable has a value warest cannot use."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+
+
+SECRET_NAMES = frozenset(
+    {
+        "WAREST_AUTHADMIN_PASSWORD",
+        "WAREST_ADMIN_APIKEY",
+        "WAREST_SECRET_KEY",
+        "WAREST_DATABASE_URL",
+        "WAREST_REDIS_URL",
+    }
+)
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Callable[[str, str], int]:
+    def parse(name: str, raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(name, f"'{raw}' is not an integer") from None
+        if lo is not None and value < lo:
+            raise ConfigError(name, f"must be >= {lo}, got {value}")
+        if hi is not None and value > hi:
+            raise ConfigError(name, f"must be <= {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _bool(name: str, raw: str) -> bool:
+    low = raw.strip().lower()
+    if low in {"1", "true", "yes", "on"}:
+        return True
+    if low in {"0", "false", "no", "off", ""}:
+        return False
+    raise ConfigError(name, f"'{raw}' is not a boolean (true/false)")
+
+
+def _str(name: str, raw: str) -> str:
+    return raw.strip()
+
+
+def _choice(*choices: str) -> Callable[[str, str], str]:
+    def parse(name: str, raw: str) -> str:
+        value = raw.strip().lower()
+        if value not in choices:
+            raise ConfigError(name, f"'{raw}' is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+def _pg_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        return ""
+    if urlparse(value).scheme not in {"postgres", "postgresql"}:
+        raise ConfigError(name, "must be a postgresql:// URL")
+    return value
+
+
+def _redis_url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value and urlparse(value).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(name, "must be a redis:// or rediss:// URL")
+    return value
+
+
+def _origins(name: str, raw: str) -> tuple[str, ...]:
+    items = [o.strip() for chunk in raw.split("\n") for o in chunk.split(",")]
+    out: list[str] = []
+    for item in filter(None, items):
+        if item == "*":
+            return ("*",)
+        parsed = urlparse(item)
+        if parsed.scheme not in {"http", "https"} or not parsed.netloc:
+            raise ConfigError(name, f"'{item}' is not an http(s) origin")
+        out.append(f"{parsed.scheme}://{parsed.netloc}")
+    return tuple(out)
+
+
+def _networks(name: str, raw: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for item in filter(None, (p.strip() for p in raw.replace("\n", ",").split(","))):
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ConfigError(name, f"'{item}' is not an IP address or CIDR network") from None
+    return tuple(nets)
+
+
+def _log_level(name: str, raw: str) -> str:
+    value = _choice("debug", "info", "warning", "warn", "error")(name, raw)
+    return "warning" if value == "warn" else value
+
+
+def _schema(name: str, raw: str) -> str:
+    value = raw.strip() or "public"
+    if not value.replace("_", "").isalnum() or value[0].isdigit():
+        raise ConfigError(name, "must be a plain SQL identifier")
+    return value
+
+
+def _setting(env: str, default: str, parse: Callable[[str, str], Any], aliases: tuple[str, ...] = ()) -> Any:
+    return field(default=None, metadata={"env": env, "default": default, "parse": parse, "aliases": aliases})
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = _setting("HOST", "127.0.0.1", _str, ("APP_HOST",))
+    port: int = _setting("PORT", "7308", _int(1, 65535), ("APP_PORT",))
+    log_level: str = _setting("LOG_LEVEL", "info", _log_level)
+    data_dir: str = _setting("WAREST_DATA_DIR", "./data", _str)
+    database_url: str = _setting("WAREST_DATABASE_URL", "", _pg_url)
+    database_schema: str = _setting("WAREST_DATABASE_SCHEMA", "public", _schema)
+    database_pool_size: int = _setting("WAREST_DATABASE_POOL_SIZE", "8", _int(2, 200))
+    redis_url: str = _setting("WAREST_REDIS_URL", "", _redis_url)
+    engine: str = _setting("WAREST_ENGINE", "neonize", _choice("neonize", "sandbox"))
+    trusted_proxies: tuple[Any, ...] = _setting("WAREST_TRUSTED_PROXIES", "", _networks)
+    allowed_origins: tuple[str, ...] = _setting("ALLOWED_ORIGINS", "", _origins, ("WAREST_ALLOWED_ORIGINS",))
+    admin_username: str = _setting("WAREST_AUTHADMIN_USERNAME", "", _str)
+    admin_password: str = _setting("WAREST_AUTHADMIN_PASSWORD", "", _str)
+    admin_api_key: str = _setting("WAREST_ADMIN_APIKEY", "", _str)
+    secret_key: str = _setting("WAREST_SECRET_KEY", "", _str)
+    server_name: str = _setting("WAREST_SERVER_NAME", "Warest API", _str)
+    base_url: str = _setting("WAREST_BASE_URL", "", _str, ("WAREST_PUBLIC_URL",))
+    rate_limit_window_ms: int = _setting("RATE_LIMIT_WINDOW_MS", "60000", _int(1000))
+    rate_limit_max: int = _setting("RATE_LIMIT_MAX", "120", _int(1))
+    group_commit: bool = _setting("WAREST_GROUP_COMMIT", "true", _bool)
+    group_commit_window_ms: int = _setting("WAREST_GROUP_COMMIT_WINDOW_MS", "2", _int(0, 100))
+    login_max_failures: int = _setting("WAREST_LOGIN_MAX_FAILURES", "5", _int(1, 100))
+    login_lock_base_s: int = _setting("WAREST_LOGIN_LOCK_SECONDS", "60", _int(1, 86400))
+    docs_session_ttl_s: int = _setting("WAREST_DOCS_SESSION_TTL_SEC", "43200", _int(60))
+    cookie_secure: str = _setting("WAREST_COOKIE_SECURE", "auto", _choice("auto", "true", "false"))
+    server: str = _setting("WAREST_SERVER", "granian", _choice("granian", "uvicorn"))
+    workers: int = _setting("WAREST_WORKERS", "1", _int(1, 64))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env") -> Settings:
+        env: dict[str, str] = {}
+        if dotenv is not None and Path(dotenv).is_file():
+            from dotenv import dotenv_values  # noqa: PLC0415
+
+            env.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+        env.update(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            meta = f.metadata
+            raw = env.get(meta["env"])
+            if raw is None:
+                raw = next((env[a] for a in meta["aliases"] if a in env), meta["default"])
+            values[f.name] = meta["parse"](meta["env"], raw)
+        return cls(**values)
+
+    def described(self) -> list[tuple[str, str, str]]:
+        """(variable, effective value with secrets masked, default) for ``config check``."""
+        rows = []
+        for f in fields(self):
+            name = f.metadata["env"]
+            value = getattr(self, f.name)
+            shown = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+            if name in SECRET_NAMES and shown:
+                shown = _mask(name, shown)
+            rows.append((name, shown, f.metadata["default"]))
+        return rows
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def embedded_database(self) -> bool:
+        return not self.database_url
+
+
+def _mask(name: str, value: str) -> str:
+    if name.endswith("_URL"):
+        parsed = urlparse(value)
+        if parsed.password:
+            return value.replace(f":{parsed.password}@", ":****@")
+        return value
+    return "****"

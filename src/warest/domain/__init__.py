@@ -1,0 +1,1 @@
+"""The domain model: aggregates, events and value objects. Free of infrastructure."""

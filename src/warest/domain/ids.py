@@ -1,0 +1,32 @@
+"""Deterministic aggregate ids: uuid5 of natural keys.
+
+A command that would create an aggregate whose natural key already exists collides on
+version 1 in the event store; that is how uniqueness and idempotent ingestion work.
+"""
+
+from __future__ import annotations
+
+from uuid import UUID, uuid5
+
+NAMESPACE = UUID("4b0a9f62-43a7-5d7c-9d2e-7a5f3c1e8b10")
+
+
+def _id(kind: str, *parts: str) -> UUID:
+    return uuid5(NAMESPACE, "\x1f".join((kind, *parts)))
+
+
+def seeded_admin_id() -> UUID:
+    return _id("seed-admin")
+
+
+def username_claim_id(username: str) -> UUID:
+    return _id("claim", "username", username.lower())
+
+
+def registry_claim_id(registry: str) -> UUID:
+    return _id("claim", "registry", registry.upper())
+
+
+def session_id(registry: str, session_name: str) -> UUID:
+    """A session is identified within its owner's registry: no global id namespace."""
+    return _id("session", registry, session_name)

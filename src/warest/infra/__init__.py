@@ -1,0 +1,1 @@
+"""Infrastructure: event store, databases, engines, HTTP senders."""
