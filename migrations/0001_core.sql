@@ -19,11 +19,13 @@ CREATE TABLE auth_sessions (
 );
 CREATE INDEX auth_sessions_user ON auth_sessions (user_id);
 
--- Failed logins per username, for the growing lock-out.
+-- Failed logins per (username, client address), for the growing lock-out. The address
+-- is the TCP peer, or X-Forwarded-For only when the peer is a trusted proxy.
 CREATE TABLE login_failures (
-    username     text PRIMARY KEY,
+    username     text NOT NULL,
+    address      text NOT NULL,
     failures     integer NOT NULL DEFAULT 0,
-    last_address text,
     last_failure timestamptz NOT NULL DEFAULT now(),
-    locked_until timestamptz
+    locked_until timestamptz,
+    PRIMARY KEY (username, address)
 );

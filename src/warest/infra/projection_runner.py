@@ -61,6 +61,7 @@ class ProjectionRunner:
         self._position = 0
         self._threads: list[threading.Thread] = []
         self.error: BaseException | None = None
+        self.on_advance: Callable[[int], None] | None = None
 
     # -- position -------------------------------------------------------------
 
@@ -73,6 +74,8 @@ class ProjectionRunner:
             if position != self._position:
                 self._position = position
                 self._advanced.notify_all()
+        if self.on_advance is not None:
+            self.on_advance(position)
 
     def wait(self, position: int, timeout: float = 5.0) -> bool:
         """Blocks until the read model has processed ``position`` (read-your-writes)."""

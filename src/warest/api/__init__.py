@@ -1,0 +1,1 @@
+"""The HTTP layer: Litestar app factory, controllers, envelope and error mapping."""

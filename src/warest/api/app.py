@@ -1,0 +1,101 @@
+"""The Litestar application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from litestar import Litestar, Router
+from litestar.config.cors import CORSConfig
+from litestar.middleware import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from warest import __version__
+from warest.api.auth import ApiKeyMiddleware, docs_guard
+from warest.api.controllers.auth import AuthController
+from warest.api.controllers.server import ServerAdminController, code_table_route, healthz, ping, ready
+from warest.api.controllers.sessions import AdminSessionsController, SessionController
+from warest.api.controllers.users import UsersController
+from warest.api.errors import EXCEPTION_HANDLERS
+from warest.api.middleware import identity_headers
+
+ALLOWED_HEADERS = ["Content-Type", "X-WAREST-API-KEY", "Authorization", "Idempotency-Key", "Last-Event-ID"]
+
+
+def default_origins(host: str, port: int, base_url: str) -> list[str]:
+    origins = [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
+    if host not in {"0.0.0.0", "::", "", "127.0.0.1", "localhost"}:  # noqa: S104
+        origins += [f"http://{host}:{port}", f"https://{host}:{port}"]
+    if base_url:
+        origins.append(base_url.rstrip("/"))
+    return origins
+
+
+def create_app(
+    start: Callable[[], Awaitable[Any]],
+    stop: Callable[[], Awaitable[None]],
+    *,
+    allowed_origins: tuple[str, ...] = (),
+    host: str = "127.0.0.1",
+    port: int = 7308,
+    base_url: str = "",
+    max_body_bytes: int = 2 * 1024 * 1024,
+    debug: bool = False,
+) -> Litestar:
+    """``start()`` returns the Services the handlers use (``state.services``)."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = await start()
+        try:
+            yield
+        finally:
+            await stop()
+
+    docs_router = Router(path="/docs", route_handlers=[], guards=[docs_guard], opt={"public": True})
+    openapi = OpenAPIConfig(
+        title="warest",
+        version=__version__,
+        description="Event-sourced, multi-tenant WhatsApp REST gateway.",
+        render_plugins=[ScalarRenderPlugin(path="/")],
+        openapi_router=docs_router,
+        components=Components(
+            security_schemes={
+                "ApiKeyAuth": SecurityScheme(type="apiKey", name="X-WAREST-API-KEY", security_scheme_in="header"),
+                "BearerAuth": SecurityScheme(type="http", scheme="bearer"),
+            }
+        ),
+        security=[{"ApiKeyAuth": []}, {"BearerAuth": []}],
+    )
+    origins = list(allowed_origins) or default_origins(host, port, base_url)
+    return Litestar(
+        route_handlers=[
+            ping,
+            healthz,
+            ready,
+            code_table_route,
+            ServerAdminController,
+            AuthController,
+            UsersController,
+            SessionController,
+            AdminSessionsController,
+        ],
+        lifespan=[lifespan],
+        middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=["^/docs"])],
+        before_send=[identity_headers(__version__)],
+        cors_config=CORSConfig(
+            allow_origins=origins,
+            allow_headers=ALLOWED_HEADERS,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+            allow_credentials="*" not in origins,
+            max_age=86400,
+        ),
+        exception_handlers=EXCEPTION_HANDLERS,
+        openapi_config=openapi,
+        request_max_body_size=max_body_bytes,
+        debug=debug,
+        logging_config=None,
+    )

@@ -1,0 +1,1 @@
+"""HTTP controllers: thin; parse, call the application, shape the envelope."""

@@ -1,0 +1,102 @@
+"""``/api/auth``: password login and the docs-session cookie (an opaque server token)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, post
+from litestar.datastructures import Cookie, State
+
+from warest.api.auth import DOCS_COOKIE, client_address, header_key, refuse_query_key
+from warest.api.codes import Code
+from warest.api.envelope import Envelope, envelope
+from warest.api.errors import ApiError
+from warest.app.records import Principal
+
+
+class LoginBody(msgspec.Struct, kw_only=True):
+    username: str = msgspec.field()
+    password: str = msgspec.field()
+
+
+class SessionBody(msgspec.Struct, kw_only=True):
+    apiKey: str | None = None  # noqa: N815 (the original's field name)
+    token: str | None = None
+
+
+def _cookie(request: Request[Any, Any, Any], token: str, max_age: int, secure_setting: str) -> Cookie:
+    if secure_setting == "auto":
+        forwarded = request.headers.get("x-forwarded-proto", "")
+        secure = request.url.scheme == "https" or forwarded == "https"
+    else:
+        secure = secure_setting == "true"
+    return Cookie(
+        key=DOCS_COOKIE,
+        value=token,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=secure,
+    )
+
+
+def _expired_cookie() -> Cookie:
+    return Cookie(key=DOCS_COOKIE, value="", max_age=0, path="/", httponly=True, samesite="strict")
+
+
+def _who(principal: Principal) -> dict[str, Any]:
+    return {
+        "username": principal.username,
+        "registry": principal.registry,
+        "role": principal.role,
+        "isAdmin": principal.is_admin,
+    }
+
+
+class AuthController(Controller):
+    path = "/api/auth"
+    opt = {"public": True}
+    tags = ["auth"]
+
+    @post("/login", status_code=200)
+    async def login(self, request: Request[Any, Any, Any], state: State, data: LoginBody) -> Response[Envelope]:
+        """Password login; sets the docs-session cookie. Locks out after repeated failures."""
+        services = state.services
+        if not data.username.strip() or not data.password:
+            raise ApiError(Code.MISSING_PARAMETER, "username and password are required")
+        address = client_address(request, services.settings.trusted_proxies)
+        try:
+            principal, token = await services.users.login(data.username, data.password, address)
+        except Exception:
+            request.scope.pop("user", None)  # type: ignore[misc]
+            raise
+        request.scope["user"] = principal
+        cookie = _cookie(request, token, services.settings.docs_session_ttl_s, services.settings.cookie_secure)
+        return envelope(Code.SUCCESS, "Logged in", _who(principal), cookies=[cookie])
+
+    @post("/session", status_code=200)
+    async def session(
+        self, request: Request[Any, Any, Any], state: State, data: SessionBody | None = None
+    ) -> Response[Envelope]:
+        """Exchanges an API key for a docs-session cookie (the key itself is never stored)."""
+        refuse_query_key(request)
+        services = state.services
+        key = header_key(request) or (data.apiKey or data.token if data else None)
+        if not key:
+            raise ApiError(Code.MISSING_PARAMETER, "apiKey is required")
+        principal = await services.users.authenticate_key(key)
+        if principal is None:
+            raise ApiError(Code.UNAUTHORIZED, "Invalid API key")
+        request.scope["user"] = principal
+        token = await services.users.start_docs_session(principal)
+        cookie = _cookie(request, token, services.settings.docs_session_ttl_s, services.settings.cookie_secure)
+        return envelope(Code.SUCCESS, "Docs session started", _who(principal), cookies=[cookie])
+
+    @post("/logout", status_code=200)
+    async def logout(self, request: Request[Any, Any, Any], state: State) -> Response[Envelope]:
+        """Revokes the docs session on the server and clears the cookie."""
+        token = request.cookies.get(DOCS_COOKIE, "")
+        await state.services.users.logout(token)
+        return envelope(Code.SUCCESS, "Logged out", cookies=[_expired_cookie()])

@@ -1,0 +1,114 @@
+"""Server routes: public ping and probes, admin-only details."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import State
+
+from warest.api.auth import admin_only, docs_guard
+from warest.api.codes import Code, code_table
+from warest.api.envelope import Envelope, envelope
+
+_STARTED = time.monotonic()
+
+
+@get("/api/v1/server/ping", opt={"public": True}, tags=["server"])
+async def ping(request: Request[Any, Any, Any]) -> Response[Envelope]:
+    """Liveness of the HTTP layer; public (used by container health checks)."""
+    started = time.perf_counter()
+    now = datetime.now(UTC)
+    return envelope(
+        Code.SUCCESS,
+        "Server is alive",
+        {
+            "ping": "pong",
+            "latencyMs": round((time.perf_counter() - started) * 1000, 3),
+            "serverTime": int(now.timestamp() * 1000),
+            "serverTimeISO": now.isoformat(),
+            "serverTimeUTC": now.strftime("%a, %d %b %Y %H:%M:%S GMT"),
+            "timezone": "UTC",
+            "timestamp": int(now.timestamp()),
+        },
+    )
+
+
+async def _checks(state: State) -> dict[str, bool]:
+    result: dict[str, bool] = await state.services.health()
+    return result
+
+
+@get("/healthz", opt={"public": True}, tags=["server"])
+async def healthz(state: State) -> Response[Envelope]:
+    """Public liveness: answers while the process serves HTTP; reports dependency state."""
+    checks = await _checks(state)
+    healthy = all(checks.values())
+    return envelope(
+        Code.SUCCESS if healthy else Code.SERVICE_UNAVAILABLE,
+        "healthy" if healthy else "unhealthy",
+        {"status": "healthy" if healthy else "unhealthy", "checks": checks},
+    )
+
+
+@get("/ready", opt={"public": True}, tags=["server"])
+async def ready(state: State) -> Response[Envelope]:
+    """Public readiness: 200 only when the database answers and projections run."""
+    checks = await _checks(state)
+    ok = all(checks.values())
+    return envelope(
+        Code.SUCCESS if ok else Code.SERVICE_UNAVAILABLE,
+        "ready" if ok else "not ready",
+        {"ready": ok, "dependencies": checks},
+    )
+
+
+class ServerAdminController(Controller):
+    path = "/api/v1/server"
+    guards = [admin_only]
+    tags = ["server"]
+
+    @get("/info")
+    async def info(self, state: State) -> Response[Envelope]:
+        services = state.services
+        uptime = time.monotonic() - _STARTED
+        load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
+        return envelope(
+            Code.SUCCESS,
+            "Server info",
+            {
+                "serviceName": services.settings.server_name,
+                "serviceVersion": services.version,
+                "uptimeSeconds": int(uptime),
+                "system": {
+                    "hostname": platform.node(),
+                    "platform": platform.system().lower(),
+                    "arch": platform.machine(),
+                    "release": platform.release(),
+                },
+                "process": {"pid": os.getpid(), "python": platform.python_version()},
+                "loadAverage": list(load),
+                "database": "embedded" if services.settings.embedded_database else "external",
+                "engine": services.settings.engine,
+                "checks": await _checks(state),
+                "timestamp": int(time.time()),
+            },
+        )
+
+    @get("/healthz")
+    async def healthz(self, state: State) -> Response[Envelope]:
+        return await healthz.fn(state)  # type: ignore[no-any-return]
+
+    @get("/ready")
+    async def ready(self, state: State) -> Response[Envelope]:
+        return await ready.fn(state)  # type: ignore[no-any-return]
+
+
+@get("/docs/code-table.json", opt={"public": True}, guards=[docs_guard], tags=["docs"])
+async def code_table_route() -> list[dict[str, object]]:
+    """The application codes used in the envelope."""
+    return code_table()

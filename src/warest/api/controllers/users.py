@@ -1,0 +1,78 @@
+"""``/api/v1/users``: user management (admins), and ``/me`` for every caller."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+
+from warest.api.auth import admin_only
+from warest.api.codes import Code
+from warest.api.envelope import Envelope, envelope
+from warest.app.records import Principal, UserRecord
+from warest.domain.values import Role
+
+
+class CreateUserBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    username: str
+    password: str | None = None
+    role: Literal["user", "admin"] = "user"
+    registry: str | None = None
+
+
+def user_view(record: UserRecord) -> dict[str, Any]:
+    """A user as the API shows it: never a hash."""
+    return {
+        "id": str(record.id),
+        "username": record.username,
+        "registry": record.registry,
+        "role": record.role,
+        "isAdmin": record.role == "admin",
+        "disabled": record.disabled,
+        "hasPassword": record.password_hash is not None,
+        "hasApiKey": record.api_key_digest is not None,
+        "keyRotatedAt": record.key_rotated_at.isoformat() if record.key_rotated_at else None,
+        "createdAt": record.created_at.isoformat(),
+        "updatedAt": record.updated_at.isoformat(),
+    }
+
+
+class UsersController(Controller):
+    path = "/api/v1/users"
+    tags = ["users"]
+
+    @get("/me")
+    async def me(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+        record = await state.services.users.get(request.user.username)
+        return envelope(Code.SUCCESS, "Current user", user_view(record))
+
+    @get("/", guards=[admin_only])
+    async def list_users(self, state: State) -> Response[Envelope]:
+        users = await state.services.users.list()
+        return envelope(Code.SUCCESS, f"{len(users)} users", [user_view(u) for u in users])
+
+    @post("/", guards=[admin_only], status_code=201)
+    async def create(self, state: State, data: CreateUserBody) -> Response[Envelope]:
+        """Creates a user with its own registry; the API key is in the answer, once."""
+        record, key = await state.services.users.create(
+            data.username, password=data.password, role=Role(data.role), registry=data.registry
+        )
+        return envelope(Code.CREATED, "User created", {**user_view(record), "apiKey": key})
+
+    @post("/{username:str}/rotate-key", guards=[admin_only], status_code=200)
+    async def rotate_key(self, state: State, username: str) -> Response[Envelope]:
+        """A new API key; the previous one stops working at once."""
+        key = await state.services.users.rotate_key(username)
+        return envelope(Code.SUCCESS, "API key rotated", {"username": username, "apiKey": key})
+
+    @post("/{username:str}/disable", guards=[admin_only], status_code=200)
+    async def disable(self, state: State, username: str) -> Response[Envelope]:
+        record = await state.services.users.set_disabled(username, True)
+        return envelope(Code.SUCCESS, "User disabled", user_view(record))
+
+    @post("/{username:str}/enable", guards=[admin_only], status_code=200)
+    async def enable(self, state: State, username: str) -> Response[Envelope]:
+        record = await state.services.users.set_disabled(username, False)
+        return envelope(Code.SUCCESS, "User enabled", user_view(record))

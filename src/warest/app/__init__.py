@@ -1,0 +1,1 @@
+"""Application services: command handlers, queries and the ports they need."""

@@ -1,0 +1,120 @@
+"""WhatsApp sessions as their owners see them: always scoped to the caller's registry.
+
+A session of another tenant is indistinguishable from a missing one (NotFound), and two
+tenants may both name a session "main": ids are derived from (registry, session id).
+"""
+
+from __future__ import annotations
+
+from warest.app.commands import retry_on_conflict
+from warest.app.errors import Unavailable
+from warest.app.ports import ConcurrencyConflict, EventStore, ReadModelWaiter, RegistryQueries
+from warest.app.records import Principal, SessionRecord
+from warest.domain import ids, values
+from warest.domain.errors import AlreadyExists, NotFound
+from warest.domain.sessions import Session
+
+ENGINES = ("neonize", "sandbox")
+
+
+class SessionService:
+    def __init__(
+        self,
+        store: EventStore,
+        queries: RegistryQueries,
+        waiter: ReadModelWaiter,
+        default_engine: str,
+    ) -> None:
+        self._store = store
+        self._queries = queries
+        self._waiter = waiter
+        self.default_engine = default_engine
+
+    async def create(
+        self,
+        owner: Principal,
+        name: str,
+        *,
+        label: str | None = None,
+        auto_start: bool = True,
+        engine: str | None = None,
+    ) -> tuple[SessionRecord, bool]:
+        """Creates the session if needed; returns (record, created_now)."""
+        name = values.session_name(name)
+        engine = engine or self.default_engine
+        existing = await self._queries.session(owner.registry, name)
+        if existing is not None:
+            return existing, False
+
+        async def command() -> int:
+            session: Session | None = await self._store.get(ids.session_id(owner.registry, name))
+            if session is None:
+                session = Session.create(owner.registry, name, label, auto_start, engine)
+            else:
+                session.recreate(label, auto_start, engine)
+            return await self._store.save(session)
+
+        try:
+            position = await retry_on_conflict(command)
+        except AlreadyExists:
+            position = 0
+        except ConcurrencyConflict:
+            position = 0
+        await self._settle(position)
+        record = await self._queries.session(owner.registry, name)
+        if record is None:
+            raise Unavailable("the registry read model is behind; try again")
+        return record, position > 0
+
+    async def get(self, owner: Principal, name: str) -> SessionRecord:
+        name = values.session_name(name)
+        record = await self._queries.session(owner.registry, name)
+        if record is None:
+            raise NotFound(f"session '{name}' not found")
+        return record
+
+    async def list(self, owner: Principal) -> list[SessionRecord]:
+        return await self._queries.sessions(owner.registry)
+
+    async def list_registry(self, registry: str) -> list[SessionRecord]:
+        """Every session of one registry: for admin routes only."""
+        return await self._queries.sessions(registry)
+
+    async def configure(
+        self,
+        owner: Principal,
+        name: str,
+        *,
+        label: str | None = None,
+        auto_start: bool | None = None,
+        webhook_url: str | None = None,
+    ) -> SessionRecord:
+        await self.get(owner, name)
+
+        async def command() -> int:
+            session = await self._load(owner, name)
+            session.configure(label=label, auto_start=auto_start, webhook_url=webhook_url)
+            return await self._store.save(session)
+
+        await self._settle(await retry_on_conflict(command))
+        return await self.get(owner, name)
+
+    async def delete(self, owner: Principal, name: str) -> None:
+        await self.get(owner, name)
+
+        async def command() -> int:
+            session = await self._load(owner, name)
+            session.delete()
+            return await self._store.save(session)
+
+        await self._settle(await retry_on_conflict(command))
+
+    async def _load(self, owner: Principal, name: str) -> Session:
+        session: Session | None = await self._store.get(ids.session_id(owner.registry, name))
+        if session is None or session.deleted:
+            raise NotFound(f"session '{name}' not found")
+        return session
+
+    async def _settle(self, position: int) -> None:
+        if position and not await self._waiter.wait(position):
+            raise Unavailable("the registry read model is behind; try again")

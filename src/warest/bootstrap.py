@@ -1,0 +1,164 @@
+"""The composition root: builds every component from Settings, starts and stops them.
+
+Nothing else constructs infrastructure. The HTTP layer receives a ``Services`` object
+made only of application services and ports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+import projections
+from warest import __version__
+from warest.app.ports import ReadModelWaiter
+from warest.app.sessions import SessionService
+from warest.app.security import KeyDigester
+from warest.app.users import LoginPolicy, UserService
+from warest.config import Settings
+from warest.infra.clock import SystemClock
+from warest.infra.db.embedded import EmbeddedPostgres
+from warest.infra.db.migrations import migrate
+from warest.infra.db.queries import (
+    PgAuthSessionStore,
+    PgLoginGuardStore,
+    PgRegistryQueries,
+    database_ok,
+)
+from warest.infra.eventstore.adapter import AsyncEventStore
+from warest.infra.eventstore.group_commit import GroupCommitter
+from warest.infra.eventstore.store import EventStoreApp, postgres_env
+from warest.infra.passwords import Argon2Hasher
+from warest.infra.pepper import load_pepper
+from warest.infra.projection_runner import ProjectionRunner
+from warest.infra.readmodels import ReadModels
+
+log = logging.getLogger("warest")
+
+
+@dataclass
+class Services:
+    """What the HTTP layer may use."""
+
+    settings: Settings
+    version: str
+    users: UserService
+    sessions: SessionService
+    waiter: ReadModelWaiter
+    health: Any  # async () -> dict[str, bool]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def resolve_database_url(settings: Settings, embedded: EmbeddedPostgres | None) -> str:
+    if settings.database_url:
+        return settings.database_url
+    if embedded is None:
+        raise RuntimeError("no WAREST_DATABASE_URL and no embedded server")
+    return embedded.start()
+
+
+def build_store(settings: Settings, database_url: str) -> EventStoreApp:
+    return EventStoreApp(
+        env=postgres_env(database_url, settings.database_schema, settings.database_pool_size)
+    )
+
+
+def build_runners(store: EventStoreApp, settings: Settings, database_url: str) -> list[ProjectionRunner]:
+    return [
+        ProjectionRunner(store, projection_class(), database_url, settings.database_schema)
+        for projection_class in projections.ALL
+    ]
+
+
+class Container:
+    """Owns every long-lived component of one server process."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.embedded: EmbeddedPostgres | None = None
+        self.database_url = ""
+        self.pool: asyncpg.Pool | None = None
+        self.store: EventStoreApp | None = None
+        self.committer: GroupCommitter | None = None
+        self.read_models: ReadModels | None = None
+        self.executor = ThreadPoolExecutor(
+            max_workers=settings.database_pool_size, thread_name_prefix="warest-es"
+        )
+        self.services: Services | None = None
+
+    async def start(self) -> Services:
+        settings = self.settings
+        if settings.embedded_database:
+            self.embedded = EmbeddedPostgres(settings.data_path)
+        self.database_url = await asyncio.to_thread(resolve_database_url, settings, self.embedded)
+        await asyncio.to_thread(migrate, self.database_url, settings.database_schema)
+        self.store = await asyncio.to_thread(build_store, settings, self.database_url)
+        self.committer = GroupCommitter(
+            self.store,
+            enabled=settings.group_commit,
+            window_s=settings.group_commit_window_ms / 1000,
+        )
+        self.read_models = ReadModels(build_runners(self.store, settings, self.database_url))
+        self.committer.add_listener(self.read_models.nudge)
+        self.committer.start()
+        await asyncio.to_thread(self.read_models.start, asyncio.get_running_loop())
+        self.pool = await asyncpg.create_pool(
+            self.database_url,
+            min_size=1,
+            max_size=settings.database_pool_size,
+            server_settings={"search_path": settings.database_schema},
+        )
+        event_store = AsyncEventStore(self.store, self.committer, self.executor)
+        queries = PgRegistryQueries(self.pool)
+        pepper = await asyncio.to_thread(load_pepper, settings.secret_key, settings.data_path)
+        users = UserService(
+            event_store,
+            queries,
+            self.read_models,
+            Argon2Hasher(),
+            KeyDigester(pepper),
+            PgLoginGuardStore(self.pool),
+            PgAuthSessionStore(self.pool),
+            SystemClock(),
+            LoginPolicy(
+                max_failures=settings.login_max_failures,
+                lock_base_s=settings.login_lock_base_s,
+                docs_session_ttl_s=settings.docs_session_ttl_s,
+            ),
+        )
+        await users.seed_admin(settings.admin_username, settings.admin_password, settings.admin_api_key)
+        sessions = SessionService(event_store, queries, self.read_models, settings.engine)
+        self.services = Services(
+            settings=settings,
+            version=__version__,
+            users=users,
+            sessions=sessions,
+            waiter=self.read_models,
+            health=self.health,
+        )
+        return self.services
+
+    async def health(self) -> dict[str, bool]:
+        pool_ok = self.pool is not None and await database_ok(self.pool)
+        runners_ok = self.read_models is not None and all(
+            r.error is None for r in self.read_models.runners.values()
+        )
+        return {"database": pool_ok, "projections": runners_ok}
+
+    async def stop(self) -> None:
+        if self.read_models is not None:
+            await asyncio.to_thread(self.read_models.stop)
+        if self.committer is not None:
+            await asyncio.to_thread(self.committer.stop)
+        if self.pool is not None:
+            await self.pool.close()
+        if self.store is not None:
+            self.store.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)

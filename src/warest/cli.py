@@ -1,0 +1,235 @@
+"""The ``warest`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import click
+
+from warest.config import ConfigError, Settings
+
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except ConfigError as error:
+        click.echo(f"configuration error: {error}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="warest")
+def main() -> None:
+    """warest: event-sourced WhatsApp REST gateway."""
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (default HOST or 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default PORT or 7308).")
+def serve(host: str | None, port: int | None) -> None:
+    """Runs the gateway (embedded PostgreSQL when WAREST_DATABASE_URL is unset)."""
+    settings = _settings()
+    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from warest.logs import setup_logging  # noqa: PLC0415
+
+    setup_logging(settings.log_level)
+    embedded: EmbeddedPostgres | None = None
+    if settings.embedded_database:
+        embedded = EmbeddedPostgres(settings.data_path)
+        # Workers inherit the URL: one embedded server for all of them.
+        os.environ["WAREST_DATABASE_URL"] = embedded.start()
+    host = host or settings.host
+    port = port or settings.port
+    try:
+        if settings.server == "granian":
+            from granian import Granian  # noqa: PLC0415
+
+            Granian(
+                "warest.asgi:create",
+                address=host,
+                port=port,
+                interface="asgi",
+                factory=True,
+                workers=settings.workers,
+                log_enabled=False,
+            ).serve()
+        else:
+            import uvicorn  # noqa: PLC0415
+
+            uvicorn.run("warest.asgi:create", factory=True, host=host, port=port,
+                        workers=settings.workers, log_config=None, access_log=False)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    settings = _settings()
+    return asyncio.run(factory(settings))
+
+
+async def _with_services(settings: Settings, action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    from warest.bootstrap import Container  # noqa: PLC0415
+
+    container = Container(settings)
+    services = await container.start()
+    try:
+        return await action(services)
+    finally:
+        await container.stop()
+
+
+@main.command()
+def migrate() -> None:
+    """Applies pending read-model migrations."""
+    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from warest.infra.db.migrations import migrate as apply  # noqa: PLC0415
+
+    settings = _settings()
+    embedded = EmbeddedPostgres(settings.data_path) if settings.embedded_database else None
+    url = settings.database_url or (embedded.start() if embedded else "")
+    try:
+        applied = apply(url, settings.database_schema)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    for migration in applied:
+        click.echo(f"applied {migration.version:04d}_{migration.name}")
+    click.echo(f"{len(applied)} migration(s) applied")
+
+
+@main.group()
+def users() -> None:
+    """Manage users (tenants) and their API keys."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--admin", is_flag=True, help="Give the user the admin role.")
+@click.option("--registry", default=None, help="Registry code (generated when omitted).")
+@click.option("--password", default=None, help="Password for /api/auth/login (prompted with -p).")
+@click.option("-p", "prompt_password", is_flag=True, help="Prompt for a password.")
+def users_create(username: str, admin: bool, registry: str | None, password: str | None, prompt_password: bool) -> None:
+    """Creates a user and prints its API key (shown once)."""
+    from warest.domain.values import Role  # noqa: PLC0415
+
+    if prompt_password:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+    async def action(services: Any) -> tuple[Any, str | None]:
+        result: tuple[Any, str | None] = await services.users.create(
+            username, password=password, role=Role.ADMIN if admin else Role.USER, registry=registry
+        )
+        return result
+
+    record, key = _run(lambda s: _with_services(s, action))
+    click.echo(f"created {record.username} (registry {record.registry}, role {record.role})")
+    click.echo(f"API key (shown once): {key}")
+
+
+@users.command("list")
+def users_list() -> None:
+    """Lists users."""
+
+    async def action(services: Any) -> list[Any]:
+        result: list[Any] = await services.users.list()
+        return result
+
+    for record in _run(lambda s: _with_services(s, action)):
+        state = "disabled" if record.disabled else "active"
+        click.echo(f"{record.username}\t{record.registry}\t{record.role}\t{state}")
+
+
+@users.command("disable")
+@click.argument("username")
+def users_disable(username: str) -> None:
+    """Disables a user: its API key and docs sessions stop working."""
+
+    async def action(services: Any) -> Any:
+        return await services.users.set_disabled(username, True)
+
+    _run(lambda s: _with_services(s, action))
+    click.echo(f"disabled {username}")
+
+
+@users.command("rotate-key")
+@click.argument("username")
+def users_rotate_key(username: str) -> None:
+    """Issues a new API key for a user; the old one stops working."""
+
+    async def action(services: Any) -> str:
+        key: str = await services.users.rotate_key(username)
+        return key
+
+    key = _run(lambda s: _with_services(s, action))
+    click.echo(f"API key (shown once): {key}")
+
+
+@main.group()
+def config() -> None:
+    """Configuration."""
+
+
+@config.command("check")
+def config_check() -> None:
+    """Validates the configuration and prints the effective values (secrets masked)."""
+    settings = _settings()
+    rows = settings.described()
+    width = max(len(name) for name, _, _ in rows)
+    for name, value, _default in rows:
+        click.echo(f"{name.ljust(width)}  {value}")
+    click.echo("configuration OK")
+
+
+@main.group()
+def projections() -> None:
+    """Read models."""
+
+
+@projections.command("rebuild")
+@click.argument("name", required=False)
+def projections_rebuild(name: str | None) -> None:
+    """Drops and rebuilds read models (all, or NAME) from the event log."""
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from warest.bootstrap import build_runners, build_store  # noqa: PLC0415
+    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from warest.infra.db.migrations import migrate as apply  # noqa: PLC0415
+
+    settings = _settings()
+    embedded = EmbeddedPostgres(settings.data_path) if settings.embedded_database else None
+    url = settings.database_url or (embedded.start() if embedded else "")
+    try:
+        apply(url, settings.database_schema)
+        store = build_store(settings, url)
+        runners = build_runners(store, settings, url)
+        known = [r.name for r in runners]
+        if name is not None and name not in known:
+            raise click.BadParameter(f"unknown projection '{name}' (known: {', '.join(known)})")
+        for runner in runners:
+            if name is not None and runner.name != name:
+                continue
+            total = store.max_position()
+            with tqdm(total=total, desc=runner.name, unit="ev", file=sys.stderr) as bar:
+
+                def progress(position: int, _upper: int, bar: Any = bar) -> None:
+                    bar.update(position - bar.n)
+
+                count = runner.rebuild(progress)
+                bar.update(total - bar.n)
+            runner.stop()
+            click.echo(f"rebuilt {runner.name}: {count} events")
+        store.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+if __name__ == "__main__":
+    main()

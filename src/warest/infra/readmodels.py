@@ -1,0 +1,63 @@
+"""All projection runners of this process, and read-your-writes waiting across them."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+from collections.abc import Iterable
+
+from warest.infra.projection_runner import ProjectionRunner
+
+
+class ReadModels:
+    def __init__(self, runners: Iterable[ProjectionRunner]) -> None:
+        self.runners = {runner.name: runner for runner in runners}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._counter = itertools.count()
+        for runner in self.runners.values():
+            runner.on_advance = self._advanced
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop
+        for runner in self.runners.values():
+            runner.catch_up()
+            runner.start()
+
+    def stop(self) -> None:
+        for runner in self.runners.values():
+            runner.stop()
+
+    def nudge(self, position: int) -> None:
+        for runner in self.runners.values():
+            runner.nudge(position)
+
+    @property
+    def position(self) -> int:
+        """The position every read model of this process has reached."""
+        return min((r.position for r in self.runners.values()), default=0)
+
+    async def wait(self, position: int, timeout: float = 5.0) -> bool:
+        if self.position >= position:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (position, next(self._counter), future))
+        self.nudge(position)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return self.position >= position
+        return True
+
+    def _advanced(self, _position: int) -> None:
+        """Called from a runner thread after each batch."""
+        if self._loop is not None and self._waiters:
+            self._loop.call_soon_threadsafe(self._release)
+
+    def _release(self) -> None:
+        reached = self.position
+        while self._waiters and self._waiters[0][0] <= reached:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
