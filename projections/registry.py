@@ -23,9 +23,9 @@ def _topics(*classes: type) -> tuple[str, ...]:
 
 
 class RegistryProjection:
-    name = "registry"
-    tables = ("rm_users", "rm_sessions")
-    topics = _topics(
+    name: str = "registry"
+    tables: tuple[str, ...] = ("rm_users", "rm_sessions")
+    topics: tuple[str, ...] = _topics(
         User.Registered,
         User.Renamed,
         User.PasswordChanged,
@@ -67,8 +67,7 @@ class RegistryProjection:
 
     def _update_user(self, event: Any, cur: _Cursor, position: int, assignments: str, *values: Any) -> None:
         cur.execute(
-            f"UPDATE rm_users SET {assignments}, updated_at = %s, version = %s, position = %s"
-            " WHERE id = %s",
+            f"UPDATE rm_users SET {assignments}, updated_at = %s, version = %s, position = %s WHERE id = %s",
             (*values, event.timestamp, event.originator_version, position, event.originator_id),
         )
 
@@ -83,8 +82,12 @@ class RegistryProjection:
     @process.register
     def _(self, event: User.ApiKeyRotated, cur: _Cursor, position: int) -> None:
         self._update_user(
-            event, cur, position, "api_key_digest = %s, key_rotated_at = %s",
-            event.api_key_digest, event.timestamp,
+            event,
+            cur,
+            position,
+            "api_key_digest = %s, key_rotated_at = %s",
+            event.api_key_digest,
+            event.timestamp,
         )
 
     @process.register

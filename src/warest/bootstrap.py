@@ -17,8 +17,8 @@ import asyncpg
 import projections
 from warest import __version__
 from warest.app.ports import ReadModelWaiter
-from warest.app.sessions import SessionService
 from warest.app.security import KeyDigester
+from warest.app.sessions import SessionService
 from warest.app.users import LoginPolicy, UserService
 from warest.config import Settings
 from warest.infra.clock import SystemClock

@@ -49,12 +49,13 @@ def serve(host: str | None, port: int | None) -> None:
     try:
         if settings.server == "granian":
             from granian import Granian  # noqa: PLC0415
+            from granian.constants import Interfaces  # noqa: PLC0415
 
             Granian(
                 "warest.asgi:create",
                 address=host,
                 port=port,
-                interface="asgi",
+                interface=Interfaces.ASGI,
                 factory=True,
                 workers=settings.workers,
                 log_enabled=False,
@@ -62,8 +63,15 @@ def serve(host: str | None, port: int | None) -> None:
         else:
             import uvicorn  # noqa: PLC0415
 
-            uvicorn.run("warest.asgi:create", factory=True, host=host, port=port,
-                        workers=settings.workers, log_config=None, access_log=False)
+            uvicorn.run(
+                "warest.asgi:create",
+                factory=True,
+                host=host,
+                port=port,
+                workers=settings.workers,
+                log_config=None,
+                access_log=False,
+            )
     finally:
         if embedded is not None:
             embedded.stop()
@@ -115,7 +123,9 @@ def users() -> None:
 @click.option("--registry", default=None, help="Registry code (generated when omitted).")
 @click.option("--password", default=None, help="Password for /api/auth/login (prompted with -p).")
 @click.option("-p", "prompt_password", is_flag=True, help="Prompt for a password.")
-def users_create(username: str, admin: bool, registry: str | None, password: str | None, prompt_password: bool) -> None:
+def users_create(
+    username: str, admin: bool, registry: str | None, password: str | None, prompt_password: bool
+) -> None:
     """Creates a user and prints its API key (shown once)."""
     from warest.domain.values import Role  # noqa: PLC0415
 
@@ -138,7 +148,7 @@ def users_list() -> None:
     """Lists users."""
 
     async def action(services: Any) -> list[Any]:
-        result: list[Any] = await services.users.list()
+        result: list[Any] = await services.users.all()
         return result
 
     for record in _run(lambda s: _with_services(s, action)):

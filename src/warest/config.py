@@ -160,7 +160,9 @@ class Settings:
     workers: int = _setting("WAREST_WORKERS", "1", _int(1, 64))
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env") -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, dotenv: str | Path | None = ".env"
+    ) -> Settings:
         env: dict[str, str] = {}
         if dotenv is not None and Path(dotenv).is_file():
             from dotenv import dotenv_values  # noqa: PLC0415

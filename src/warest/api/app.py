@@ -64,7 +64,9 @@ def create_app(
         openapi_router=docs_router,
         components=Components(
             security_schemes={
-                "ApiKeyAuth": SecurityScheme(type="apiKey", name="X-WAREST-API-KEY", security_scheme_in="header"),
+                "ApiKeyAuth": SecurityScheme(
+                    type="apiKey", name="X-WAREST-API-KEY", security_scheme_in="header"
+                ),
                 "BearerAuth": SecurityScheme(type="http", scheme="bearer"),
             }
         ),

@@ -38,8 +38,7 @@ def refuse_query_key(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     if any(name in connection.query_params for name in QUERY_KEY_NAMES):
         raise ApiError(
             Code.UNAUTHORIZED,
-            "API keys are not accepted in the query string; send X-WAREST-API-KEY or "
-            "Authorization: Bearer",
+            "API keys are not accepted in the query string; send X-WAREST-API-KEY or Authorization: Bearer",
         )
 
 
@@ -60,11 +59,15 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     ) -> None:
         super().__init__(app, exclude, exclude_from_auth_key, exclude_http_methods or ["OPTIONS"], scopes)
 
-    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
         refuse_query_key(connection)
         key = header_key(connection)
         if key is None:
-            raise ApiError(Code.UNAUTHORIZED, "Missing API key: send X-WAREST-API-KEY or Authorization: Bearer")
+            raise ApiError(
+                Code.UNAUTHORIZED, "Missing API key: send X-WAREST-API-KEY or Authorization: Bearer"
+            )
         principal = await services_of(connection).users.authenticate_key(key)
         if principal is None:
             raise ApiError(Code.UNAUTHORIZED, "Invalid API key")

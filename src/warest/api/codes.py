@@ -88,7 +88,4 @@ BY_HTTP_STATUS: dict[int, Code] = {
 
 
 def code_table() -> list[dict[str, object]]:
-    return [
-        {"app_code": int(code), "app_name": code.name, "http_status": HTTP_STATUS[code]}
-        for code in Code
-    ]
+    return [{"app_code": int(code), "app_name": code.name, "http_status": HTTP_STATUS[code]} for code in Code]

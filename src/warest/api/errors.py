@@ -82,7 +82,9 @@ def _validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response
 
 
 def _http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Envelope]:
-    code = BY_HTTP_STATUS.get(exc.status_code, Code.BAD_REQUEST if exc.status_code < 500 else Code.INTERNAL_ERROR)
+    code = BY_HTTP_STATUS.get(
+        exc.status_code, Code.BAD_REQUEST if exc.status_code < 500 else Code.INTERNAL_ERROR
+    )
     if exc.status_code == 400 and _is_malformed_json(str(exc.detail)):
         code = Code.MALFORMED_JSON
     headers = dict(exc.headers or {})

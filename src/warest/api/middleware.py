@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from warest.app.records import Principal
@@ -52,7 +53,7 @@ def identity_headers(version: str) -> Callable[[Message, Scope], Awaitable[None]
         if isinstance(principal, Principal):
             headers["X-WAREST-Registry"] = principal.registry
             headers["X-WAREST-Username"] = principal.username
-            label = scope.get(LABEL_KEY)  # type: ignore[misc]
+            label = scope.get(LABEL_KEY)
             if label:
                 headers["X-WAREST-Label"] = str(label)
         scope[STATUS_KEY] = message["status"]  # type: ignore[literal-required]
@@ -67,7 +68,7 @@ class AccessLogMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
@@ -79,7 +80,7 @@ class AccessLogMiddleware:
                 "%s %s %s %.1fms",
                 scope.get("method"),
                 scope.get("path"),
-                scope.get(STATUS_KEY, 0),  # type: ignore[misc]
+                scope.get(STATUS_KEY, 0),
                 (time.perf_counter() - started) * 1000,
                 extra={"registry": principal.registry if isinstance(principal, Principal) else None},
             )

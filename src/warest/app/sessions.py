@@ -73,7 +73,7 @@ class SessionService:
             raise NotFound(f"session '{name}' not found")
         return record
 
-    async def list(self, owner: Principal) -> list[SessionRecord]:
+    async def owned(self, owner: Principal) -> list[SessionRecord]:
         return await self._queries.sessions(owner.registry)
 
     async def list_registry(self, registry: str) -> list[SessionRecord]:

@@ -126,7 +126,7 @@ class UserService:
         position, uid = await retry_on_conflict(command)
         return await self._after(position, uid)
 
-    async def list(self) -> list[UserRecord]:
+    async def all(self) -> list[UserRecord]:
         return await self._queries.users()
 
     async def get(self, username: str) -> UserRecord:
@@ -212,7 +212,9 @@ class UserService:
         to_save: list[object] = [user]
         if user.username.lower() != username.lower() or user.username != username:
             if user.username.lower() != username.lower():
-                to_save.append(await self._claim("username", ids.username_claim_id(username), username, admin_id))
+                to_save.append(
+                    await self._claim("username", ids.username_claim_id(username), username, admin_id)
+                )
                 old = await self._store.get(ids.username_claim_id(user.username))
                 if old is not None:
                     old.release()
@@ -281,9 +283,7 @@ class UserService:
 
 
 def _principal(record: UserRecord) -> Principal:
-    return Principal(
-        user_id=record.id, username=record.username, registry=record.registry, role=record.role
-    )
+    return Principal(user_id=record.id, username=record.username, registry=record.registry, role=record.role)
 
 
 def _check_password(password: str) -> None:

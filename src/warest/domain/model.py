@@ -87,9 +87,7 @@ class Aggregate:
 
     @classmethod
     def _create(cls, event_class: type[Created], aggregate_id: UUID, **fields: Any) -> Self:
-        event = event_class(
-            originator_id=aggregate_id, originator_version=1, timestamp=utcnow(), **fields
-        )
+        event = event_class(originator_id=aggregate_id, originator_version=1, timestamp=utcnow(), **fields)
         aggregate: Self = event.mutate(None)
         aggregate._pending.append(event)
         return aggregate

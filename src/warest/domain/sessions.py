@@ -57,9 +57,7 @@ class Session(model.Aggregate):
             aggregate.deleted = True
 
     @classmethod
-    def create(
-        cls, registry: str, name: str, label: str | None, auto_start: bool, engine: str
-    ) -> Session:
+    def create(cls, registry: str, name: str, label: str | None, auto_start: bool, engine: str) -> Session:
         return cls._create(
             cls.Created,
             ids.session_id(registry, name),
@@ -91,9 +89,7 @@ class Session(model.Aggregate):
         self._ensure_live()
         changed = {
             "label": label if label is not None and label != self.label else None,
-            "auto_start": auto_start
-            if auto_start is not None and auto_start != self.auto_start
-            else None,
+            "auto_start": auto_start if auto_start is not None and auto_start != self.auto_start else None,
             "webhook_url": webhook_url
             if webhook_url is not None and (webhook_url or None) != self.webhook_url
             else None,

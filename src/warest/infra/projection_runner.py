@@ -154,9 +154,7 @@ class ProjectionRunner:
         """Empties the read model's tables and replays the whole log into them."""
         conn = self._connection()
         with conn.transaction():
-            conn.execute(
-                "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (self.name,)
-            )
+            conn.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (self.name,))
             if self.projection.tables:
                 conn.execute(
                     sql.SQL("TRUNCATE {}").format(

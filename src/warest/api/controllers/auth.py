@@ -61,7 +61,9 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/login", status_code=200)
-    async def login(self, request: Request[Any, Any, Any], state: State, data: LoginBody) -> Response[Envelope]:
+    async def login(
+        self, request: Request[Any, Any, Any], state: State, data: LoginBody
+    ) -> Response[Envelope]:
         """Password login; sets the docs-session cookie. Locks out after repeated failures."""
         services = state.services
         if not data.username.strip() or not data.password:
@@ -73,7 +75,9 @@ class AuthController(Controller):
             request.scope.pop("user", None)  # type: ignore[misc]
             raise
         request.scope["user"] = principal
-        cookie = _cookie(request, token, services.settings.docs_session_ttl_s, services.settings.cookie_secure)
+        cookie = _cookie(
+            request, token, services.settings.docs_session_ttl_s, services.settings.cookie_secure
+        )
         return envelope(Code.SUCCESS, "Logged in", _who(principal), cookies=[cookie])
 
     @post("/session", status_code=200)
@@ -91,7 +95,9 @@ class AuthController(Controller):
             raise ApiError(Code.UNAUTHORIZED, "Invalid API key")
         request.scope["user"] = principal
         token = await services.users.start_docs_session(principal)
-        cookie = _cookie(request, token, services.settings.docs_session_ttl_s, services.settings.cookie_secure)
+        cookie = _cookie(
+            request, token, services.settings.docs_session_ttl_s, services.settings.cookie_secure
+        )
         return envelope(Code.SUCCESS, "Docs session started", _who(principal), cookies=[cookie])
 
     @post("/logout", status_code=200)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post, route
+from litestar import Controller, Request, Response, get, post, route
 from litestar.datastructures import State
 
 from warest.api.auth import admin_only
@@ -63,18 +63,34 @@ def _session_name(request: Request[Any, Any, Any], body: SessionBody) -> str:
     """``sessionId`` (or ``id``/``session``) from the query or the JSON body."""
     query = request.query_params
     raw = next(
-        (v for v in (query.get("sessionId"), query.get("id"), query.get("session"),
-                     body.sessionId, body.id, body.session) if v),
+        (
+            v
+            for v in (
+                query.get("sessionId"),
+                query.get("id"),
+                query.get("session"),
+                body.sessionId,
+                body.id,
+                body.session,
+            )
+            if v
+        ),
         None,
     )
     if raw is None:
-        raise ApiError(Code.SESSION_REQUIRED, "sessionId is required",
-                       [{"field": "sessionId", "reason": "missing", "source": "query"}])
+        raise ApiError(
+            Code.SESSION_REQUIRED,
+            "sessionId is required",
+            [{"field": "sessionId", "reason": "missing", "source": "query"}],
+        )
     try:
         return session_name(raw)
     except InvalidValue as error:
-        raise ApiError(Code.SESSION_REQUIRED, "sessionId is invalid",
-                       [{"field": "sessionId", "reason": error.reason, "source": "query"}]) from None
+        raise ApiError(
+            Code.SESSION_REQUIRED,
+            "sessionId is invalid",
+            [{"field": "sessionId", "reason": error.reason, "source": "query"}],
+        ) from None
 
 
 class SessionController(Controller):
@@ -87,18 +103,25 @@ class SessionController(Controller):
         name = _session_name(request, body)
         engine = body.engine or request.query_params.get("engine")
         if engine is not None and engine not in ("neonize", "sandbox"):
-            raise ApiError(Code.INVALID_PARAMETER, "Invalid 'engine': must be neonize or sandbox",
-                           [{"field": "engine", "reason": "must be neonize or sandbox", "source": "body"}])
+            raise ApiError(
+                Code.INVALID_PARAMETER,
+                "Invalid 'engine': must be neonize or sandbox",
+                [{"field": "engine", "reason": "must be neonize or sandbox", "source": "body"}],
+            )
         record, created = await state.services.sessions.create(
             request.user, name, label=body.label, auto_start=body.autoStart is not False, engine=engine
         )
         set_label(request.scope, record.label)
-        return envelope(Code.SUCCESS, "Session created" if created else "Session exists", session_view(record))
+        return envelope(
+            Code.SUCCESS, "Session created" if created else "Session exists", session_view(record)
+        )
 
     @get("/list")
     async def list_sessions(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
-        records = await state.services.sessions.list(request.user)
-        return envelope(Code.SUCCESS, f"{len(records)} sessions", {"items": [session_view(r) for r in records]})
+        records = await state.services.sessions.owned(request.user)
+        return envelope(
+            Code.SUCCESS, f"{len(records)} sessions", {"items": [session_view(r) for r in records]}
+        )
 
     @route("/delete", http_method=["DELETE", "POST"], status_code=200)
     async def delete_session(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
@@ -121,8 +144,11 @@ class SessionController(Controller):
         except NotFound:
             raise ApiError(Code.SESSION_NOT_FOUND, "Session not found") from None
         except InvalidValue as error:
-            raise ApiError(Code.SESSION_REQUIRED, "sessionId is invalid",
-                           [{"field": "sessionId", "reason": error.reason, "source": "path"}]) from None
+            raise ApiError(
+                Code.SESSION_REQUIRED,
+                "sessionId is invalid",
+                [{"field": "sessionId", "reason": error.reason, "source": "path"}],
+            ) from None
         set_label(request.scope, record.label)
         return envelope(Code.SUCCESS, "Config updated", session_view(record))
 
@@ -147,4 +173,6 @@ class AdminSessionsController(Controller):
     @get("/registries/{registry:str}/sessions")
     async def registry_sessions(self, state: State, registry: str) -> Response[Envelope]:
         records = await state.services.sessions.list_registry(registry)
-        return envelope(Code.SUCCESS, f"{len(records)} sessions", {"items": [session_view(r) for r in records]})
+        return envelope(
+            Code.SUCCESS, f"{len(records)} sessions", {"items": [session_view(r) for r in records]}
+        )

@@ -50,7 +50,7 @@ class UsersController(Controller):
 
     @get("/", guards=[admin_only])
     async def list_users(self, state: State) -> Response[Envelope]:
-        users = await state.services.users.list()
+        users = await state.services.users.all()
         return envelope(Code.SUCCESS, f"{len(users)} users", [user_view(u) for u in users])
 
     @post("/", guards=[admin_only], status_code=201)

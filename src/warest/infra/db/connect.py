@@ -13,4 +13,3 @@ def psycopg_connect(database_url: str, schema: str, *, autocommit: bool = False)
     conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
     conn.autocommit = autocommit
     return conn
-

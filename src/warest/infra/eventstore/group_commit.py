@@ -57,9 +57,7 @@ class GroupCommitter:
     def start(self) -> None:
         with self._lock:
             if self.enabled and self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="warest-group-commit", daemon=True
-                )
+                self._thread = threading.Thread(target=self._run, name="warest-group-commit", daemon=True)
                 self._thread.start()
 
     def stop(self) -> None:

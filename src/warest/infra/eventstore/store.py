@@ -54,10 +54,11 @@ class EventStoreApp(Application[Any]):
 
     def select(self, after: int, limit: int, topics: tuple[str, ...] = ()) -> list[Notification]:
         """Notifications with id > ``after``, in commit order (ids may have gaps)."""
-        notifications: list[Notification] = self.recorder.select_notifications(
-            start=after, limit=limit, topics=topics, inclusive_of_start=False
+        return list(
+            self.recorder.select_notifications(
+                start=after, limit=limit, topics=topics, inclusive_of_start=False
+            )
         )
-        return notifications
 
     def max_position(self) -> int:
         return int(self.recorder.max_notification_id() or 0)
@@ -69,4 +70,3 @@ class EventStoreApp(Application[Any]):
     @property
     def channel(self) -> str:
         return str(self.recorder.channel_name)  # type: ignore[attr-defined]
-
