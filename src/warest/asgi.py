@@ -12,13 +12,14 @@ from warest.logs import setup_logging
 
 
 def create(settings: Settings | None = None) -> AccessLogMiddleware:
-    """The server's ASGI app: access logging around the Litestar application."""
+    """The server's ASGI app: JSON logs, access logging around the Litestar application."""
+    settings = settings or Settings.from_env()
+    setup_logging(settings.log_level)
     return AccessLogMiddleware(create_litestar(settings))
 
 
 def create_litestar(settings: Settings | None = None) -> Litestar:
     settings = settings or Settings.from_env()
-    setup_logging(settings.log_level)
     container = Container(settings)
     return create_app(
         container.start,

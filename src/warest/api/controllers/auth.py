@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, post
 from litestar.datastructures import Cookie, State
+from litestar.params import JSONBody
 
 from warest.api.auth import DOCS_COOKIE, client_address, header_key, refuse_query_key
 from warest.api.codes import Code
@@ -62,7 +63,7 @@ class AuthController(Controller):
 
     @post("/login", status_code=200)
     async def login(
-        self, request: Request[Any, Any, Any], state: State, data: LoginBody
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[LoginBody]
     ) -> Response[Envelope]:
         """Password login; sets the docs-session cookie. Locks out after repeated failures."""
         services = state.services
@@ -82,7 +83,7 @@ class AuthController(Controller):
 
     @post("/session", status_code=200)
     async def session(
-        self, request: Request[Any, Any, Any], state: State, data: SessionBody | None = None
+        self, request: Request[Any, Any, Any], state: State, data: JSONBody[SessionBody | None] = None
     ) -> Response[Envelope]:
         """Exchanges an API key for a docs-session cookie (the key itself is never stored)."""
         refuse_query_key(request)

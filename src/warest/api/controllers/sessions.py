@@ -7,6 +7,7 @@ from typing import Any
 import msgspec
 from litestar import Controller, Request, Response, get, post, route
 from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
 
 from warest.api.auth import admin_only
 from warest.api.codes import Code
@@ -134,7 +135,11 @@ class SessionController(Controller):
 
     @post("/{session_id:str}/config", status_code=200)
     async def config(
-        self, request: Request[Principal, Any, Any], state: State, session_id: str, data: ConfigBody
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        data: JSONBody[ConfigBody],
     ) -> Response[Envelope]:
         try:
             name = session_name(session_id)
@@ -171,7 +176,7 @@ class AdminSessionsController(Controller):
     tags = ["admin"]
 
     @get("/registries/{registry:str}/sessions")
-    async def registry_sessions(self, state: State, registry: str) -> Response[Envelope]:
+    async def registry_sessions(self, state: State, registry: FromPath[str]) -> Response[Envelope]:
         records = await state.services.sessions.list_registry(registry)
         return envelope(
             Code.SUCCESS, f"{len(records)} sessions", {"items": [session_view(r) for r in records]}

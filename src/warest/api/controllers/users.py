@@ -7,6 +7,7 @@ from typing import Any, Literal
 import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
+from litestar.params import FromPath, JSONBody
 
 from warest.api.auth import admin_only
 from warest.api.codes import Code
@@ -54,7 +55,7 @@ class UsersController(Controller):
         return envelope(Code.SUCCESS, f"{len(users)} users", [user_view(u) for u in users])
 
     @post("/", guards=[admin_only], status_code=201)
-    async def create(self, state: State, data: CreateUserBody) -> Response[Envelope]:
+    async def create(self, state: State, data: JSONBody[CreateUserBody]) -> Response[Envelope]:
         """Creates a user with its own registry; the API key is in the answer, once."""
         record, key = await state.services.users.create(
             data.username, password=data.password, role=Role(data.role), registry=data.registry
@@ -62,17 +63,17 @@ class UsersController(Controller):
         return envelope(Code.CREATED, "User created", {**user_view(record), "apiKey": key})
 
     @post("/{username:str}/rotate-key", guards=[admin_only], status_code=200)
-    async def rotate_key(self, state: State, username: str) -> Response[Envelope]:
+    async def rotate_key(self, state: State, username: FromPath[str]) -> Response[Envelope]:
         """A new API key; the previous one stops working at once."""
         key = await state.services.users.rotate_key(username)
         return envelope(Code.SUCCESS, "API key rotated", {"username": username, "apiKey": key})
 
     @post("/{username:str}/disable", guards=[admin_only], status_code=200)
-    async def disable(self, state: State, username: str) -> Response[Envelope]:
+    async def disable(self, state: State, username: FromPath[str]) -> Response[Envelope]:
         record = await state.services.users.set_disabled(username, True)
         return envelope(Code.SUCCESS, "User disabled", user_view(record))
 
     @post("/{username:str}/enable", guards=[admin_only], status_code=200)
-    async def enable(self, state: State, username: str) -> Response[Envelope]:
+    async def enable(self, state: State, username: FromPath[str]) -> Response[Envelope]:
         record = await state.services.users.set_disabled(username, False)
         return envelope(Code.SUCCESS, "User enabled", user_view(record))
