@@ -26,6 +26,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import psycopg
@@ -82,7 +83,7 @@ def is_loopback(database_url: str) -> bool:
         return False
 
 
-def admin(database_url: str, statement: sql.Composable) -> object:
+def admin(database_url: str, statement: sql.SQL | sql.Composed) -> Any:
     """Runs one statement on its own autocommit connection; returns the first value, if any."""
     with psycopg.connect(database_url, autocommit=True, connect_timeout=5) as conn:
         cursor = conn.execute(statement)
@@ -276,4 +277,7 @@ async def main(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     arguments = parse_args(sys.argv[1:])
     watchdog(2 * arguments.seconds + 180)
-    sys.exit(asyncio.run(main(arguments)))
+    try:
+        sys.exit(asyncio.run(main(arguments)))
+    except psycopg.OperationalError as error:
+        sys.exit(f"append.py: database unavailable: {error}")

@@ -12,6 +12,7 @@ import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
 
+from warest.asgi import create_litestar
 from warest.config import Settings
 
 DATABASE_URL = os.environ.get("WAREST_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -60,8 +61,6 @@ def settings(database_url: str, schema: str, tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
-    from warest.asgi import create_litestar
-
     app = create_litestar(settings)
     async with AsyncTestClient(app=app, base_url="http://127.0.0.1:7308") as test_client:
         yield test_client

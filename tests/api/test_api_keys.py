@@ -54,7 +54,9 @@ async def test_keys_are_case_sensitive(client: AsyncTestClient[Any]) -> None:
 
 async def test_stored_digest_is_not_a_key(client: AsyncTestClient[Any], settings: Settings) -> None:
     user = await create_user(client, "carol")
-    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.database_schema})
+    conn = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.database_schema}
+    )
     try:
         digest = await conn.fetchval("SELECT api_key_digest FROM rm_users WHERE username = 'carol'")
     finally:

@@ -9,6 +9,8 @@ import pytest
 from litestar.testing import AsyncTestClient
 
 from tests.conftest import ADMIN_KEY, ADMIN_PASSWORD, admin_headers, create_user, make_settings
+from warest.api.middleware import AccessLogMiddleware
+from warest.asgi import create_litestar
 
 
 def assert_envelope(body: dict[str, Any], status: bool, code: int) -> None:
@@ -30,7 +32,10 @@ async def test_ping_is_public_and_enveloped(client: AsyncTestClient[Any]) -> Non
 async def test_probes(client: AsyncTestClient[Any]) -> None:
     ready = await client.get("/ready")
     assert ready.status_code == 200
-    assert ready.json()["results"][0] == {"ready": True, "dependencies": {"database": True, "projections": True}}
+    assert ready.json()["results"][0] == {
+        "ready": True,
+        "dependencies": {"database": True, "projections": True},
+    }
     health = await client.get("/healthz")
     assert health.status_code == 200 and health.json()["results"][0]["status"] == "healthy"
     info = await client.get("/api/v1/server/info", headers=admin_headers())
@@ -45,7 +50,9 @@ async def test_identity_headers_on_authenticated_responses(client: AsyncTestClie
     assert response.headers["x-warest-username"] == "kate"
     assert response.headers["x-warest-version"]
     assert "x-warest-label" not in response.headers
-    created = await client.post("/api/v1/session/create", json={"sessionId": "s", "label": "Shop"}, headers=headers)
+    created = await client.post(
+        "/api/v1/session/create", json={"sessionId": "s", "label": "Shop"}, headers=headers
+    )
     assert created.headers["x-warest-label"] == "Shop"
     # Error responses of authenticated requests carry them too.
     missing = await client.get("/api/v1/session/info?sessionId=nope", headers=headers)
@@ -75,10 +82,14 @@ async def test_errors_are_envelopes_with_field_and_reason(client: AsyncTestClien
     assert bad_value.status_code == 400
     assert bad_value.json()["results"][0]["field"] == "username"
 
-    unknown_field = await client.post("/api/v1/users", json={"username": "okname", "admin": True}, headers=admin_headers())
+    unknown_field = await client.post(
+        "/api/v1/users", json={"username": "okname", "admin": True}, headers=admin_headers()
+    )
     assert unknown_field.status_code == 400 and unknown_field.json()["results"][0]["field"] == "admin"
 
-    bad_role = await client.post("/api/v1/users", json={"username": "okname", "role": "root"}, headers=admin_headers())
+    bad_role = await client.post(
+        "/api/v1/users", json={"username": "okname", "role": "root"}, headers=admin_headers()
+    )
     assert bad_role.status_code == 400 and bad_role.json()["results"][0]["field"] == "role"
 
     malformed = await client.post(
@@ -96,7 +107,8 @@ async def test_errors_are_envelopes_with_field_and_reason(client: AsyncTestClien
     assert_envelope(wrong_method.json(), False, 2010)
 
     too_big = await client.post(
-        "/api/v1/users", content=b'{"username": "' + b"x" * (3 * 1024 * 1024) + b'"}',
+        "/api/v1/users",
+        content=b'{"username": "' + b"x" * (3 * 1024 * 1024) + b'"}',
         headers={**admin_headers(), "Content-Type": "application/json"},
     )
     assert too_big.status_code == 413
@@ -124,10 +136,9 @@ async def test_unexpected_failure_is_a_500_envelope_without_details(
     assert response.json()["message"] == "Internal server error"
 
 
-async def test_logs_never_contain_keys_passwords_or_bodies(settings: Any, caplog: pytest.LogCaptureFixture) -> None:
-    from warest.api.middleware import AccessLogMiddleware
-    from warest.asgi import create_litestar
-
+async def test_logs_never_contain_keys_passwords_or_bodies(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG):
         async with AsyncTestClient(app=AccessLogMiddleware(create_litestar(settings))) as client:
             user = await create_user(client, "leak-check", password="very-secret-pass")
@@ -140,28 +151,36 @@ async def test_logs_never_contain_keys_passwords_or_bodies(settings: Any, caplog
     server_records = [r for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
     assert len([r for r in server_records if r.name == "warest.access"]) >= 6  # requests were logged...
     text = "\n".join(f"{r.getMessage()} {r.__dict__}" for r in server_records)
-    secrets = (user["apiKey"], ADMIN_KEY, ADMIN_PASSWORD, "very-secret-pass", "wrong-secret-pass",
-               "wrst_guess-key", "wrst_query-key")
+    secrets = (
+        user["apiKey"],
+        ADMIN_KEY,
+        ADMIN_PASSWORD,
+        "very-secret-pass",
+        "wrong-secret-pass",
+        "wrst_guess-key",
+        "wrst_query-key",
+    )
     for secret in secrets:
         assert secret not in text  # ...but never with a key, a password or a body
 
 
 async def test_cors_allows_configured_origins_only(database_url: str, schema: str, tmp_path: Any) -> None:
-    from warest.asgi import create_litestar
-
     settings = make_settings(database_url, schema, tmp_path, ALLOWED_ORIGINS="https://app.example.com")
     async with AsyncTestClient(app=create_litestar(settings)) as cors_client:
-        preflight = {"Access-Control-Request-Method": "GET", "Access-Control-Request-Headers": "X-WAREST-API-KEY"}
+        preflight = {
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "X-WAREST-API-KEY",
+        }
         good = await cors_client.options(
             "/api/v1/session/list", headers={"Origin": "https://app.example.com", **preflight}
         )
         assert good.status_code in (200, 204)
         assert good.headers["access-control-allow-origin"] == "https://app.example.com"
-        bad = await cors_client.options("/api/v1/session/list", headers={"Origin": "https://evil.example", **preflight})
+        bad = await cors_client.options(
+            "/api/v1/session/list", headers={"Origin": "https://evil.example", **preflight}
+        )
         assert bad.status_code < 500
         assert bad.headers.get("access-control-allow-origin") != "https://evil.example"
-        simple = await cors_client.get(
-            "/api/v1/server/ping", headers={"Origin": "https://evil.example"}
-        )
+        simple = await cors_client.get("/api/v1/server/ping", headers={"Origin": "https://evil.example"})
         assert simple.status_code == 200
         assert "access-control-allow-origin" not in simple.headers

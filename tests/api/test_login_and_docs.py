@@ -8,6 +8,7 @@ import asyncpg
 from litestar.testing import AsyncTestClient
 
 from tests.conftest import ADMIN_KEY, ADMIN_PASSWORD, admin_headers, create_user, make_settings
+from warest.asgi import create_litestar
 from warest.config import Settings
 
 
@@ -28,7 +29,9 @@ async def login(client: AsyncTestClient[Any], username: str, password: str, **he
     )
 
 
-async def test_login_sets_an_opaque_strict_httponly_cookie(client: AsyncTestClient[Any], settings: Settings) -> None:
+async def test_login_sets_an_opaque_strict_httponly_cookie(
+    client: AsyncTestClient[Any], settings: Settings
+) -> None:
     response = await login(client, "admin", ADMIN_PASSWORD)
     assert response.status_code == 200
     result = response.json()["results"][0]
@@ -40,7 +43,9 @@ async def test_login_sets_an_opaque_strict_httponly_cookie(client: AsyncTestClie
     token = response.cookies["WAREST_DOCS_SESSION"]
     assert token and ADMIN_KEY not in set_cookie and token != ADMIN_KEY
     # Only a digest of the token is stored on the server.
-    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.database_schema})
+    conn = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.database_schema}
+    )
     try:
         stored = await conn.fetch("SELECT token_digest FROM auth_sessions")
     finally:
@@ -49,8 +54,6 @@ async def test_login_sets_an_opaque_strict_httponly_cookie(client: AsyncTestClie
 
 
 async def test_cookie_is_secure_over_https(settings: Settings) -> None:
-    from warest.asgi import create_litestar
-
     async with AsyncTestClient(app=create_litestar(settings), base_url="https://gw.example") as https:
         response = await login(https, "admin", ADMIN_PASSWORD)
         assert response.status_code == 200
@@ -123,12 +126,12 @@ async def test_lockout_grows_and_blocks_even_the_right_password(client: AsyncTes
 
 async def test_lockout_back_off_grows(settings: Settings, database_url: str, tmp_path: Any) -> None:
     """After the lock expires, further failures lock for longer (doubling per 5 failures)."""
-    from warest.asgi import create_litestar
-
     app = create_litestar(settings)
     async with AsyncTestClient(app=app) as test_client:
         locks = []
-        conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.database_schema})
+        conn = await asyncpg.connect(
+            settings.database_url, server_settings={"search_path": settings.database_schema}
+        )
         try:
             for _ in range(15):
                 response = await login(test_client, "admin", "wrong")
@@ -141,7 +144,9 @@ async def test_lockout_back_off_grows(settings: Settings, database_url: str, tmp
         assert sorted(locks) == locks
 
 
-async def test_forwarded_for_from_untrusted_peer_does_not_bypass_the_lock(client: AsyncTestClient[Any]) -> None:
+async def test_forwarded_for_from_untrusted_peer_does_not_bypass_the_lock(
+    client: AsyncTestClient[Any],
+) -> None:
     # WAREST_TRUSTED_PROXIES is empty here: nobody is trusted.
     for attempt in range(5):
         await login(client, "admin", f"wrong-{attempt}", **{"X-Forwarded-For": f"203.0.113.{attempt}"})
@@ -149,9 +154,9 @@ async def test_forwarded_for_from_untrusted_peer_does_not_bypass_the_lock(client
     assert spoofed.status_code == 429
 
 
-async def test_forwarded_for_is_believed_from_a_trusted_proxy(database_url: str, schema: str, tmp_path: Any) -> None:
-    from warest.asgi import create_litestar
-
+async def test_forwarded_for_is_believed_from_a_trusted_proxy(
+    database_url: str, schema: str, tmp_path: Any
+) -> None:
     app = create_litestar(make_settings(database_url, schema, tmp_path, WAREST_TRUSTED_PROXIES="127.0.0.0/8"))
     async with AsyncTestClient(app=with_peer(app, "127.0.0.1")) as proxied:
         for attempt in range(5):

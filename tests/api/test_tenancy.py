@@ -29,8 +29,12 @@ async def test_other_tenants_session_answers_exactly_like_a_missing_one(client: 
         assert foreign.status_code == missing.status_code == 404
         assert foreign.json()["code"] == missing.json()["code"] == 1101
         assert foreign.json()["message"] == missing.json()["message"]
-    foreign = await client.post("/api/v1/session/shop/config", json={"webhookUrl": "https://evil.example/h"}, headers=b)
-    missing = await client.post("/api/v1/session/zzz/config", json={"webhookUrl": "https://evil.example/h"}, headers=b)
+    foreign = await client.post(
+        "/api/v1/session/shop/config", json={"webhookUrl": "https://evil.example/h"}, headers=b
+    )
+    missing = await client.post(
+        "/api/v1/session/zzz/config", json={"webhookUrl": "https://evil.example/h"}, headers=b
+    )
     assert foreign.status_code == missing.status_code == 404
     assert foreign.json() == missing.json()
 
@@ -56,14 +60,22 @@ async def test_lists_show_only_the_callers_sessions(client: AsyncTestClient[Any]
 
 async def test_same_session_id_in_two_tenants_no_squatting(client: AsyncTestClient[Any]) -> None:
     a, b = await two_tenants(client)
-    first = await client.post("/api/v1/session/create", json={"sessionId": "main", "label": "A main"}, headers=a)
-    second = await client.post("/api/v1/session/create", json={"sessionId": "main", "label": "B main"}, headers=b)
+    first = await client.post(
+        "/api/v1/session/create", json={"sessionId": "main", "label": "A main"}, headers=a
+    )
+    second = await client.post(
+        "/api/v1/session/create", json={"sessionId": "main", "label": "B main"}, headers=b
+    )
     assert first.status_code == second.status_code == 200
     assert first.json()["message"] == second.json()["message"] == "Session created"
     ra, rb = first.json()["results"][0], second.json()["results"][0]
     assert ra["registryUser"] != rb["registryUser"]
-    assert (await client.get("/api/v1/session/info?sessionId=main", headers=a)).json()["results"][0]["label"] == "A main"
-    assert (await client.get("/api/v1/session/info?sessionId=main", headers=b)).json()["results"][0]["label"] == "B main"
+    assert (await client.get("/api/v1/session/info?sessionId=main", headers=a)).json()["results"][0][
+        "label"
+    ] == "A main"
+    assert (await client.get("/api/v1/session/info?sessionId=main", headers=b)).json()["results"][0][
+        "label"
+    ] == "B main"
     # B deleting its "main" leaves A's "main" alone.
     assert (await client.delete("/api/v1/session/delete?sessionId=main", headers=b)).status_code == 200
     assert (await client.get("/api/v1/session/info?sessionId=main", headers=a)).status_code == 200
@@ -75,7 +87,9 @@ async def test_admin_reaches_other_tenants_only_through_admin_routes(client: Asy
     await client.post("/api/v1/session/create", json={"sessionId": "shop"}, headers=a)
     registry = (await client.get("/api/v1/users/me", headers=a)).json()["results"][0]["registry"]
     # Tenant route: the admin is just another tenant.
-    assert (await client.get("/api/v1/session/info?sessionId=shop", headers=admin_headers())).status_code == 404
+    assert (
+        await client.get("/api/v1/session/info?sessionId=shop", headers=admin_headers())
+    ).status_code == 404
     # Explicit admin route: allowed for admins...
     response = await client.get(f"/api/v1/admin/registries/{registry}/sessions", headers=admin_headers())
     assert response.status_code == 200
@@ -90,7 +104,9 @@ async def test_create_is_idempotent_and_delete_then_recreate_works(client: Async
     again = await client.get("/api/v1/session/create?sessionId=s1", headers=a)
     assert first.json()["message"] == "Session created" and again.json()["message"] == "Session exists"
     assert (await client.delete("/api/v1/session/delete?sessionId=s1", headers=a)).status_code == 200
-    recreated = await client.post("/api/v1/session/create", json={"sessionId": "s1", "label": "new"}, headers=a)
+    recreated = await client.post(
+        "/api/v1/session/create", json={"sessionId": "s1", "label": "new"}, headers=a
+    )
     assert recreated.json()["message"] == "Session created"
     assert recreated.json()["results"][0]["label"] == "new"
 

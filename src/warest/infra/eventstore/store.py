@@ -10,9 +10,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
+import psycopg
 from eventsourcing.application import Application
 from eventsourcing.persistence import Notification
 from eventsourcing.utils import Environment
+from psycopg import sql
 
 from warest.infra.eventstore.mapper import MsgspecMapper
 
@@ -47,8 +49,14 @@ class EventStoreApp(Application[Any]):
 
     name = APPLICATION_NAME
 
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        settings = env or {}
+        if settings.get("POSTGRES_SCHEMA"):
+            _ensure_schema(settings)
+        super().__init__(env=settings)
+
     def construct_env(self, name: str, env: Any = None) -> Environment:
-        settings = dict(env or {})
+        settings = {k: v for k, v in dict(env or {}).items() if not k.endswith("ENABLE_DB_FUNCTIONS")}
         settings["POSTGRES_ENABLE_DB_FUNCTIONS"] = "no"
         return Environment(name, settings)
 
@@ -70,3 +78,16 @@ class EventStoreApp(Application[Any]):
     @property
     def channel(self) -> str:
         return str(self.recorder.channel_name)  # type: ignore[attr-defined]
+
+
+def _ensure_schema(settings: dict[str, str]) -> None:
+    with psycopg.connect(
+        dbname=settings["POSTGRES_DBNAME"],
+        host=settings["POSTGRES_HOST"],
+        port=settings.get("POSTGRES_PORT", "5432"),
+        user=settings["POSTGRES_USER"],
+        password=settings.get("POSTGRES_PASSWORD", ""),
+        autocommit=True,
+    ) as conn:
+        schema = sql.Identifier(settings["POSTGRES_SCHEMA"])
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(schema))
