@@ -55,27 +55,32 @@ class GroupCommitter:
         self._listeners.append(listener)
 
     def start(self) -> None:
+        """Starts the writer thread (also when grouping is off: callers never write inline)."""
         with self._lock:
-            if self.enabled and self._thread is None:
+            if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="warest-group-commit", daemon=True)
                 self._thread.start()
 
     def stop(self) -> None:
+        """Writes everything already submitted, then stops the writer thread."""
         with self._lock:
             thread, self._thread = self._thread, None
+            if thread is not None:
+                self._queue.put(None)
         if thread is not None:
-            self._queue.put(None)
-            thread.join(timeout=10)
+            thread.join(timeout=30)
 
     def submit(self, events: Sequence[Any]) -> Future[list[Recording[Any]]]:
         """Records ``events`` atomically (with others); the future gives their recordings."""
         submission = _Submission(events)
         if not events:
             submission.future.set_result([])
-        elif self.enabled and self._thread is not None:
-            self._queue.put(submission)
-        else:
-            self._write_alone(submission)
+            return submission.future
+        with self._lock:
+            if self._thread is not None:
+                self._queue.put(submission)
+                return submission.future
+        self._write_alone(submission)  # not started (CLI, tests): write in the caller's thread
         return submission.future
 
     def save(self, *aggregates: Any) -> list[Recording[Any]]:
@@ -90,6 +95,9 @@ class GroupCommitter:
             first = self._queue.get()
             if first is None:
                 return
+            if not self.enabled:
+                self._write_alone(first)
+                continue
             batch = [first]
             size = len(first.events)
             deadline = time.monotonic() + self._window_s
