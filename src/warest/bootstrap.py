@@ -22,6 +22,7 @@ from warest.app.sessions import SessionService
 from warest.app.users import LoginPolicy, UserService
 from warest.config import Settings
 from warest.infra.clock import SystemClock
+from warest.infra.db.connect import AdvisoryLock
 from warest.infra.db.embedded import EmbeddedPostgres
 from warest.infra.db.migrations import migrate
 from warest.infra.db.queries import (
@@ -39,6 +40,8 @@ from warest.infra.projection_runner import ProjectionRunner
 from warest.infra.readmodels import ReadModels
 
 log = logging.getLogger("warest")
+
+STARTUP_LOCK_KEY = 0x5741_5245_5354_0001
 
 
 @dataclass
@@ -96,6 +99,17 @@ class Container:
         if settings.embedded_database:
             self.embedded = EmbeddedPostgres(settings.data_path)
         self.database_url = await asyncio.to_thread(resolve_database_url, settings, self.embedded)
+        # Several processes may start on an empty database at once: one at a time creates
+        # tables and seeds the admin; the others then find everything in place.
+        startup = AdvisoryLock(self.database_url, STARTUP_LOCK_KEY)
+        await asyncio.to_thread(startup.acquire)
+        try:
+            return await self._start_locked()
+        finally:
+            await asyncio.to_thread(startup.release)
+
+    async def _start_locked(self) -> Services:
+        settings = self.settings
         await asyncio.to_thread(migrate, self.database_url, settings.database_schema)
         self.store = await asyncio.to_thread(build_store, settings, self.database_url)
         self.committer = GroupCommitter(
@@ -103,7 +117,9 @@ class Container:
             enabled=settings.group_commit,
             window_s=settings.group_commit_window_ms / 1000,
         )
-        self.read_models = ReadModels(build_runners(self.store, settings, self.database_url))
+        self.read_models = ReadModels(
+            build_runners(self.store, settings, self.database_url), self.store.max_position
+        )
         self.committer.add_listener(self.read_models.nudge)
         self.committer.start()
         await asyncio.to_thread(self.read_models.start, asyncio.get_running_loop())

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -120,8 +121,22 @@ def _log_level(name: str, raw: str) -> str:
 
 def _schema(name: str, raw: str) -> str:
     value = raw.strip() or "public"
-    if not value.replace("_", "").isalnum() or value[0].isdigit():
-        raise ConfigError(name, "must be a plain SQL identifier")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise ConfigError(name, "must be a lower-case SQL identifier (a-z, 0-9, _)")
+    return value
+
+
+def _admin_username(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value and not re.fullmatch(r"[a-zA-Z0-9._@-]{3,64}", value):
+        raise ConfigError(name, "must be 3-64 characters of letters, digits, '.', '_', '@' or '-'")
+    return value
+
+
+def _admin_password(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value and not 8 <= len(value) <= 1024:
+        raise ConfigError(name, "must have 8 to 1024 characters")
     return value
 
 
@@ -142,8 +157,8 @@ class Settings:
     engine: str = _setting("WAREST_ENGINE", "neonize", _choice("neonize", "sandbox"))
     trusted_proxies: tuple[Any, ...] = _setting("WAREST_TRUSTED_PROXIES", "", _networks)
     allowed_origins: tuple[str, ...] = _setting("ALLOWED_ORIGINS", "", _origins, ("WAREST_ALLOWED_ORIGINS",))
-    admin_username: str = _setting("WAREST_AUTHADMIN_USERNAME", "", _str)
-    admin_password: str = _setting("WAREST_AUTHADMIN_PASSWORD", "", _str)
+    admin_username: str = _setting("WAREST_AUTHADMIN_USERNAME", "", _admin_username)
+    admin_password: str = _setting("WAREST_AUTHADMIN_PASSWORD", "", _admin_password)
     admin_api_key: str = _setting("WAREST_ADMIN_APIKEY", "", _str)
     secret_key: str = _setting("WAREST_SECRET_KEY", "", _str)
     server_name: str = _setting("WAREST_SERVER_NAME", "Warest API", _str)

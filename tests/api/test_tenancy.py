@@ -120,3 +120,20 @@ async def test_session_id_is_validated(client: AsyncTestClient[Any]) -> None:
     assert bad.json()["results"][0]["field"] == "sessionId"
     too_long = await client.get("/api/v1/session/create?sessionId=" + "x" * 65, headers=a)
     assert too_long.status_code == 400
+
+
+async def test_labels_are_validated_and_travel_safely_in_headers(client: AsyncTestClient[Any]) -> None:
+    a, _ = await two_tenants(client)
+    injected = await client.post(
+        "/api/v1/session/create", json={"sessionId": "x", "label": "ok\r\nSet-Cookie: evil=1"}, headers=a
+    )
+    assert injected.status_code == 400 and injected.json()["results"][0]["field"] == "label"
+    assert (
+        await client.get("/api/v1/session/info?sessionId=x", headers=a)
+    ).status_code == 404  # nothing stored
+    unicode = await client.post(
+        "/api/v1/session/create", json={"sessionId": "cafe", "label": "Café ☕"}, headers=a
+    )
+    assert unicode.status_code == 200
+    assert unicode.json()["results"][0]["label"] == "Café ☕"
+    assert unicode.headers["x-warest-label"] == "Caf%C3%A9 %E2%98%95"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ from litestar.testing import AsyncTestClient
 
 from tests.conftest import ADMIN_KEY, make_settings
 from warest.asgi import create_litestar
+from warest.bootstrap import Container
 from warest.infra.db.migrations import discover, migrate
 
 
@@ -110,3 +112,19 @@ def test_a_failing_migration_leaves_nothing_behind(database_url: str, schema: st
         ).fetchone()
         recorded = conn.execute(f"SELECT count(*) FROM {schema}.schema_migrations").fetchone()
     assert exists == (0,) and recorded == (0,)
+
+
+async def test_four_processes_starting_together_on_an_empty_database(
+    database_url: str, schema: str, tmp_path: Path
+) -> None:
+    """Tables and the admin are created once; every process comes up."""
+    settings = make_settings(database_url, schema, tmp_path)
+    containers = [Container(settings) for _ in range(4)]
+    services = await asyncio.gather(*(c.start() for c in containers))
+    try:
+        users = await services[0].users.all()
+        assert [u.username for u in users] == ["admin"]
+        for service in services:
+            assert (await service.users.authenticate_key(ADMIN_KEY)) is not None
+    finally:
+        await asyncio.gather(*(c.stop() for c in containers))

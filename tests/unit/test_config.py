@@ -76,3 +76,17 @@ def test_described_masks_secrets() -> None:
     rows = dict((name, value) for name, value, _ in settings.described())
     assert rows["WAREST_DATABASE_URL"] == "postgresql://u:****@h/db"
     assert rows["WAREST_ADMIN_APIKEY"] == "****"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WAREST_AUTHADMIN_USERNAME", "a b"),
+        ("WAREST_AUTHADMIN_PASSWORD", "short"),
+        ("WAREST_DATABASE_SCHEMA", "Mixed"),
+    ],
+)
+def test_admin_and_schema_values_are_checked_before_start(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({name: value}, dotenv=None)
+    assert error.value.name == name

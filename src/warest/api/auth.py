@@ -116,12 +116,12 @@ def client_address(
     hop is the client.
     """
     peer = connection.client.host if connection.client else "unknown"
-    if not trusted or not _is_trusted(peer, trusted):
+    if not trusted or not is_trusted(peer, trusted):
         return peer
     forwarded = connection.headers.get("x-forwarded-for", "")
     hops = [h.strip() for h in forwarded.split(",") if h.strip()]
     for hop in reversed(hops):
-        if not _is_trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             return hop if _valid_ip(hop) else peer
     return hops[0] if hops and _valid_ip(hops[0]) else peer
 
@@ -134,7 +134,7 @@ def _valid_ip(value: str) -> bool:
     return True
 
 
-def _is_trusted(address: str, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+def is_trusted(address: str, trusted: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

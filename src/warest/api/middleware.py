@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 from litestar.datastructures import MutableScopeHeaders
 from litestar.enums import ScopeType
@@ -36,6 +37,13 @@ def set_label(scope: Scope, label: str) -> None:
     scope[LABEL_KEY] = label  # type: ignore[literal-required]
 
 
+def header_safe(value: str) -> str:
+    """ASCII labels travel as they are; others percent-encoded (UTF-8), never raw."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe=" !#$&'()*+,-./:;=?@[]^_`{|}~")
+
+
 def identity_headers(version: str) -> Callable[[Message, Scope], Awaitable[None]]:
     """A ``before_send`` hook: runs for every response, error responses included."""
 
@@ -55,7 +63,7 @@ def identity_headers(version: str) -> Callable[[Message, Scope], Awaitable[None]
             headers["X-WAREST-Username"] = principal.username
             label = scope.get(LABEL_KEY)
             if label:
-                headers["X-WAREST-Label"] = str(label)
+                headers["X-WAREST-Label"] = header_safe(str(label))
         scope[STATUS_KEY] = message["status"]  # type: ignore[literal-required]
 
     return before_send

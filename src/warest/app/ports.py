@@ -33,6 +33,10 @@ class ReadModelWaiter(Protocol):
         """Waits until every read model has processed ``position``."""
         ...
 
+    async def wait_latest(self, timeout: float = 5.0) -> bool:
+        """Waits until the read models include everything committed so far."""
+        ...
+
 
 class RegistryQueries(Protocol):
     async def user_by_id(self, user_id: UUID) -> UserRecord | None: ...

@@ -56,10 +56,10 @@ class SessionService:
 
         try:
             position = await retry_on_conflict(command)
-        except AlreadyExists:
+        except (AlreadyExists, ConcurrencyConflict):
+            # Someone else created it at the same moment: show theirs once it is projected.
             position = 0
-        except ConcurrencyConflict:
-            position = 0
+            await self._waiter.wait_latest()
         await self._settle(position)
         record = await self._queries.session(owner.registry, name)
         if record is None:

@@ -30,3 +30,8 @@ def registry_claim_id(registry: str) -> UUID:
 def session_id(registry: str, session_name: str) -> UUID:
     """A session is identified within its owner's registry: no global id namespace."""
     return _id("session", registry, session_name)
+
+
+def message_id(registry: str, session_name: str, wa_message_id: str) -> UUID:
+    """A WhatsApp message of a session: redeliveries and receipts map to the same id."""
+    return _id("message", registry, session_name, wa_message_id)

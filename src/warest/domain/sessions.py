@@ -1,15 +1,31 @@
 """The Session aggregate: one WhatsApp account linked to the gateway, owned by a registry.
 
-Lifecycle happenings (QR, pairing, connection states) arrive with the engines; this
-module holds what the owner configures: label, auto-start and webhook settings.
+It holds what the owner configures (label, auto-start, engine, webhook URL) and every
+lifecycle happening reported by the engine (QR, pairing code, connecting, open,
+reconnecting, logged out, replaced, closed, banned).
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from warest.domain import ids, model
+from warest.domain import ids, model, values
 from warest.domain.errors import AlreadyExists, NotFound
+
+
+class Status(StrEnum):
+    CREATED = "created"
+    QR = "qr"
+    PAIRING = "pairing"
+    CONNECTING = "connecting"
+    OPEN = "open"
+    RECONNECTING = "reconnecting"
+    LOGGED_OUT = "logged_out"
+    REPLACED = "replaced"
+    CLOSED = "closed"
+    BANNED = "banned"
 
 
 class Session(model.Aggregate):
@@ -20,6 +36,10 @@ class Session(model.Aggregate):
     engine: str
     webhook_url: str | None
     deleted: bool
+    status: Status
+    me_jid: str | None
+    me_lid: str | None
+    push_name: str | None
 
     class Created(model.Created, frozen=True, kw_only=True):
         registry: str
@@ -36,6 +56,10 @@ class Session(model.Aggregate):
             aggregate.engine = self.engine
             aggregate.webhook_url = None
             aggregate.deleted = False
+            aggregate.status = Status.CREATED
+            aggregate.me_jid = None
+            aggregate.me_lid = None
+            aggregate.push_name = None
 
     class Configured(model.DomainEvent, frozen=True, kw_only=True):
         """Owner-set options changed. ``None`` means "unchanged"; "" clears the URL."""
@@ -56,8 +80,89 @@ class Session(model.Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.deleted = True
 
+    # -- lifecycle reported by the engine ---------------------------------------
+
+    class QrIssued(model.DomainEvent, frozen=True, kw_only=True):
+        """A login QR to scan; it is replaced after ``duration_s`` seconds."""
+
+        qr: str
+        duration_s: int
+        attempt: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.QR
+
+    class PairingCodeIssued(model.DomainEvent, frozen=True, kw_only=True):
+        """An 8-character code to enter on the phone ``phone``."""
+
+        code: str
+        phone: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.PAIRING
+
+    class Connecting(model.DomainEvent, frozen=True, kw_only=True):
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.CONNECTING
+
+    class Opened(model.DomainEvent, frozen=True, kw_only=True):
+        """Logged in and connected as ``jid`` (and ``lid``)."""
+
+        jid: str
+        lid: str | None = None
+        push_name: str | None = None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.OPEN
+            aggregate.me_jid = self.jid
+            aggregate.me_lid = self.lid
+            aggregate.push_name = self.push_name
+
+    class Reconnecting(model.DomainEvent, frozen=True, kw_only=True):
+        attempt: int
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.RECONNECTING
+
+    class LoggedOut(model.DomainEvent, frozen=True, kw_only=True):
+        """The device was unlinked (from the phone or through the API)."""
+
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.LOGGED_OUT
+            aggregate.me_jid = None
+            aggregate.me_lid = None
+
+    class Replaced(model.DomainEvent, frozen=True, kw_only=True):
+        """Another client took over the same device's stream."""
+
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.REPLACED
+
+    class Closed(model.DomainEvent, frozen=True, kw_only=True):
+        """The connection was stopped (by the API, a QR timeout or a fatal error)."""
+
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.CLOSED
+
+    class Banned(model.DomainEvent, frozen=True, kw_only=True):
+        """WhatsApp refused the account temporarily (``until``) or for good."""
+
+        reason: str
+        until: datetime | None = None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.BANNED
+
     @classmethod
     def create(cls, registry: str, name: str, label: str | None, auto_start: bool, engine: str) -> Session:
+        label = values.label(label)
         return cls._create(
             cls.Created,
             ids.session_id(registry, name),
@@ -71,6 +176,7 @@ class Session(model.Aggregate):
     def recreate(self, label: str | None, auto_start: bool, engine: str) -> None:
         if not self.deleted:
             raise AlreadyExists(f"session '{self.name}' exists")
+        label = values.label(label)
         self._trigger(
             Session.Created,
             registry=self.registry,
@@ -87,6 +193,7 @@ class Session(model.Aggregate):
         webhook_url: str | None = None,
     ) -> None:
         self._ensure_live()
+        label = values.label(label)
         changed = {
             "label": label if label is not None and label != self.label else None,
             "auto_start": auto_start if auto_start is not None and auto_start != self.auto_start else None,
@@ -100,6 +207,50 @@ class Session(model.Aggregate):
     def delete(self) -> None:
         self._ensure_live()
         self._trigger(Session.Deleted)
+
+    def issue_qr(self, qr: str, duration_s: int, attempt: int) -> None:
+        self._ensure_live()
+        self._trigger(Session.QrIssued, qr=qr, duration_s=duration_s, attempt=attempt)
+
+    def issue_pairing_code(self, code: str, phone: str) -> None:
+        self._ensure_live()
+        self._trigger(Session.PairingCodeIssued, code=code, phone=phone)
+
+    def connecting(self) -> None:
+        self._ensure_live()
+        if self.status != Status.CONNECTING:
+            self._trigger(Session.Connecting)
+
+    def opened(self, jid: str, lid: str | None, push_name: str | None) -> None:
+        self._ensure_live()
+        if (self.status, self.me_jid, self.me_lid, self.push_name) != (Status.OPEN, jid, lid, push_name):
+            self._trigger(Session.Opened, jid=jid, lid=lid, push_name=push_name)
+
+    def reconnecting(self, attempt: int, reason: str) -> None:
+        self._ensure_live()
+        self._trigger(Session.Reconnecting, attempt=attempt, reason=reason)
+
+    def logged_out(self, reason: str) -> None:
+        self._ensure_live()
+        if self.status != Status.LOGGED_OUT:
+            self._trigger(Session.LoggedOut, reason=reason)
+
+    def replaced(self, reason: str) -> None:
+        self._ensure_live()
+        self._trigger(Session.Replaced, reason=reason)
+
+    def closed(self, reason: str) -> None:
+        self._ensure_live()
+        if self.status not in (Status.CLOSED, Status.LOGGED_OUT):
+            self._trigger(Session.Closed, reason=reason)
+
+    def banned(self, reason: str, until: datetime | None) -> None:
+        self._ensure_live()
+        self._trigger(Session.Banned, reason=reason, until=until)
+
+    @property
+    def is_open(self) -> bool:
+        return not self.deleted and self.status == Status.OPEN
 
     def _ensure_live(self) -> None:
         if self.deleted:

@@ -23,6 +23,20 @@ def session_name(value: str, field: str = "sessionId") -> str:
     return value
 
 
+LABEL_MAX = 100
+
+
+def label(value: str | None, field: str = "label") -> str | None:
+    """A display label: printable text without control characters (it travels in a header)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > LABEL_MAX:
+        raise InvalidValue(field, f"must be a string of at most {LABEL_MAX} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise InvalidValue(field, "must not contain control characters (line breaks, tabs, ...)")
+    return value.strip() or None
+
+
 def username(value: str, field: str = "username") -> str:
     value = value.strip() if isinstance(value, str) else value
     if not isinstance(value, str) or not USERNAME_RE.fullmatch(value):

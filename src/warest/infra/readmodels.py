@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from warest.infra.projection_runner import ProjectionRunner
 
 
 class ReadModels:
-    def __init__(self, runners: Iterable[ProjectionRunner]) -> None:
+    def __init__(self, runners: Iterable[ProjectionRunner], max_position: Callable[[], int]) -> None:
         self.runners = {runner.name: runner for runner in runners}
+        self._max_position = max_position
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
@@ -49,6 +50,11 @@ class ReadModels:
         except TimeoutError:
             return self.position >= position
         return True
+
+    async def wait_latest(self, timeout: float = 5.0) -> bool:
+        """Waits until the read models include everything committed so far (by anyone)."""
+        latest = await asyncio.to_thread(self._max_position)
+        return await self.wait(latest, timeout)
 
     def _advanced(self, _position: int) -> None:
         """Called from a runner thread after each batch."""

@@ -9,11 +9,12 @@ from litestar import Controller, Request, Response, post
 from litestar.datastructures import Cookie, State
 from litestar.params import JSONBody
 
-from warest.api.auth import DOCS_COOKIE, client_address, header_key, refuse_query_key
+from warest.api.auth import DOCS_COOKIE, client_address, header_key, is_trusted, refuse_query_key
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.app.records import Principal
+from warest.config import Settings
 
 
 class LoginBody(msgspec.Struct, kw_only=True):
@@ -26,9 +27,11 @@ class SessionBody(msgspec.Struct, kw_only=True):
     token: str | None = None
 
 
-def _cookie(request: Request[Any, Any, Any], token: str, max_age: int, secure_setting: str) -> Cookie:
+def _cookie(request: Request[Any, Any, Any], token: str, max_age: int, settings: Settings) -> Cookie:
+    secure_setting = settings.cookie_secure
     if secure_setting == "auto":
-        forwarded = request.headers.get("x-forwarded-proto", "")
+        # X-Forwarded-Proto is believed only from a trusted proxy, like X-Forwarded-For.
+        forwarded = request.headers.get("x-forwarded-proto", "") if _peer_trusted(request, settings) else ""
         secure = request.url.scheme == "https" or forwarded == "https"
     else:
         secure = secure_setting == "true"
@@ -41,6 +44,10 @@ def _cookie(request: Request[Any, Any, Any], token: str, max_age: int, secure_se
         samesite="strict",
         secure=secure,
     )
+
+
+def _peer_trusted(request: Request[Any, Any, Any], settings: Settings) -> bool:
+    return is_trusted(request.client.host if request.client else "", settings.trusted_proxies)
 
 
 def _expired_cookie() -> Cookie:
@@ -76,9 +83,7 @@ class AuthController(Controller):
             request.scope.pop("user", None)  # type: ignore[misc]
             raise
         request.scope["user"] = principal
-        cookie = _cookie(
-            request, token, services.settings.docs_session_ttl_s, services.settings.cookie_secure
-        )
+        cookie = _cookie(request, token, services.settings.docs_session_ttl_s, services.settings)
         return envelope(Code.SUCCESS, "Logged in", _who(principal), cookies=[cookie])
 
     @post("/session", status_code=200)
@@ -96,9 +101,7 @@ class AuthController(Controller):
             raise ApiError(Code.UNAUTHORIZED, "Invalid API key")
         request.scope["user"] = principal
         token = await services.users.start_docs_session(principal)
-        cookie = _cookie(
-            request, token, services.settings.docs_session_ttl_s, services.settings.cookie_secure
-        )
+        cookie = _cookie(request, token, services.settings.docs_session_ttl_s, services.settings)
         return envelope(Code.SUCCESS, "Docs session started", _who(principal), cookies=[cookie])
 
     @post("/logout", status_code=200)

@@ -55,7 +55,12 @@ async def _body(request: Request[Any, Any, Any]) -> SessionBody:
     try:
         return msgspec.json.decode(await request.body(), type=SessionBody)
     except msgspec.ValidationError as error:
-        raise ApiError(Code.INVALID_PARAMETER, f"Invalid body: {error}") from None
+        field = str(error).rpartition("$.")[2].rstrip("`") if "$." in str(error) else "body"
+        raise ApiError(
+            Code.INVALID_PARAMETER,
+            f"Invalid '{field}': {error}",
+            [{"field": field, "reason": str(error), "source": "body"}],
+        ) from None
     except msgspec.DecodeError as error:
         raise ApiError(Code.MALFORMED_JSON, f"Malformed JSON body: {error}") from None
 

@@ -6,6 +6,27 @@ import psycopg
 from psycopg import sql
 
 
+class AdvisoryLock:
+    """A session-level PostgreSQL advisory lock held on its own connection."""
+
+    def __init__(self, database_url: str, key: int) -> None:
+        self._url = database_url
+        self._key = key
+        self._conn: psycopg.Connection | None = None
+
+    def acquire(self) -> None:
+        self._conn = psycopg.connect(self._url, autocommit=True)
+        self._conn.execute("SELECT pg_advisory_lock(%s)", (self._key,))
+
+    def release(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+            finally:
+                self._conn.close()
+                self._conn = None
+
+
 def psycopg_connect(database_url: str, schema: str, *, autocommit: bool = False) -> psycopg.Connection:
     """A psycopg connection whose search_path is ``schema`` (created if missing)."""
     conn = psycopg.connect(database_url, autocommit=True)
