@@ -87,5 +87,29 @@ BY_HTTP_STATUS: dict[int, Code] = {
 }
 
 
+_CATEGORIES = (
+    (1100, "success"),
+    (2000, "session"),
+    (2200, "request"),
+    (2400, "auth"),
+    (2600, "rate_limit"),
+    (2800, "resource"),
+    (8000, "downstream"),
+)
+
+
+def _category(code: Code) -> str:
+    return next((name for limit, name in _CATEGORIES if code < limit), "server")
+
+
 def code_table() -> list[dict[str, object]]:
-    return [{"app_code": int(code), "app_name": code.name, "http_status": HTTP_STATUS[code]} for code in Code]
+    return [
+        {
+            "app_code": int(code),
+            "app_name": code.name,
+            "message": code.name.replace("_", " ").capitalize(),
+            "http_status": HTTP_STATUS[code],
+            "category": _category(code),
+        }
+        for code in Code
+    ]
