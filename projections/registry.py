@@ -36,6 +36,15 @@ class RegistryProjection:
         Session.Created,
         Session.Configured,
         Session.Deleted,
+        Session.QrIssued,
+        Session.PairingCodeIssued,
+        Session.Connecting,
+        Session.Opened,
+        Session.Reconnecting,
+        Session.LoggedOut,
+        Session.Replaced,
+        Session.Closed,
+        Session.Banned,
     )
 
     @singledispatchmethod
@@ -108,11 +117,12 @@ class RegistryProjection:
     def _(self, event: Session.Created, cur: _Cursor, position: int) -> None:
         cur.execute(
             "INSERT INTO rm_sessions (id, registry, session_id, label, auto_start, engine,"
-            " webhook_url, status, created_at, updated_at, version, position)"
-            " VALUES (%s, %s, %s, %s, %s, %s, NULL, 'created', %s, %s, %s, %s)"
+            " webhook_url, status, status_at, created_at, updated_at, version, position)"
+            " VALUES (%s, %s, %s, %s, %s, %s, NULL, 'created', %s, %s, %s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label,"
             " auto_start = EXCLUDED.auto_start, engine = EXCLUDED.engine, webhook_url = NULL,"
-            " status = 'created', created_at = EXCLUDED.created_at,"
+            " status = 'created', status_at = EXCLUDED.status_at, status_reason = NULL,"
+            " me_jid = NULL, me_lid = NULL, push_name = NULL, created_at = EXCLUDED.created_at,"
             " updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,"
             " position = EXCLUDED.position",
             (
@@ -122,6 +132,7 @@ class RegistryProjection:
                 event.label,
                 event.auto_start,
                 event.engine,
+                event.timestamp,
                 event.timestamp,
                 event.timestamp,
                 event.originator_version,
@@ -151,3 +162,77 @@ class RegistryProjection:
     @process.register
     def _(self, event: Session.Deleted, cur: _Cursor, position: int) -> None:
         cur.execute("DELETE FROM rm_sessions WHERE id = %s", (event.originator_id,))
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def _status(
+        self,
+        event: Any,
+        cur: _Cursor,
+        position: int,
+        status: str,
+        reason: str | None = None,
+        extra: str = "",
+        *values: Any,
+    ) -> None:
+        cur.execute(
+            f"UPDATE rm_sessions SET status = %s, status_reason = %s, status_at = %s{extra},"
+            " updated_at = %s, version = %s, position = %s WHERE id = %s",
+            (
+                status,
+                reason,
+                event.timestamp,
+                *values,
+                event.timestamp,
+                event.originator_version,
+                position,
+                event.originator_id,
+            ),
+        )
+
+    @process.register
+    def _(self, event: Session.QrIssued, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "qr")
+
+    @process.register
+    def _(self, event: Session.PairingCodeIssued, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "pairing")
+
+    @process.register
+    def _(self, event: Session.Connecting, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "connecting")
+
+    @process.register
+    def _(self, event: Session.Opened, cur: _Cursor, position: int) -> None:
+        self._status(
+            event,
+            cur,
+            position,
+            "open",
+            None,
+            ", me_jid = %s, me_lid = %s, push_name = %s, last_connected_at = %s",
+            event.jid,
+            event.lid,
+            event.push_name,
+            event.timestamp,
+        )
+
+    @process.register
+    def _(self, event: Session.Reconnecting, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "reconnecting", event.reason)
+
+    @process.register
+    def _(self, event: Session.LoggedOut, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "logged_out", event.reason, ", me_jid = NULL, me_lid = NULL")
+
+    @process.register
+    def _(self, event: Session.Replaced, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "replaced", event.reason)
+
+    @process.register
+    def _(self, event: Session.Closed, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "closed", event.reason)
+
+    @process.register
+    def _(self, event: Session.Banned, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "banned", event.reason)

@@ -28,4 +28,5 @@ def create_litestar(settings: Settings | None = None) -> Litestar:
         host=settings.host,
         port=settings.port,
         base_url=settings.base_url,
+        sandbox=settings.sandbox_enabled,
     )

@@ -16,7 +16,13 @@ import asyncpg
 
 import projections
 from warest import __version__
+from warest.app.engine import Engine
+from warest.app.manager import SessionManager
+from warest.app.messaging import MessagingService
+from warest.app.outbound import RetryPolicy
 from warest.app.ports import ReadModelWaiter
+from warest.app.runtime import QueueSettings
+from warest.app.sandbox import SandboxControl
 from warest.app.security import KeyDigester
 from warest.app.sessions import SessionService
 from warest.app.users import LoginPolicy, UserService
@@ -28,9 +34,13 @@ from warest.infra.db.migrations import migrate
 from warest.infra.db.queries import (
     PgAuthSessionStore,
     PgLoginGuardStore,
+    PgMessagingQueries,
     PgRegistryQueries,
     database_ok,
 )
+from warest.infra.engines.sandbox.engine import SandboxEngine
+from warest.infra.engines.sandbox.network import SandboxNetwork
+from warest.infra.engines.sandbox.store import SandboxStore
 from warest.infra.eventstore.adapter import AsyncEventStore
 from warest.infra.eventstore.group_commit import GroupCommitter
 from warest.infra.eventstore.store import EventStoreApp, postgres_env
@@ -52,6 +62,8 @@ class Services:
     version: str
     users: UserService
     sessions: SessionService
+    messaging: MessagingService
+    sandbox: SandboxControl | None
     waiter: ReadModelWaiter
     health: Any  # async () -> dict[str, bool]
     extra: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +90,26 @@ def build_runners(store: EventStoreApp, settings: Settings, database_url: str) -
     ]
 
 
+def queue_settings(settings: Settings) -> QueueSettings:
+    return QueueSettings(
+        concurrency=settings.queue_concurrency,
+        max_size=settings.queue_max_size,
+        policy=RetryPolicy(
+            max_retries=settings.queue_max_retries,
+            delay_ms=settings.queue_retry_delay_ms,
+            factor=settings.queue_backoff_factor,
+            jitter=settings.queue_retry_jitter,
+            timeout_ms=settings.queue_timeout_ms,
+        ),
+    )
+
+
+def build_neonize(settings: Settings, database_url: str) -> Engine | None:
+    """The real WhatsApp engine (its clients are created only for neonize sessions)."""
+    del settings, database_url
+    return None
+
+
 class Container:
     """Owns every long-lived component of one server process."""
 
@@ -93,6 +125,9 @@ class Container:
             max_workers=settings.database_pool_size, thread_name_prefix="warest-es"
         )
         self.services: Services | None = None
+        self.manager: SessionManager | None = None
+        self.network: SandboxNetwork | None = None
+        self._autostart: asyncio.Task[int] | None = None
 
     async def start(self) -> Services:
         settings = self.settings
@@ -148,16 +183,39 @@ class Container:
             ),
         )
         await users.seed_admin(settings.admin_username, settings.admin_password, settings.admin_api_key)
-        sessions = SessionService(event_store, queries, self.read_models, settings.engine)
+        engines = await self._engines(settings)
+        messaging_queries = PgMessagingQueries(self.pool)
+        self.manager = SessionManager(engines, event_store, messaging_queries, queue_settings(settings))
+        sessions = SessionService(event_store, queries, self.read_models, self.manager, settings.engine)
+        messaging = MessagingService(event_store, sessions, self.manager, settings.send_wait_ms / 1000)
         self.services = Services(
             settings=settings,
             version=__version__,
             users=users,
             sessions=sessions,
+            messaging=messaging,
+            sandbox=self.network,
             waiter=self.read_models,
             health=self.health,
         )
+        self._autostart = asyncio.create_task(self.manager.start_autostart(), name="autostart")
         return self.services
+
+    async def _engines(self, settings: Settings) -> dict[str, Engine]:
+        assert self.pool is not None
+        engines: dict[str, Engine] = {}
+        if settings.sandbox_enabled:
+            self.network = SandboxNetwork(
+                SandboxStore(self.pool),
+                qr_duration_s=settings.qr_duration_s,
+                qr_max_rotations=settings.qr_max_rotations,
+            )
+            await self.network.load()
+            engines["sandbox"] = SandboxEngine(self.network)
+        neonize = build_neonize(settings, self.database_url)
+        if neonize is not None:
+            engines["neonize"] = neonize
+        return engines
 
     async def health(self) -> dict[str, bool]:
         pool_ok = self.pool is not None and await database_ok(self.pool)
@@ -167,6 +225,13 @@ class Container:
         return {"database": pool_ok, "projections": runners_ok}
 
     async def stop(self) -> None:
+        if self._autostart is not None:
+            self._autostart.cancel()
+            await asyncio.gather(self._autostart, return_exceptions=True)
+        if self.manager is not None:
+            await self.manager.close()
+        if self.network is not None:
+            await self.network.close()
         if self.read_models is not None:
             await asyncio.to_thread(self.read_models.stop)
         if self.committer is not None:

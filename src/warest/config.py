@@ -65,6 +65,26 @@ def _str(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def _float(lo: float, hi: float) -> Callable[[str, str], float]:
+    def parse(name: str, raw: str) -> float:
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(name, f"'{raw}' is not a number") from None
+        if not lo <= value <= hi:
+            raise ConfigError(name, f"must be between {lo} and {hi}, got {value}")
+        return value
+
+    return parse
+
+
+def _country_code(name: str, raw: str) -> str:
+    value = raw.strip().lstrip("+")
+    if not re.fullmatch(r"\d{1,4}", value):
+        raise ConfigError(name, "must be 1-4 digits (e.g. 62)")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str, str], str]:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().lower()
@@ -171,6 +191,19 @@ class Settings:
     login_lock_base_s: int = _setting("WAREST_LOGIN_LOCK_SECONDS", "60", _int(1, 86400))
     docs_session_ttl_s: int = _setting("WAREST_DOCS_SESSION_TTL_SEC", "43200", _int(60))
     cookie_secure: str = _setting("WAREST_COOKIE_SECURE", "auto", _choice("auto", "true", "false"))
+    default_country_code: str = _setting("WAREST_DEFAULT_COUNTRY_CODE", "62", _country_code)
+    queue_concurrency: int = _setting("WAREST_QUEUE_CONCURRENCY", "1", _int(1, 64))
+    queue_max_size: int = _setting("WAREST_QUEUE_MAX_SIZE", "1000", _int(0))
+    queue_timeout_ms: int = _setting("WAREST_QUEUE_TIMEOUT_MS", "30000", _int(0))
+    queue_max_retries: int = _setting("WAREST_QUEUE_MAX_RETRIES", "2", _int(0, 20))
+    queue_retry_delay_ms: int = _setting("WAREST_QUEUE_RETRY_DELAY_MS", "521", _int(0))
+    queue_backoff_factor: float = _setting("WAREST_QUEUE_BACKOFF_FACTOR", "2", _float(1.0, 10.0))
+    queue_retry_jitter: float = _setting("WAREST_QUEUE_RETRY_JITTER", "0.2", _float(0.0, 1.0))
+    send_wait_ms: int = _setting("WAREST_SEND_WAIT_MS", "15000", _int(0, 600000))
+    qr_duration_s: int = _setting("WAREST_QR_DURATION_SEC", "20", _int(5, 65))
+    qr_max_rotations: int = _setting("WAREST_QR_MAX_ROTATIONS", "10", _int(1, 1000))
+    sandbox: str = _setting("WAREST_SANDBOX_ENABLED", "auto", _choice("auto", "true", "false"))
+    neonize_store: str = _setting("WAREST_NEONIZE_STORE", "", _str)
     server: str = _setting("WAREST_SERVER", "granian", _choice("granian", "uvicorn"))
     workers: int = _setting("WAREST_WORKERS", "1", _int(1, 64))
 
@@ -208,6 +241,10 @@ class Settings:
     @property
     def data_path(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        return self.sandbox == "true" or (self.sandbox == "auto" and self.engine == "sandbox")
 
     @property
     def embedded_database(self) -> bool:

@@ -18,7 +18,8 @@ async def two_tenants(client: AsyncTestClient[Any]) -> tuple[dict[str, str], dic
 async def test_other_tenants_session_answers_exactly_like_a_missing_one(client: AsyncTestClient[Any]) -> None:
     a, b = await two_tenants(client)
     created = await client.post("/api/v1/session/create", json={"sessionId": "shop"}, headers=a)
-    assert created.status_code == 200 and created.json()["results"][0]["sessionId"] == "shop"
+    assert created.status_code == 202 and created.json()["results"][0]["sessionId"] == "shop"
+    assert created.json()["code"] == 1107 and created.json()["results"][0]["qrString"].startswith("2@")
 
     for method, path in (
         ("GET", "/api/v1/session/info?sessionId={}"),
@@ -66,8 +67,8 @@ async def test_same_session_id_in_two_tenants_no_squatting(client: AsyncTestClie
     second = await client.post(
         "/api/v1/session/create", json={"sessionId": "main", "label": "B main"}, headers=b
     )
-    assert first.status_code == second.status_code == 200
-    assert first.json()["message"] == second.json()["message"] == "Session created"
+    assert first.status_code == second.status_code == 202
+    assert first.json()["results"][0]["created"] is second.json()["results"][0]["created"] is True
     ra, rb = first.json()["results"][0], second.json()["results"][0]
     assert ra["registryUser"] != rb["registryUser"]
     assert (await client.get("/api/v1/session/info?sessionId=main", headers=a)).json()["results"][0][
@@ -102,12 +103,13 @@ async def test_create_is_idempotent_and_delete_then_recreate_works(client: Async
     a, _ = await two_tenants(client)
     first = await client.get("/api/v1/session/create?sessionId=s1", headers=a)
     again = await client.get("/api/v1/session/create?sessionId=s1", headers=a)
-    assert first.json()["message"] == "Session created" and again.json()["message"] == "Session exists"
+    assert first.json()["results"][0]["created"] is True and again.json()["results"][0]["created"] is False
+    assert first.json()["results"][0]["qrString"] == again.json()["results"][0]["qrString"]  # the same login
     assert (await client.delete("/api/v1/session/delete?sessionId=s1", headers=a)).status_code == 200
     recreated = await client.post(
         "/api/v1/session/create", json={"sessionId": "s1", "label": "new"}, headers=a
     )
-    assert recreated.json()["message"] == "Session created"
+    assert recreated.json()["results"][0]["created"] is True
     assert recreated.json()["results"][0]["label"] == "new"
 
 
@@ -134,6 +136,6 @@ async def test_labels_are_validated_and_travel_safely_in_headers(client: AsyncTe
     unicode = await client.post(
         "/api/v1/session/create", json={"sessionId": "cafe", "label": "Café ☕"}, headers=a
     )
-    assert unicode.status_code == 200
+    assert unicode.status_code == 202
     assert unicode.json()["results"][0]["label"] == "Café ☕"
     assert unicode.headers["x-warest-label"] == "Caf%C3%A9 %E2%98%95"

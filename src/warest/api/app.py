@@ -16,6 +16,8 @@ from litestar.openapi.spec import Components, SecurityScheme
 from warest import __version__
 from warest.api.auth import ApiKeyMiddleware, docs_guard
 from warest.api.controllers.auth import AuthController
+from warest.api.controllers.messages import MessagesController
+from warest.api.controllers.sandbox import SandboxController
 from warest.api.controllers.server import ServerAdminController, code_table_route, healthz, ping, ready
 from warest.api.controllers.sessions import AdminSessionsController, SessionController
 from warest.api.controllers.users import UsersController
@@ -43,6 +45,7 @@ def create_app(
     port: int = 7308,
     base_url: str = "",
     max_body_bytes: int = 2 * 1024 * 1024,
+    sandbox: bool = False,
     debug: bool = False,
 ) -> Litestar:
     """``start()`` returns the Services the handlers use (``state.services``)."""
@@ -73,18 +76,22 @@ def create_app(
         security=[{"ApiKeyAuth": []}, {"BearerAuth": []}],
     )
     origins = list(allowed_origins) or default_origins(host, port, base_url)
+    handlers: list[Any] = [
+        ping,
+        healthz,
+        ready,
+        code_table_route,
+        ServerAdminController,
+        AuthController,
+        UsersController,
+        SessionController,
+        AdminSessionsController,
+        MessagesController,
+    ]
+    if sandbox:
+        handlers.append(SandboxController)
     return Litestar(
-        route_handlers=[
-            ping,
-            healthz,
-            ready,
-            code_table_route,
-            ServerAdminController,
-            AuthController,
-            UsersController,
-            SessionController,
-            AdminSessionsController,
-        ],
+        route_handlers=handlers,
         lifespan=[lifespan],
         middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=["^/docs"])],
         before_send=[identity_headers(__version__)],

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from warest.app.records import SessionRecord, UserRecord
+from warest.app.records import PendingOutbound, SessionRecord, UserRecord
 
 A = TypeVar("A")
 
@@ -45,6 +45,15 @@ class RegistryQueries(Protocol):
     async def users(self) -> list[UserRecord]: ...
     async def session(self, registry: str, session_id: str) -> SessionRecord | None: ...
     async def sessions(self, registry: str) -> list[SessionRecord]: ...
+
+
+class MessagingQueries(Protocol):
+    async def autostart_sessions(self) -> list[SessionRecord]:
+        """Sessions to start when the server starts (auto-start on, not stopped or logged out)."""
+        ...
+
+    async def pending_outbound(self, registry: str, session_id: str) -> list[PendingOutbound]: ...
+    async def message_for_wa_id(self, registry: str, session_id: str, wa_id: str) -> UUID | None: ...
 
 
 class LoginGuardStore(Protocol):

@@ -32,6 +32,26 @@ class SessionRecord(msgspec.Struct, frozen=True, kw_only=True):
     status: str
     created_at: datetime
     updated_at: datetime
+    me_jid: str | None = None
+    me_lid: str | None = None
+    push_name: str | None = None
+    status_reason: str | None = None
+    status_at: datetime | None = None
+    last_connected_at: datetime | None = None
+
+
+class PendingOutbound(msgspec.Struct, frozen=True, kw_only=True):
+    """An outbound message recorded as queued and not yet sent or failed."""
+
+    message_id: UUID
+    registry: str
+    session_id: str
+    local_id: str
+    chat: str
+    text: str | None
+    mentions: list[str]
+    reply_to: str | None
+    position: int
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):

@@ -6,15 +6,33 @@ tenants may both name a session "main": ids are derived from (registry, session 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from warest.app.commands import retry_on_conflict
+from warest.app.engine import Device
 from warest.app.errors import Unavailable
+from warest.app.manager import SessionManager
 from warest.app.ports import ConcurrencyConflict, EventStore, ReadModelWaiter, RegistryQueries
 from warest.app.records import Principal, SessionRecord
+from warest.app.runtime import QrCode, SessionRuntime
 from warest.domain import ids, values
-from warest.domain.errors import AlreadyExists, NotFound
-from warest.domain.sessions import Session
+from warest.domain.errors import AlreadyExists, InvalidValue, NotFound
+from warest.domain.sessions import Session, Status
 
 ENGINES = ("neonize", "sandbox")
+QR_WAIT_S = 2.5
+PAIR_WAIT_S = 3.5
+
+
+@dataclass(frozen=True)
+class LoginState:
+    """What a create or pair call can tell the caller right away."""
+
+    record: SessionRecord
+    created: bool
+    status: str
+    qr: QrCode | None = None
+    pairing_code: str | None = None
 
 
 class SessionService:
@@ -23,14 +41,18 @@ class SessionService:
         store: EventStore,
         queries: RegistryQueries,
         waiter: ReadModelWaiter,
+        manager: SessionManager,
         default_engine: str,
     ) -> None:
         self._store = store
         self._queries = queries
         self._waiter = waiter
+        self._manager = manager
         self.default_engine = default_engine
 
-    async def create(
+    # -- registry -----------------------------------------------------------------
+
+    async def ensure(
         self,
         owner: Principal,
         name: str,
@@ -42,6 +64,8 @@ class SessionService:
         """Creates the session if needed; returns (record, created_now)."""
         name = values.session_name(name)
         engine = engine or self.default_engine
+        if engine not in ENGINES:
+            raise InvalidValue("engine", f"must be one of {', '.join(ENGINES)}")
         existing = await self._queries.session(owner.registry, name)
         if existing is not None:
             return existing, False
@@ -99,8 +123,53 @@ class SessionService:
         await self._settle(await retry_on_conflict(command))
         return await self.get(owner, name)
 
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def login(
+        self,
+        owner: Principal,
+        name: str,
+        *,
+        pair_phone: str | None = None,
+        label: str | None = None,
+        auto_start: bool = True,
+        engine: str | None = None,
+    ) -> LoginState:
+        """Creates the session if needed and starts its login (QR, or pairing code)."""
+        record, created = await self.ensure(owner, name, label=label, auto_start=auto_start, engine=engine)
+        runtime = self._manager.get(record.registry, record.session_id)
+        if runtime is not None and runtime.status == Status.OPEN:
+            return LoginState(record, created, Status.OPEN)
+        if runtime is None or pair_phone is not None or runtime.status in _RESTARTABLE:
+            runtime = await self._manager.start(record, pair_phone)
+        if pair_phone is not None:
+            await runtime.wait_until(
+                lambda r: r.current_pairing_code is not None or r.status == Status.OPEN, PAIR_WAIT_S
+            )
+        else:
+            await runtime.wait_until(lambda r: r.current_qr is not None or r.status == Status.OPEN, QR_WAIT_S)
+        return LoginState(
+            await self.get(owner, name),
+            created,
+            str(runtime.status or record.status),
+            runtime.current_qr,
+            runtime.current_pairing_code,
+        )
+
+    async def logout(self, owner: Principal, name: str) -> None:
+        record = await self.get(owner, name)
+        runtime = self._manager.runtime(record)
+        await runtime.logout()
+
+    async def reconnect(self, owner: Principal, name: str) -> None:
+        record = await self.get(owner, name)
+        runtime = self._manager.runtime(record)
+        await runtime.connection.stop()
+        await runtime.start()
+
     async def delete(self, owner: Principal, name: str) -> None:
-        await self.get(owner, name)
+        record = await self.get(owner, name)
+        await self._manager.discard(record.registry, record.session_id)
 
         async def command() -> int:
             session = await self._load(owner, name)
@@ -108,6 +177,16 @@ class SessionService:
             return await self._store.save(session)
 
         await self._settle(await retry_on_conflict(command))
+
+    async def device(self, owner: Principal, name: str) -> tuple[SessionRecord, Device | None]:
+        record = await self.get(owner, name)
+        runtime = self._manager.get(record.registry, record.session_id)
+        return record, (await runtime.connection.device() if runtime else None)
+
+    def runtime(self, record: SessionRecord) -> SessionRuntime | None:
+        return self._manager.get(record.registry, record.session_id)
+
+    # -- helpers --------------------------------------------------------------------
 
     async def _load(self, owner: Principal, name: str) -> Session:
         session: Session | None = await self._store.get(ids.session_id(owner.registry, name))
@@ -118,3 +197,6 @@ class SessionService:
     async def _settle(self, position: int) -> None:
         if position and not await self._waiter.wait(position):
             raise Unavailable("the registry read model is behind; try again")
+
+
+_RESTARTABLE = {None, Status.CREATED, Status.CLOSED, Status.LOGGED_OUT, Status.REPLACED, Status.BANNED}

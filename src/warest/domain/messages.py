@@ -62,7 +62,10 @@ class Message(model.Aggregate):
     attempts: int
 
     class Queued(model.Created, frozen=True, kw_only=True):
-        """An outbound message accepted by the API, waiting in the session's queue."""
+        """An outbound message accepted by the API, waiting in the session's queue.
+
+        ``wa_id`` is the id warest generated; the engine may report another on ``Sent``.
+        """
 
         registry: str
         session: str
@@ -78,13 +81,15 @@ class Message(model.Aggregate):
             _init(aggregate, self, Direction.OUT, Status.QUEUED)
 
     class Sent(model.DomainEvent, frozen=True, kw_only=True):
-        """The engine handed the message to WhatsApp."""
+        """The engine handed the message to WhatsApp, which gave it id ``wa_id``."""
 
+        wa_id: str
         sent_at: datetime
         attempts: int = 1
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status.SENT
+            aggregate.wa_id = self.wa_id
             aggregate.attempts = self.attempts
 
     class SendFailed(model.DomainEvent, frozen=True, kw_only=True):
@@ -164,10 +169,10 @@ class Message(model.Aggregate):
             **fields,
         )
 
-    def mark_sent(self, sent_at: datetime, attempts: int) -> None:
+    def mark_sent(self, wa_id: str, sent_at: datetime, attempts: int) -> None:
         if self.status != Status.QUEUED:
             raise DomainError(f"message {self.wa_id} is {self.status}, not queued")
-        self._trigger(Message.Sent, sent_at=sent_at, attempts=attempts)
+        self._trigger(Message.Sent, wa_id=wa_id, sent_at=sent_at, attempts=attempts)
 
     def mark_failed(self, reason: str, code: str | None, attempts: int) -> None:
         if self.status != Status.QUEUED:

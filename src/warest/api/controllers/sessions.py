@@ -1,10 +1,11 @@
-"""``/api/v1/session``: the caller's WhatsApp sessions (registry-scoped)."""
+"""``/api/v1/session``: the caller's WhatsApp sessions (registry-scoped) and their login."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import msgspec
+import segno
 from litestar import Controller, Request, Response, get, post, route
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
@@ -14,8 +15,11 @@ from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.middleware import set_label
+from warest.app.manager import EngineUnavailable
 from warest.app.records import Principal, SessionRecord
+from warest.app.sessions import LoginState
 from warest.domain.errors import InvalidValue, NotFound
+from warest.domain.jid import Jid
 from warest.domain.values import session_name
 
 
@@ -26,6 +30,9 @@ class SessionBody(msgspec.Struct, kw_only=True):
     label: str | None = None
     autoStart: bool | None = None  # noqa: N815
     engine: str | None = None
+    phone: str | None = None
+    pair: str | None = None
+    pairPhone: str | None = None  # noqa: N815
 
 
 class ConfigBody(msgspec.Struct, kw_only=True):
@@ -41,6 +48,12 @@ def session_view(record: SessionRecord) -> dict[str, Any]:
         "registryUser": record.registry,
         "label": record.label,
         "status": record.status,
+        "statusReason": record.status_reason,
+        "me": {"id": record.me_jid, "lid": record.me_lid, "name": record.push_name}
+        if record.me_jid
+        else None,
+        "pushName": record.push_name,
+        "lastConn": record.last_connected_at.isoformat() if record.last_connected_at else None,
         "autoStart": record.auto_start,
         "engine": record.engine,
         "webhookUrl": record.webhook_url or "",
@@ -49,11 +62,19 @@ def session_view(record: SessionRecord) -> dict[str, Any]:
     }
 
 
+def qr_data_url(qr: str) -> str:
+    """The QR string as a PNG data URL (about 300 px wide)."""
+    code = segno.make(qr, error="l")
+    width = code.symbol_size(scale=1)[0]
+    return str(code.png_data_uri(scale=max(1, 300 // width), border=2))
+
+
 async def _body(request: Request[Any, Any, Any]) -> SessionBody:
-    if request.method == "GET" or not await request.body():
+    raw = await request.body()
+    if request.method == "GET" or not raw:
         return SessionBody()
     try:
-        return msgspec.json.decode(await request.body(), type=SessionBody)
+        return msgspec.json.decode(raw, type=SessionBody)
     except msgspec.ValidationError as error:
         field = str(error).rpartition("$.")[2].rstrip("`") if "$." in str(error) else "body"
         raise ApiError(
@@ -65,24 +86,16 @@ async def _body(request: Request[Any, Any, Any]) -> SessionBody:
         raise ApiError(Code.MALFORMED_JSON, f"Malformed JSON body: {error}") from None
 
 
+def _pick(
+    request: Request[Any, Any, Any], names: tuple[str, ...], body_values: tuple[str | None, ...]
+) -> str | None:
+    query = request.query_params
+    return next((v for v in (*(query.get(n) for n in names), *body_values) if v), None)
+
+
 def _session_name(request: Request[Any, Any, Any], body: SessionBody) -> str:
     """``sessionId`` (or ``id``/``session``) from the query or the JSON body."""
-    query = request.query_params
-    raw = next(
-        (
-            v
-            for v in (
-                query.get("sessionId"),
-                query.get("id"),
-                query.get("session"),
-                body.sessionId,
-                body.id,
-                body.session,
-            )
-            if v
-        ),
-        None,
-    )
+    raw = _pick(request, ("sessionId", "id", "session"), (body.sessionId, body.id, body.session))
     if raw is None:
         raise ApiError(
             Code.SESSION_REQUIRED,
@@ -99,28 +112,109 @@ def _session_name(request: Request[Any, Any, Any], body: SessionBody) -> str:
         ) from None
 
 
+def _engine(request: Request[Any, Any, Any], body: SessionBody) -> str | None:
+    engine = body.engine or request.query_params.get("engine")
+    if engine is not None and engine not in ("neonize", "sandbox"):
+        raise ApiError(
+            Code.INVALID_PARAMETER,
+            "Invalid 'engine': must be neonize or sandbox",
+            [{"field": "engine", "reason": "must be neonize or sandbox", "source": "body"}],
+        )
+    return engine
+
+
+def _not_found() -> ApiError:
+    return ApiError(Code.SESSION_NOT_FOUND, "Session not found")
+
+
+def _login_view(state: LoginState) -> dict[str, Any]:
+    view = session_view(state.record)
+    view["status"] = state.status
+    view["created"] = state.created
+    return view
+
+
 class SessionController(Controller):
     path = "/api/v1/session"
     tags = ["sessions"]
 
     @route("/create", http_method=["GET", "POST"], status_code=200)
     async def create(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+        """Creates (or resumes) a session and starts a QR login; waits up to 2.5 s for the QR."""
         body = await _body(request)
         name = _session_name(request, body)
-        engine = body.engine or request.query_params.get("engine")
-        if engine is not None and engine not in ("neonize", "sandbox"):
+        try:
+            login = await state.services.sessions.login(
+                request.user,
+                name,
+                label=body.label,
+                auto_start=body.autoStart is not False,
+                engine=_engine(request, body),
+            )
+        except EngineUnavailable as error:
             raise ApiError(
                 Code.INVALID_PARAMETER,
-                "Invalid 'engine': must be neonize or sandbox",
-                [{"field": "engine", "reason": "must be neonize or sandbox", "source": "body"}],
+                str(error),
+                [{"field": "engine", "reason": str(error), "source": "body"}],
+            ) from None
+        set_label(request.scope, login.record.label)
+        view = _login_view(login)
+        if login.status == "open":
+            return envelope(Code.SESSION_OPEN, "Session already open", view)
+        if login.qr is not None:
+            view |= {
+                "qrString": login.qr.qr,
+                "qr": qr_data_url(login.qr.qr),
+                "qrDuration": login.qr.duration_s,
+            }
+            return envelope(Code.SESSION_QR_REQUIRED, "Scan the QR to continue", view)
+        return envelope(Code.SUCCESS, "Session created" if login.created else "Session exists", view)
+
+    @route("/create/pair-code", http_method=["GET", "POST"], status_code=200)
+    async def pair_code(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+        """Starts a pairing-code login for ``phone``; waits up to 3.5 s for the code."""
+        body = await _body(request)
+        phone_raw = _pick(request, ("phone", "pair", "pairPhone"), (body.phone, body.pair, body.pairPhone))
+        if phone_raw is None:
+            raise ApiError(
+                Code.MISSING_PARAMETER,
+                "phone is required",
+                [{"field": "phone", "reason": "missing", "source": "query"}],
             )
-        record, created = await state.services.sessions.create(
-            request.user, name, label=body.label, auto_start=body.autoStart is not False, engine=engine
-        )
-        set_label(request.scope, record.label)
-        return envelope(
-            Code.SUCCESS, "Session created" if created else "Session exists", session_view(record)
-        )
+        settings = state.services.settings
+        try:
+            phone = Jid.parse(phone_raw, settings.default_country_code, "phone")
+        except InvalidValue as error:
+            raise ApiError(
+                Code.INVALID_PARAMETER,
+                f"Invalid 'phone': {error.reason}",
+                [{"field": "phone", "reason": error.reason, "source": "query"}],
+            ) from None
+        if phone.phone is None:
+            raise ApiError(
+                Code.INVALID_PARAMETER,
+                "Invalid 'phone': must be a phone number",
+                [{"field": "phone", "reason": "must be a phone number", "source": "query"}],
+            )
+        name = _session_name(request, body)
+        try:
+            login = await state.services.sessions.login(
+                request.user,
+                name,
+                pair_phone=phone.user,
+                label=body.label,
+                auto_start=body.autoStart is not False,
+                engine=_engine(request, body),
+            )
+        except EngineUnavailable as error:
+            raise ApiError(Code.INVALID_PARAMETER, str(error)) from None
+        set_label(request.scope, login.record.label)
+        view = {"registryUser": login.record.registry, "sessionId": login.record.session_id}
+        if login.status == "open":
+            return envelope(Code.SESSION_OPEN, "Session already open", view | {"status": "open"})
+        if login.pairing_code:
+            return envelope(Code.SUCCESS, "Pair code generated", view | {"pairCode": login.pairing_code})
+        return envelope(Code.SESSION_LOGIN_PENDING, "Pair code pending", view | {"pairCode": ""})
 
     @get("/list")
     async def list_sessions(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
@@ -129,14 +223,70 @@ class SessionController(Controller):
             Code.SUCCESS, f"{len(records)} sessions", {"items": [session_view(r) for r in records]}
         )
 
+    @get("/info")
+    async def info(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+        name = _session_name(request, SessionBody())
+        try:
+            record = await state.services.sessions.get(request.user, name)
+        except NotFound:
+            raise _not_found() from None
+        set_label(request.scope, record.label)
+        return envelope(Code.SUCCESS, "Session", session_view(record))
+
+    @route("/logout", http_method=["GET", "POST"], status_code=200)
+    async def logout(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+        """Unlinks the device; the session stays (log in again with create)."""
+        name = _session_name(request, await _body(request))
+        try:
+            await state.services.sessions.logout(request.user, name)
+        except NotFound:
+            raise _not_found() from None
+        return envelope(
+            Code.SUCCESS, "Logout success", {"sessionId": name, "steps": {"runtime": True, "creds": True}}
+        )
+
+    @route("/reconnect", http_method=["GET", "POST"], status_code=200)
+    async def reconnect(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+        name = _session_name(request, await _body(request))
+        try:
+            await state.services.sessions.reconnect(request.user, name)
+        except NotFound:
+            raise _not_found() from None
+        except EngineUnavailable as error:
+            raise ApiError(Code.SERVICE_UNAVAILABLE, str(error)) from None
+        return envelope(Code.SESSION_RECONNECT_SCHEDULED, "Reconnect scheduled", {"sessionId": name})
+
     @route("/delete", http_method=["DELETE", "POST"], status_code=200)
     async def delete_session(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
         name = _session_name(request, await _body(request))
         try:
             await state.services.sessions.delete(request.user, name)
         except NotFound:
-            raise ApiError(Code.SESSION_NOT_FOUND, "Session not found") from None
-        return envelope(Code.SUCCESS, "Session deleted", {"sessionId": name})
+            raise _not_found() from None
+        return envelope(
+            Code.SUCCESS,
+            "Session deleted",
+            {"sessionId": name, "steps": {"runtime": True, "creds": True, "meta": True}},
+        )
+
+    @get("/devices")
+    async def devices(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+        name = _session_name(request, SessionBody())
+        try:
+            record, device = await state.services.sessions.device(request.user, name)
+        except NotFound:
+            raise _not_found() from None
+        set_label(request.scope, record.label)
+        return envelope(
+            Code.SUCCESS,
+            "Device",
+            {
+                "name": device.name if device else record.push_name,
+                "phone": device.phone if device else None,
+                "device": device.platform if device else "WARest",
+                "status": record.status,
+            },
+        )
 
     @post("/{session_id:str}/config", status_code=200)
     async def config(
@@ -152,8 +302,10 @@ class SessionController(Controller):
                 request.user, name, label=data.label, auto_start=data.autoStart, webhook_url=data.webhookUrl
             )
         except NotFound:
-            raise ApiError(Code.SESSION_NOT_FOUND, "Session not found") from None
+            raise _not_found() from None
         except InvalidValue as error:
+            if error.field != "sessionId":
+                raise
             raise ApiError(
                 Code.SESSION_REQUIRED,
                 "sessionId is invalid",
@@ -161,16 +313,6 @@ class SessionController(Controller):
             ) from None
         set_label(request.scope, record.label)
         return envelope(Code.SUCCESS, "Config updated", session_view(record))
-
-    @get("/info")
-    async def info(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
-        name = _session_name(request, SessionBody())
-        try:
-            record = await state.services.sessions.get(request.user, name)
-        except NotFound:
-            raise ApiError(Code.SESSION_NOT_FOUND, "Session not found") from None
-        set_label(request.scope, record.label)
-        return envelope(Code.SUCCESS, "Session", session_view(record))
 
 
 class AdminSessionsController(Controller):

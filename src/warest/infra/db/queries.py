@@ -8,15 +8,17 @@ from uuid import UUID
 
 import asyncpg
 
-from warest.app.records import SessionRecord, UserRecord
+from warest.app.records import PendingOutbound, SessionRecord, UserRecord
 
 _USER_COLUMNS = (
     "id, username, registry, role, disabled, password_hash, api_key_digest,"
     " key_rotated_at, created_at, updated_at"
 )
 _SESSION_COLUMNS = (
-    "id, registry, session_id, label, auto_start, engine, webhook_url, status, created_at, updated_at"
+    "id, registry, session_id, label, auto_start, engine, webhook_url, status, created_at, updated_at,"
+    " me_jid, me_lid, push_name, status_reason, status_at, last_connected_at"
 )
+AUTOSTART_STATUSES = ("created", "qr", "pairing", "connecting", "open", "reconnecting", "banned")
 
 
 def _user(row: Any) -> UserRecord | None:
@@ -68,6 +70,37 @@ class PgRegistryQueries:
             f"SELECT {_SESSION_COLUMNS} FROM rm_sessions WHERE registry = $1 ORDER BY session_id", registry
         )
         return [SessionRecord(**dict(r)) for r in rows]
+
+
+class PgMessagingQueries:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def autostart_sessions(self) -> list[SessionRecord]:
+        rows = await self._pool.fetch(
+            f"SELECT {_SESSION_COLUMNS} FROM rm_sessions WHERE auto_start AND status = ANY($1::text[])"
+            " ORDER BY registry, session_id",
+            list(AUTOSTART_STATUSES),
+        )
+        return [SessionRecord(**dict(r)) for r in rows]
+
+    async def pending_outbound(self, registry: str, session_id: str) -> list[PendingOutbound]:
+        rows = await self._pool.fetch(
+            "SELECT message_id, registry, session_id, local_id, chat, text, mentions, reply_to, position"
+            " FROM rm_pending_outbound WHERE registry = $1 AND session_id = $2 ORDER BY position",
+            registry,
+            session_id,
+        )
+        return [PendingOutbound(**{**dict(r), "mentions": list(r["mentions"])}) for r in rows]
+
+    async def message_for_wa_id(self, registry: str, session_id: str, wa_id: str) -> UUID | None:
+        value: UUID | None = await self._pool.fetchval(
+            "SELECT message_id FROM rm_message_index WHERE registry = $1 AND session_id = $2 AND wa_id = $3",
+            registry,
+            session_id,
+            wa_id,
+        )
+        return value
 
 
 class PgLoginGuardStore:

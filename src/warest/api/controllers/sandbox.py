@@ -1,0 +1,157 @@
+"""``/api/v1/sandbox``: the control API of the simulated network (only when it is enabled).
+
+Every route acts for the caller's tenant: its sessions and the accounts it created.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from warest.api.codes import Code
+from warest.api.envelope import Envelope, envelope
+from warest.app.records import Principal
+from warest.app.sandbox import SandboxAccount
+
+
+class AccountBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    phone: str
+    pushName: str | None = None  # noqa: N815
+    lid: str | None = None
+    about: str = ""
+    business: dict[str, Any] | None = None
+    picture: str | None = None
+    autoRead: bool = False  # noqa: N815
+
+
+class ScanBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    sessionId: str  # noqa: N815
+    phone: str
+
+
+class PairBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    phone: str
+    code: str
+
+
+class MessageBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename={"sender": "from"}):
+    sender: str
+    to: str
+    text: str
+    quotedId: str | None = None  # noqa: N815
+
+
+class FaultBody(msgspec.Struct, kw_only=True):
+    kind: str
+    sessionId: str | None = None  # noqa: N815
+    phone: str | None = None
+    seconds: float | None = None
+    count: int | None = None
+    reconnectAfterMs: int | None = None  # noqa: N815
+
+
+def account_view(account: SandboxAccount) -> dict[str, Any]:
+    return {
+        "phone": account.phone,
+        "jid": account.jid,
+        "lid": f"{account.lid}@lid",
+        "pushName": account.push_name,
+        "about": account.about,
+        "business": account.business,
+        "picture": account.picture,
+        "autoRead": account.auto_read,
+    }
+
+
+class SandboxController(Controller):
+    path = "/api/v1/sandbox"
+    tags = ["sandbox"]
+
+    @post("/accounts", status_code=201)
+    async def create_account(
+        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[AccountBody]
+    ) -> Response[Envelope]:
+        """Creates an external WhatsApp account on the simulated network."""
+        account = await state.services.sandbox.create_account(
+            request.user.registry,
+            data.phone,
+            push_name=data.pushName,
+            lid=data.lid,
+            about=data.about,
+            business=data.business,
+            picture=data.picture,
+            auto_read=data.autoRead,
+        )
+        return envelope(Code.CREATED, "Account created", account_view(account))
+
+    @get("/accounts/{phone:str}")
+    async def account(
+        self, request: Request[Principal, Any, Any], state: State, phone: FromPath[str]
+    ) -> Response[Envelope]:
+        account = await state.services.sandbox.account(request.user.registry, phone)
+        return envelope(Code.SUCCESS, "Account", account_view(account))
+
+    @post("/scan", status_code=200)
+    async def scan(
+        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[ScanBody]
+    ) -> Response[Envelope]:
+        """Scans the session's current QR with the account's phone: the session links."""
+        account = await state.services.sandbox.scan(request.user.registry, data.sessionId, data.phone)
+        return envelope(Code.SUCCESS, "QR scanned", {"sessionId": data.sessionId, **account_view(account)})
+
+    @post("/pair", status_code=200)
+    async def pair(
+        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[PairBody]
+    ) -> Response[Envelope]:
+        """Enters a pairing code on the account's phone."""
+        session = await state.services.sandbox.pair(request.user.registry, data.phone, data.code)
+        return envelope(Code.SUCCESS, "Pairing code accepted", {"sessionId": session, "phone": data.phone})
+
+    @post("/messages", status_code=200)
+    async def send(
+        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[MessageBody]
+    ) -> Response[Envelope]:
+        """An external account (yours) sends a text to a session or any account."""
+        wa_id = await state.services.sandbox.send(
+            request.user.registry, data.sender, data.to, data.text, quoted_id=data.quotedId
+        )
+        return envelope(
+            Code.SUCCESS, "Message sent", {"messageId": wa_id, "from": data.sender, "to": data.to}
+        )
+
+    @post("/faults", status_code=200)
+    async def fault(
+        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[FaultBody]
+    ) -> Response[Envelope]:
+        """Injects a fault (logout, disconnect, stream_replaced, temp_ban, error_463, duplicate,
+        out_of_order) into one of your sessions or the sessions linked to one of your accounts."""
+        options = {
+            k: v
+            for k, v in (
+                ("seconds", data.seconds),
+                ("count", data.count),
+                ("reconnectAfterMs", data.reconnectAfterMs),
+            )
+            if v is not None
+        }
+        result = await state.services.sandbox.fault(
+            request.user.registry, data.kind, session=data.sessionId, phone=data.phone, options=options
+        )
+        return envelope(Code.SUCCESS, "Fault injected", result)
+
+    @get("/accounts/{phone:str}/inbox")
+    async def inbox(
+        self, request: Request[Principal, Any, Any], state: State, phone: FromPath[str], limit: FromQuery[int] = 100
+    ) -> Response[Envelope]:
+        """What one of your external accounts has received, oldest first."""
+        items = await state.services.sandbox.inbox(request.user.registry, phone, max(1, min(limit, 1000)))
+        return envelope(
+            Code.SUCCESS,
+            f"{len(items)} messages",
+            [{**asdict(item), "at": item.at.isoformat(), "messageId": item.wa_id} for item in items],
+        )

@@ -1,0 +1,1 @@
+"""WhatsApp engines: the sandbox network and neonize."""

@@ -1,0 +1,313 @@
+"""One session's link to WhatsApp through a neonize ``NewAClient`` (the Connection port).
+
+Threads and order: goneonize runs the whatsmeow client in a worker thread and schedules
+every event handler on the event loop as its own task. The handlers here only put a job
+on a queue, and one pump task runs the jobs one by one, so the listener hears about
+events in the order whatsmeow produced them, even when a listener call is slow.
+
+Generations: every (re)started client gets a new generation number; jobs from an older
+client are dropped, so a stopped client's late events cannot reach the listener.
+
+Reconnects: whatsmeow reconnects by itself after an unexpected drop (neonize cannot turn
+that off). On ``Disconnected`` this connection reports ``reconnecting(1)`` and gives
+whatsmeow ``delay(1)`` seconds; if it is still offline it replaces the client with a fresh
+one and reports the next attempt, doubling the delay up to ``reconnect_max_s``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from neonize.exc import NeonizeError
+from neonize.proto.Neonize_pb2 import Message as MessageEvent
+from neonize.utils.enum import ClientName, ClientType
+
+from warest.app.engine import (
+    Device,
+    EngineError,
+    EngineListener,
+    InboundMessage,
+    NotConnected,
+    OutboundText,
+    SendResult,
+    SessionRef,
+)
+from warest.infra.engines.neonize.client import ClientFactory, NeonizeClient, proxy_settings
+from warest.infra.engines.neonize.errors import engine_error
+from warest.infra.engines.neonize.jids import USER_SERVER, from_epoch, jid_from_str
+from warest.infra.engines.neonize.lifecycle import Lifecycle
+from warest.infra.engines.neonize.outbound import RecentMessages, presence_args, quotable, text_message
+from warest.infra.engines.neonize.store import DeviceStore
+from warest.infra.engines.neonize.translator import EVENT_TYPES, me_from_device, translate
+
+log = logging.getLogger("warest.engines.neonize")
+
+Job = Callable[[], Awaitable[None]]
+ProxyFor = Callable[[SessionRef], str | None]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class NeonizeConnection(Lifecycle):
+    """The Connection port on neonize; lifecycle handling lives in ``Lifecycle``."""
+
+    def __init__(
+        self,
+        session: SessionRef,
+        listener: EngineListener,
+        *,
+        store: DeviceStore,
+        client_factory: ClientFactory,
+        proxy_for: ProxyFor | None = None,
+        reconnect_base_s: float = 1.0,
+        reconnect_max_s: float = 30.0,
+        qr_durations_s: tuple[float, float] = (60.0, 20.0),
+        qr_grace_s: float = 5.0,
+        pair_wait_s: float = 30.0,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        super().__init__(reconnect_base_s, reconnect_max_s, qr_durations_s, qr_grace_s)
+        self.session = session
+        self.listener = listener
+        self._store = store
+        self._factory = client_factory
+        self._proxy_for = proxy_for
+        self._pair_wait_s = pair_wait_s
+        self._clock = clock
+        self._inbox: asyncio.Queue[Job] = asyncio.Queue()
+        self._pump: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._recent = RecentMessages()
+
+    # -- Connection port -------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._online
+
+    async def start(self, pair_phone: str | None = None) -> None:
+        phone = _phone_digits(pair_phone) if pair_phone else None
+        async with self._lock:
+            self._ensure_pump()
+            self._wanted = True
+            if self._client is None:
+                self._pair_phone = phone
+                self._notify(self.listener.connecting)
+                try:
+                    await self._launch()
+                except Exception as error:
+                    self._wanted = False
+                    await self._shutdown()
+                    if isinstance(error, EngineError):
+                        raise
+                    raise engine_error(error, "connect") from error
+            elif phone is None or self._online:
+                return  # already running; a second start changes nothing
+            self._pair_phone = phone
+            if phone is not None:
+                self._code_generation = self._generation
+                try:
+                    await self._request_pairing_code(phone)
+                except EngineError:
+                    self._wanted = False
+                    await self._shutdown()
+                    raise
+
+    async def stop(self) -> None:
+        async with self._lock:
+            await self._end()
+
+    async def logout(self) -> None:
+        async with self._lock:
+            client, online = self._client, self._online
+            if client is not None and online:
+                try:
+                    await client.logout()  # unlinks on WhatsApp; whatsmeow deletes the device too
+                except NeonizeError as error:
+                    log.warning("session %s: logout on WhatsApp failed: %s", self.session.key, error)
+            await self._end()
+            await self._wipe()
+
+    async def send_text(self, message: OutboundText) -> SendResult:
+        client = self._online_client()
+        quoted = self._recent.get(message.reply_to) if message.reply_to else None
+        payload = text_message(message, quoted)
+        try:
+            response = await client.send_message(jid_from_str(message.to), payload)
+        except NeonizeError as error:
+            raise engine_error(error, "send") from error
+        wa_id = str(response.ID)
+        if self._me is not None:
+            self._recent.remember(wa_id, self._me.jid, quotable(payload))
+        return SendResult(wa_id=wa_id, sent_at=from_epoch(int(response.Timestamp), self._clock()))
+
+    async def send_presence(self, to: str, state: str) -> None:
+        chat_state, media = presence_args(state)
+        client = self._online_client()
+        try:
+            await client.send_chat_presence(jid_from_str(to), chat_state, media)
+        except NeonizeError as error:
+            raise engine_error(error, "presence") from error
+
+    async def device(self) -> Device | None:
+        client = self._client
+        if client is None or not self._registered:
+            return None  # before goneonize registers the client, its calls would crash Go
+        try:
+            info = await client.get_me()
+        except NeonizeError:
+            return None
+        me = me_from_device(info)
+        if me is None:
+            return None
+        user, _, server = me.jid.partition("@")
+        extra = {"jid": me.jid, "engine": "neonize"}
+        if me.lid:
+            extra["lid"] = me.lid
+        if info.BussinessName:
+            extra["business_name"] = str(info.BussinessName)
+        return Device(
+            name=me.push_name or me.jid,
+            phone=user if server == USER_SERVER else None,
+            platform=str(info.Platform) or "unknown",
+            extra=extra,
+        )
+
+    # -- engine-facing -----------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stops the client without telling the listener (process shutdown or deletion)."""
+        await self.stop()
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+            self._pump = None
+
+    async def wipe(self) -> None:
+        await self._wipe()
+
+    # -- commands: plumbing ---------------------------------------------------------------------
+
+    def _online_client(self) -> NeonizeClient:
+        client = self._client
+        if client is None or not self._online:
+            raise NotConnected()
+        return client
+
+    async def _request_pairing_code(self, phone: str) -> None:
+        """Asks for a pairing code once the client is talking to WhatsApp (its first QR).
+
+        whatsmeow pairs by code only on a connected, unpaired client, which is exactly
+        when it emits the first QR; that QR is not shown, as the owner asked for a code.
+        """
+        client, task = self._client, self._task
+        assert client is not None and task is not None
+        waiter = asyncio.ensure_future(self._first_signal.wait())
+        try:
+            await asyncio.wait({waiter, task}, timeout=self._pair_wait_s, return_when="FIRST_COMPLETED")
+        finally:
+            waiter.cancel()
+        if self._online:
+            return  # the device was linked already: nothing to pair
+        if not self._first_signal.is_set():
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise engine_error(task.exception() or RuntimeError(), "connect")
+            raise EngineError("WhatsApp did not answer in time", code="timeout", retryable=True)
+        try:
+            code = await client.PairPhone(
+                phone, True, client_name=ClientName.LINUX, client_type=ClientType.CHROME
+            )
+        except NeonizeError as error:
+            raise engine_error(error, "pair") from error
+        self._notify(partial(self.listener.pairing_code, str(code), phone))
+
+    async def _launch(self) -> None:
+        database = await self._store.prepare(self.session)
+        self._generation += 1
+        generation = self._generation
+        client = self._factory(database, f"{self.session.key}#{generation}.{secrets.token_hex(4)}")
+        self._subscribe(client, generation)
+        self._client = client
+        self._reset_link_state()
+        proxy = self._proxy_for(self.session) if self._proxy_for is not None else None
+        task = await client.connect(proxy_settings(proxy))
+        self._task = task
+        task.add_done_callback(partial(self._client_ended, generation))
+
+    def _subscribe(self, client: NeonizeClient, generation: int) -> None:
+        async def on_event(_client: Any, event: Any) -> None:
+            self._inbox.put_nowait(partial(self._on_event, generation, event, self._clock()))
+
+        async def on_qr(_client: Any, code: bytes) -> None:
+            self._inbox.put_nowait(partial(self._on_qr, generation, code.decode(errors="replace")))
+
+        for event_type in EVENT_TYPES:
+            client.event(event_type)(on_event)
+        client.event.qr(on_qr)
+
+    def _client_ended(self, generation: int, task: asyncio.Task[Any]) -> None:
+        """The Go client's thread returned: fine after a stop, a failure otherwise."""
+        if task.cancelled() or (error := task.exception()) is None:
+            return
+        self._inbox.put_nowait(partial(self._on_client_failed, generation, str(error) or "client failed"))
+
+    def _notify(self, callback: Callable[..., Awaitable[None]], *args: Any) -> None:
+        self._inbox.put_nowait(partial(callback, *args))
+
+    def _ensure_pump(self) -> None:
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.create_task(self._run_pump(), name=f"neonize-{self.session.key}")
+
+    async def _run_pump(self) -> None:
+        while True:
+            job = await self._inbox.get()
+            try:
+                await job()
+            except Exception:
+                log.exception("session %s: a neonize event could not be handled", self.session.key)
+
+    async def _on_event(self, generation: int, event: Any, received_at: datetime) -> None:
+        if generation != self._generation:
+            return  # from a client that was stopped or replaced
+        self._registered = True
+        happening = translate(event, received_at)
+        if happening is None:
+            log.debug("session %s: %s dropped", self.session.key, type(event).__name__)
+            return
+        if isinstance(happening, InboundMessage) and isinstance(event, MessageEvent):
+            self._recent.remember(happening.wa_id, happening.sender, quotable(event.Message))
+        await self._dispatch(happening)
+
+    async def _renew_pairing_code(self, generation: int) -> None:
+        """A restarted, still unpaired client: the earlier code died with the old client."""
+        phone = self._pair_phone
+        if phone is None or generation != self._generation:
+            return
+        self._code_generation = generation
+        try:
+            await self._request_pairing_code(phone)
+        except EngineError as error:
+            log.warning("session %s: no new pairing code: %s", self.session.key, error)
+
+    async def _wipe(self) -> None:
+        self._me = None
+        try:
+            await self._store.wipe(self.session)
+        except Exception as error:  # file system or database trouble: worth another try
+            raise EngineError(f"could not delete the device: {error}", retryable=True) from error
+
+
+def _phone_digits(phone: str) -> str:
+    digits = re.sub(r"\D", "", phone.partition("@")[0])
+    if not digits:
+        raise EngineError(f"'{phone}' is not a phone number", code="invalid_phone")
+    return digits

@@ -1,0 +1,103 @@
+"""Where each session's whatsmeow device lives, and how it is wiped.
+
+goneonize opens the database it is given and, without a device JID, resumes the *first*
+device stored there (``GetFirstDevice``). Sharing one store between sessions would hand
+every session the same WhatsApp account, so every session gets its own store:
+
+* PostgreSQL (``device_store`` starts with "postgres"): one schema per session, selected
+  with a ``search_path`` startup parameter that lib/pq passes to the server. The schema is
+  created before neonize connects (whatsmeow creates its tables inside it) and dropped
+  when the session's credentials are wiped.
+* SQLite (any other value, a file path such as ``data/neonize.db``): one file per session
+  in a directory named after it (``data/neonize/<session>.db``); wiping deletes the file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+
+from warest.app.engine import SessionRef
+
+_UNSAFE = re.compile(r"[^a-z0-9]+")
+_SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+class DeviceStore(Protocol):
+    async def prepare(self, session: SessionRef) -> str:
+        """Makes the session's store ready; returns the database string for neonize."""
+        ...
+
+    async def wipe(self, session: SessionRef) -> None:
+        """Deletes every credential of the session (idempotent)."""
+        ...
+
+
+def session_slug(session: SessionRef, limit: int = 40) -> str:
+    """A file- and identifier-safe name: readable prefix plus a hash that keeps it unique."""
+    digest = hashlib.sha256(session.key.encode()).hexdigest()[:10]
+    readable = _UNSAFE.sub("_", session.key.lower()).strip("_")[:limit] or "session"
+    return f"{readable}_{digest}"
+
+
+def device_store(spec: str) -> DeviceStore:
+    """The store for a ``device_store`` setting: a postgres URL or a SQLite path."""
+    if spec.startswith("postgres"):
+        return PostgresDeviceStore(spec)
+    return SqliteDeviceStore(spec)
+
+
+class SqliteDeviceStore:
+    def __init__(self, path: str | Path) -> None:
+        base = Path(path).expanduser().resolve()
+        self.directory = base.with_suffix("") if base.suffix in _SQLITE_SUFFIXES else base
+
+    def path(self, session: SessionRef) -> Path:
+        return self.directory / f"{session_slug(session)}.db"
+
+    async def prepare(self, session: SessionRef) -> str:
+        await asyncio.to_thread(self.directory.mkdir, parents=True, exist_ok=True)
+        return str(self.path(session))
+
+    async def wipe(self, session: SessionRef) -> None:
+        path = self.path(session)
+
+        def remove() -> None:
+            for suffix in ("", "-wal", "-shm", "-journal"):
+                path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+        await asyncio.to_thread(remove)
+
+
+class PostgresDeviceStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def schema(self, session: SessionRef) -> str:
+        return f"wa_{session_slug(session)}"
+
+    def location(self, session: SessionRef) -> str:
+        """The URL neonize opens: ours, with the session's schema as its search_path."""
+        parts = urlsplit(self.url)
+        query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
+        query.append(("search_path", self.schema(session)))
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+    async def prepare(self, session: SessionRef) -> str:
+        await self._execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}"), session)
+        return self.location(session)
+
+    async def wipe(self, session: SessionRef) -> None:
+        await self._execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE"), session)
+
+    async def _execute(self, statement: sql.SQL, session: SessionRef) -> None:
+        query = statement.format(sql.Identifier(self.schema(session)))
+        async with await psycopg.AsyncConnection.connect(self.url, autocommit=True) as conn:
+            await conn.execute(query)

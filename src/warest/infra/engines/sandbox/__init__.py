@@ -1,0 +1,1 @@
+"""The sandbox engine: a deterministic, simulated WhatsApp network in process."""

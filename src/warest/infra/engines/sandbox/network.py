@@ -1,0 +1,289 @@
+"""The simulated WhatsApp network: accounts, linked devices, routing, receipts, faults.
+
+One network per server process, shared by every sandbox session, so two gateway
+sessions (even of two tenants) can talk to each other. Its state is persisted in the
+``sandbox_*`` tables, so linked sessions come back after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import defaultdict, deque
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from warest.app.engine import InboundMessage, OutboundText, Receipt, SendResult
+from warest.app.sandbox import FAULT_KINDS, InboxItem, SandboxAccount
+from warest.domain.errors import AlreadyExists, InvalidValue, NotFound
+from warest.domain.jid import LID, USER, Jid
+from warest.infra.engines.sandbox import codes
+from warest.infra.engines.sandbox.store import SandboxStore
+
+if TYPE_CHECKING:
+    from warest.infra.engines.sandbox.engine import SandboxConnection
+
+log = logging.getLogger("warest.sandbox")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SandboxNetwork:
+    def __init__(self, store: SandboxStore, *, qr_duration_s: int = 20, qr_max_rotations: int = 10) -> None:
+        self.store = store
+        self.qr_duration_s = qr_duration_s
+        self.qr_max_rotations = qr_max_rotations
+        self.accounts: dict[str, SandboxAccount] = {}
+        self._by_lid: dict[str, str] = {}
+        self.devices: dict[tuple[str, str], str] = {}  # (registry, session) -> phone
+        self.connections: dict[tuple[str, str], SandboxConnection] = {}
+        self.contacts: defaultdict[str, set[str]] = defaultdict(set)  # phone -> phones it talked with
+        self._counter = itertools.count(1)
+        self._inbox_buffer: deque[tuple[str, InboxItem]] = deque()
+        self._flusher: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+
+    async def load(self) -> None:
+        for account in await self.store.accounts():
+            self._index(account)
+        self.devices = await self.store.devices()
+        self._flusher = asyncio.create_task(self._flush_loop(), name="sandbox-inbox")
+
+    async def close(self) -> None:
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        await self._flush()
+
+    def _index(self, account: SandboxAccount) -> None:
+        self.accounts[account.phone] = account
+        self._by_lid[account.lid] = account.phone
+
+    # -- accounts ------------------------------------------------------------------
+
+    async def create_account(
+        self,
+        registry: str,
+        phone: str,
+        *,
+        push_name: str | None = None,
+        lid: str | None = None,
+        about: str = "",
+        business: dict[str, Any] | None = None,
+        picture: str | None = None,
+        auto_read: bool = False,
+    ) -> SandboxAccount:
+        jid = Jid.parse(phone, field="phone")
+        if jid.server != USER:
+            raise InvalidValue("phone", "must be a phone number")
+        if lid is not None and not lid.isdigit():
+            raise InvalidValue("lid", "must be digits")
+        account = SandboxAccount(
+            phone=jid.user,
+            lid=lid or codes.lid_for(jid.user),
+            push_name=push_name or jid.user,
+            about=about,
+            business=business,
+            picture=picture,
+            auto_read=auto_read,
+            owner=registry,
+        )
+        async with self._lock:
+            if account.phone in self.accounts or account.lid in self._by_lid:
+                raise AlreadyExists(f"phone {account.phone} (or its LID) is already on the network")
+            if not await self.store.add_account(account):
+                raise AlreadyExists(f"phone {account.phone} (or its LID) is already on the network")
+            self._index(account)
+        return account
+
+    async def account(self, registry: str, phone: str) -> SandboxAccount:
+        return self.owned_account(registry, phone)
+
+    def owned_account(self, registry: str, phone: str) -> SandboxAccount:
+        """An account the caller created; any other is reported as missing."""
+        try:
+            jid = Jid.parse(phone, field="phone")
+        except InvalidValue:
+            raise NotFound(f"account {phone} not found") from None
+        account = (
+            self.accounts.get(jid.user)
+            if jid.server == USER
+            else self.accounts.get(self._by_lid.get(jid.user, ""))
+        )
+        if account is None or account.owner != registry:
+            raise NotFound(f"account {phone} not found")
+        return account
+
+    def resolve(self, jid: Jid) -> SandboxAccount | None:
+        if jid.server == USER:
+            return self.accounts.get(jid.user)
+        if jid.server == LID:
+            phone = self._by_lid.get(jid.user)
+            return self.accounts.get(phone) if phone else None
+        return None
+
+    # -- linking -------------------------------------------------------------------
+
+    def connection_of(self, registry: str, session: str) -> SandboxConnection:
+        connection = self.connections.get((registry, session))
+        if connection is None:
+            raise NotFound(f"session '{session}' is not running")
+        return connection
+
+    async def scan(self, registry: str, session: str, phone: str) -> SandboxAccount:
+        connection = self.connection_of(registry, session)
+        if not connection.waiting_for_qr:
+            raise InvalidValue("sessionId", "the session is not showing a QR code")
+        try:
+            account = self.owned_account(registry, phone)
+        except NotFound:
+            if Jid.parse(phone, field="phone").user in self.accounts:
+                raise
+            account = await self.create_account(registry, phone)
+        await self.link(connection, account)
+        return account
+
+    async def pair(self, registry: str, phone: str, code: str) -> str:
+        wanted = code.strip().upper().replace(" ", "")
+        if len(wanted) == 8:
+            wanted = wanted[:4] + "-" + wanted[4:]
+        user = Jid.parse(phone, field="phone").user
+        for (conn_registry, session), connection in self.connections.items():
+            if conn_registry == registry and connection.pairing == (user, wanted):
+                account = self.accounts.get(user) or await self.create_account(registry, user)
+                if account.owner not in (None, registry):
+                    break
+                await self.link(connection, account)
+                return session
+        raise NotFound("no session of yours is waiting for that pairing code on that phone")
+
+    async def link(self, connection: SandboxConnection, account: SandboxAccount) -> None:
+        key = (connection.ref.registry, connection.ref.name)
+        await self.store.link(*key, account.phone)
+        self.devices[key] = account.phone
+        await connection.linked(account)
+
+    async def unlink(self, registry: str, session: str) -> None:
+        await self.store.unlink(registry, session)
+        self.devices.pop((registry, session), None)
+
+    def device_account(self, registry: str, session: str) -> SandboxAccount | None:
+        phone = self.devices.get((registry, session))
+        return self.accounts.get(phone) if phone else None
+
+    # -- routing -------------------------------------------------------------------
+
+    def open_connections_of(self, phone: str) -> list[SandboxConnection]:
+        return [
+            self.connections[key]
+            for key, linked in self.devices.items()
+            if linked == phone and key in self.connections and self.connections[key].is_open
+        ]
+
+    async def route(
+        self, sender: SandboxAccount, origin: SandboxConnection | None, message: OutboundText
+    ) -> SendResult:
+        """Delivers a message from ``sender`` and schedules the receipts back to ``origin``."""
+        to = Jid.parse(message.to, field="to")
+        sent_at = _now()
+        result = SendResult(wa_id=message.local_id, sent_at=sent_at)
+        recipient = self.resolve(to)
+        self.contacts[sender.phone].add(to.user)
+        if origin is not None:
+            origin.push(Receipt(str(to), (result.wa_id,), "server", sent_at))
+        if recipient is None:
+            return result  # not on WhatsApp (or a group, not simulated yet): one tick only
+        self.contacts[recipient.phone].add(sender.phone)
+        chat = f"{sender.phone}@{USER}"
+        inbound = InboundMessage(
+            wa_id=result.wa_id,
+            chat=chat,
+            sender=chat,
+            text=message.text,
+            push_name=sender.push_name,
+            mentions=message.mentions,
+            quoted_id=message.reply_to,
+            sent_at=sent_at,
+        )
+        targets = [c for c in self.open_connections_of(recipient.phone) if c is not origin]
+        for target in targets:
+            target.deliver(inbound)
+        external = not any(linked == recipient.phone for linked in self.devices.values())
+        if external:
+            self._inbox_buffer.append(
+                (recipient.phone, InboxItem(result.wa_id, chat, chat, message.text, "text", sent_at))
+            )
+        if origin is not None and (targets or external):
+            origin.push(Receipt(str(to), (result.wa_id,), "delivered", _now(), by=recipient.phone))
+            if external and recipient.auto_read:
+                origin.push(Receipt(str(to), (result.wa_id,), "read", _now(), by=recipient.phone))
+        return result
+
+    async def send(
+        self, registry: str, sender: str, to: str, text: str, *, quoted_id: str | None = None
+    ) -> str:
+        """An external account (owned by ``registry``) sends a text."""
+        if not text:
+            raise InvalidValue("text", "must not be empty")
+        account = self.owned_account(registry, sender)
+        wa_id = codes.inbound_id(account.phone, next(self._counter))
+        outbound = OutboundText(
+            to=str(Jid.parse(to, field="to")), local_id=wa_id, text=text, reply_to=quoted_id
+        )
+        await self.route(account, None, outbound)
+        return wa_id
+
+    def cold(self, sender_phone: str, to: Jid) -> bool:
+        return to.user not in self.contacts[sender_phone]
+
+    # -- faults --------------------------------------------------------------------
+
+    async def fault(
+        self, registry: str, kind: str, *, session: str | None, phone: str | None, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        if kind not in FAULT_KINDS:
+            raise InvalidValue("kind", f"must be one of {', '.join(FAULT_KINDS)}")
+        targets: list[SandboxConnection] = []
+        if session:
+            targets = [self.connection_of(registry, session)]
+        elif phone:
+            account = self.owned_account(registry, phone)
+            targets = [
+                self.connections[key]
+                for key, linked in self.devices.items()
+                if linked == account.phone and key in self.connections and key[0] == registry
+            ]
+        else:
+            raise InvalidValue("sessionId", "give sessionId or phone")
+        if not targets:
+            raise NotFound("no running session matches")
+        for connection in targets:
+            await connection.inject(kind, options)
+        return {"kind": kind, "sessions": [c.ref.name for c in targets]}
+
+    # -- inboxes -------------------------------------------------------------------
+
+    async def inbox(self, registry: str, phone: str, limit: int = 100) -> list[InboxItem]:
+        account = self.owned_account(registry, phone)
+        await self._flush()
+        return await self.store.inbox(account.phone, limit)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("sandbox inbox flush failed")
+
+    async def _flush(self) -> None:
+        while self._inbox_buffer:
+            phone, item = self._inbox_buffer.popleft()
+            await self.store.record_inbox(phone, item)
+
+
+def ban_until(seconds: float) -> datetime:
+    return _now() + timedelta(seconds=seconds)
