@@ -127,3 +127,13 @@ def test_duplicate_creation_collides_on_version_one(store: EventStoreApp, commit
     with pytest.raises(IntegrityError):
         committer.save(second)
     assert len(store.select(0, 10)) == 1
+
+
+def test_a_caller_that_gives_up_does_not_stop_the_writer(
+    store: EventStoreApp, committer: GroupCommitter
+) -> None:
+    abandoned = committer.submit(new_session(1).collect_events())
+    abandoned.cancel()
+    recordings = committer.submit(new_session(2).collect_events()).result(timeout=10)
+    assert len(recordings) == 1  # the writer thread is still alive
+    assert store.max_position() >= 1

@@ -64,7 +64,9 @@ def message_event(
 ) -> ev.Message:
     return ev.Message(
         Info=MessageInfo(
-            MessageSource=MessageSource(Chat=chat, Sender=sender, IsFromMe=from_me, IsGroup=chat.Server == "g.us"),
+            MessageSource=MessageSource(
+                Chat=chat, Sender=sender, IsFromMe=from_me, IsGroup=chat.Server == "g.us"
+            ),
             ID=wa_id,
             Pushname=push_name,
             Timestamp=timestamp,
@@ -123,9 +125,17 @@ def test_extended_text_carries_mentions_and_the_quoted_id() -> None:
         (e2e.Message(documentMessage=e2e.DocumentMessage(caption="the invoice")), "document", "the invoice"),
         (e2e.Message(stickerMessage=e2e.StickerMessage()), "sticker", None),
         (e2e.Message(locationMessage=e2e.LocationMessage(degreesLatitude=-6.2)), "location", None),
-        (e2e.Message(liveLocationMessage=e2e.LiveLocationMessage(caption="on my way")), "location", "on my way"),
+        (
+            e2e.Message(liveLocationMessage=e2e.LiveLocationMessage(caption="on my way")),
+            "location",
+            "on my way",
+        ),
         (e2e.Message(contactMessage=e2e.ContactMessage(displayName="Bob")), "contact", None),
-        (e2e.Message(contactsArrayMessage=e2e.ContactsArrayMessage(displayName="2 contacts")), "contact", None),
+        (
+            e2e.Message(contactsArrayMessage=e2e.ContactsArrayMessage(displayName="2 contacts")),
+            "contact",
+            None,
+        ),
         (e2e.Message(pollCreationMessageV3=e2e.PollCreationMessage(name="Lunch?")), "poll", "Lunch?"),
         (e2e.Message(pollCreationMessage=e2e.PollCreationMessage(name="Dinner?")), "poll", "Dinner?"),
         (e2e.Message(groupInviteMessage=e2e.GroupInviteMessage(groupName="Club")), "other", None),
@@ -224,7 +234,9 @@ def test_revokes_and_edits_are_their_own_happenings() -> None:
 # -- receipts ---------------------------------------------------------------------------------
 
 
-def receipt_event(kind: int | None, *, from_me: bool = False, chat: JID = ANN, sender: JID = ANN) -> ev.Receipt:
+def receipt_event(
+    kind: int | None, *, from_me: bool = False, chat: JID = ANN, sender: JID = ANN
+) -> ev.Receipt:
     receipt = ev.Receipt(
         MessageSource=MessageSource(Chat=chat, Sender=sender, IsFromMe=from_me),
         MessageIDs=["3EB0A", "3EB0B"],
@@ -278,7 +290,11 @@ def test_a_receipt_from_my_own_device_produces_nothing() -> None:
 def test_a_group_read_receipt_names_the_reader() -> None:
     receipt = translate(receipt_event(ev.Receipt.READ, chat=GROUP, sender=ANN_LID), NOW)
     assert isinstance(receipt, Receipt)
-    assert (receipt.chat, receipt.by, receipt.status) == ("120363025246125888@g.us", "98765432101234@lid", "read")
+    assert (receipt.chat, receipt.by, receipt.status) == (
+        "120363025246125888@g.us",
+        "98765432101234@lid",
+        "read",
+    )
 
 
 # -- lifecycle --------------------------------------------------------------------------------
@@ -335,8 +351,12 @@ def test_presence_and_chat_presence() -> None:
         "628123456789@s.whatsapp.net", False, None
     )
     source = MessageSource(Chat=GROUP, Sender=ANN_LID)
-    composing = ev.ChatPresence(MessageSource=source, State=ev.ChatPresence.COMPOSING, Media=ev.ChatPresence.TEXT)
-    recording = ev.ChatPresence(MessageSource=source, State=ev.ChatPresence.COMPOSING, Media=ev.ChatPresence.AUDIO)
+    composing = ev.ChatPresence(
+        MessageSource=source, State=ev.ChatPresence.COMPOSING, Media=ev.ChatPresence.TEXT
+    )
+    recording = ev.ChatPresence(
+        MessageSource=source, State=ev.ChatPresence.COMPOSING, Media=ev.ChatPresence.AUDIO
+    )
     paused = ev.ChatPresence(MessageSource=source, State=ev.ChatPresence.PAUSED)
     chat, sender = "120363025246125888@g.us", "98765432101234@lid"
     assert translate(composing, NOW) == ChatPresenceSeen(chat, sender, "composing")
@@ -383,7 +403,9 @@ def test_call_history_and_undecryptable() -> None:
     )
     history = ev.HistorySync(
         Data=HistoryData(
-            syncType=HistoryData.RECENT, conversations=[Conversation(ID="a"), Conversation(ID="b")], progress=40
+            syncType=HistoryData.RECENT,
+            conversations=[Conversation(ID="a"), Conversation(ID="b")],
+            progress=40,
         )
     )
     assert translate(history, NOW) == HistorySynced("recent", 2, 40)

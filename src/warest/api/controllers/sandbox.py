@@ -146,7 +146,11 @@ class SandboxController(Controller):
 
     @get("/accounts/{phone:str}/inbox")
     async def inbox(
-        self, request: Request[Principal, Any, Any], state: State, phone: FromPath[str], limit: FromQuery[int] = 100
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        phone: FromPath[str],
+        limit: FromQuery[int] = 100,
     ) -> Response[Envelope]:
         """What one of your external accounts has received, oldest first."""
         items = await state.services.sandbox.inbox(request.user.registry, phone, max(1, min(limit, 1000)))

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,23 +130,23 @@ class GroupCommitter:
             return
         except Exception as error:  # the database is down: every caller must hear it
             for submission in batch:
-                submission.future.set_exception(error)
+                _settle(submission.future, error=error)
             return
         self._account(recordings)
         offset = 0
         for submission in batch:
             n = len(submission.events)
-            submission.future.set_result(recordings[offset : offset + n])
+            _settle(submission.future, recordings[offset : offset + n])
             offset += n
 
     def _write_alone(self, submission: _Submission) -> None:
         try:
             recordings = self._store.events.put(list(submission.events))
         except Exception as error:
-            submission.future.set_exception(error)
+            _settle(submission.future, error=error)
             return
         self._account(recordings)
-        submission.future.set_result(recordings)
+        _settle(submission.future, recordings)
 
     def _account(self, recordings: list[Recording[Any]]) -> None:
         self.batches += 1
@@ -155,3 +155,21 @@ class GroupCommitter:
             position = max(r.notification.id for r in recordings)
             for listener in self._listeners:
                 listener(position)
+
+
+def _settle(
+    future: Future[list[Recording[Any]]],
+    result: list[Recording[Any]] | None = None,
+    error: BaseException | None = None,
+) -> None:
+    """Resolves a caller's future; a caller that gave up (cancelled) is simply skipped.
+
+    The events are recorded either way: cancelling a wait does not cancel a write.
+    """
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or [])
+    except InvalidStateError:
+        pass

@@ -105,8 +105,7 @@ class NeonizeConnection(Lifecycle):
                 try:
                     await self._launch()
                 except Exception as error:
-                    self._wanted = False
-                    await self._shutdown()
+                    await self._end()
                     if isinstance(error, EngineError):
                         raise
                     raise engine_error(error, "connect") from error
@@ -118,8 +117,7 @@ class NeonizeConnection(Lifecycle):
                 try:
                     await self._request_pairing_code(phone)
                 except EngineError:
-                    self._wanted = False
-                    await self._shutdown()
+                    await self._end()
                     raise
 
     async def stop(self) -> None:

@@ -1,0 +1,288 @@
+"""Sessions on the sandbox network: login by QR and pair code, text both ways, receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+from litestar.testing import AsyncTestClient
+
+from tests.conftest import create_user
+from warest.config import Settings
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def tenant(client: AsyncTestClient[Any], name: str) -> dict[str, str]:
+    user = await create_user(client, name)
+    return {"X-WAREST-API-KEY": user["apiKey"]}
+
+
+async def session_status(client: AsyncTestClient[Any], headers: dict[str, str], name: str) -> str:
+    response = await client.get(f"/api/v1/session/info?sessionId={name}", headers=headers)
+    return str(response.json()["results"][0]["status"])
+
+
+async def open_by_scan(client: AsyncTestClient[Any], headers: dict[str, str], name: str, phone: str) -> None:
+    created = await client.post(
+        "/api/v1/session/create", json={"sessionId": name, "engine": "sandbox"}, headers=headers
+    )
+    assert created.status_code == 202, created.text
+    result = created.json()["results"][0]
+    assert result["qr"].startswith("data:image/png;base64,") and result["qrDuration"] == 20
+    scanned = await client.post(
+        "/api/v1/sandbox/scan", json={"sessionId": name, "phone": phone}, headers=headers
+    )
+    assert scanned.status_code == 200, scanned.text
+
+    async def is_open() -> bool:
+        return await session_status(client, headers, name) == "open"
+
+    await eventually(is_open)
+
+
+async def send_text(
+    client: AsyncTestClient[Any], headers: dict[str, str], session: str, to: Any, text: str, **extra: Any
+) -> Any:
+    return await client.post(
+        "/api/v1/messages/send/text",
+        json={"sessionId": session, "to": to, "message": text},
+        headers={**headers, **extra},
+    )
+
+
+async def test_scan_login_shows_me_and_the_device(client: AsyncTestClient[Any]) -> None:
+    a = await tenant(client, "shop-a")
+    await open_by_scan(client, a, "main", "6281111111111")
+    info = (await client.get("/api/v1/session/info?sessionId=main", headers=a)).json()["results"][0]
+    assert info["me"]["id"] == "6281111111111@s.whatsapp.net"
+    assert info["me"]["lid"].endswith("@lid") and info["lastConn"]
+    again = await client.post("/api/v1/session/create", json={"sessionId": "main"}, headers=a)
+    assert again.status_code == 200 and again.json()["code"] == 1104
+    device = (await client.get("/api/v1/session/devices?sessionId=main", headers=a)).json()["results"][0]
+    assert device == {
+        "name": "6281111111111",
+        "phone": "6281111111111",
+        "device": "sandbox",
+        "status": "open",
+    }
+
+
+async def test_pair_code_login(client: AsyncTestClient[Any]) -> None:
+    b = await tenant(client, "shop-b")
+    missing = await client.get("/api/v1/session/create/pair-code?sessionId=p", headers=b)
+    assert missing.status_code == 400 and missing.json()["results"][0]["field"] == "phone"
+    response = await client.get(
+        "/api/v1/session/create/pair-code?sessionId=p&phone=6282222222222&engine=sandbox", headers=b
+    )
+    assert response.status_code == 200, response.text
+    code = response.json()["results"][0]["pairCode"]
+    assert len(code) == 9 and code[4] == "-" and code.replace("-", "").isalnum() and code.isupper()
+    wrong = await client.post(
+        "/api/v1/sandbox/pair", json={"phone": "6282222222222", "code": "AAAA-AAAA"}, headers=b
+    )
+    assert wrong.status_code == 404
+    paired = await client.post(
+        "/api/v1/sandbox/pair", json={"phone": "6282222222222", "code": code}, headers=b
+    )
+    assert paired.status_code == 200 and paired.json()["results"][0]["sessionId"] == "p"
+
+    async def is_open() -> bool:
+        return await session_status(client, b, "p") == "open"
+
+    await eventually(is_open)
+
+
+async def message_events(settings: Settings, wa_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """(event class, state) of every Message event about ``wa_id``, in log order."""
+    conn = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.database_schema}
+    )
+    try:
+        rows = await conn.fetch(
+            "SELECT e.topic, e.state FROM warest_events e"
+            " WHERE e.originator_id IN (SELECT message_id FROM rm_message_index WHERE wa_id = $1)"
+            " ORDER BY e.notification_id",
+            wa_id,
+        )
+    finally:
+        await conn.close()
+    return [(r["topic"].rpartition(".")[2], json.loads(r["state"])) for r in rows]
+
+
+async def test_text_both_ways_with_receipts_between_two_tenants(
+    client: AsyncTestClient[Any], settings: Settings
+) -> None:
+    a, b = await tenant(client, "tenant-a"), await tenant(client, "tenant-b")
+    await open_by_scan(client, a, "sa", "6281000000001")
+    await open_by_scan(client, b, "sb", "6281000000002")
+    sent = await send_text(client, a, "sa", "6281000000002", "hello from A")
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["message"] == "Text message sent"
+    outcome = sent.json()["results"][0]
+    assert outcome["status"] in ("sent", "server", "delivered")  # receipts may already have arrived
+    assert outcome["to"] == "6281000000002@s.whatsapp.net"
+    reply = await send_text(client, b, "sb", ["081000000001"], "hi A, B here")  # local format, default 62
+    back = reply.json()["results"][0]
+    assert back["to"] == "6281000000001@s.whatsapp.net" and back["status"] != "failed"
+
+    async def both_delivered() -> bool:
+        kinds_a = [k for k, _ in await message_events(settings, outcome["messageId"])]
+        kinds_b = [k for k, _ in await message_events(settings, back["messageId"])]
+        return "StatusChanged" in kinds_a and "StatusChanged" in kinds_b and "Received" in kinds_a
+
+    await eventually(both_delivered)
+    events = await message_events(settings, outcome["messageId"])
+    kinds = [k for k, _ in events]
+    # A's outbound message: queued, sent, then the receipts in order...
+    outbound = [k for k in kinds if k != "Received"]
+    assert outbound == ["Queued", "Sent", "StatusChanged", "StatusChanged"]
+    assert [s["status"] for k, s in events if k == "StatusChanged"] == ["server", "delivered"]
+    # ...and B's inbound copy, in B's registry, from A's number.
+    received = next(s for k, s in events if k == "Received")
+    assert received["text"] == "hello from A" and received["chat"] == "6281000000001@s.whatsapp.net"
+    queued = next(s for k, s in events if k == "Queued")
+    assert received["registry"] != queued["registry"]
+
+
+async def test_send_rules_not_open_unknown_foreign_and_validation_first(client: AsyncTestClient[Any]) -> None:
+    a, b = await tenant(client, "rules-a"), await tenant(client, "rules-b")
+    await client.post("/api/v1/session/create", json={"sessionId": "waiting"}, headers=a)
+    not_open = await send_text(client, a, "waiting", "6281234567890", "hi")
+    assert not_open.status_code == 409 and not_open.json()["code"] == 1106
+    unknown = await send_text(client, a, "nope", "6281234567890", "hi")
+    assert unknown.status_code == 404 and unknown.json()["code"] == 1101
+    foreign = await send_text(client, b, "waiting", "6281234567890", "hi")
+    assert foreign.json() == unknown.json()
+    # Input is validated before the session is looked up (the original did it the other way round).
+    missing_text = await client.post(
+        "/api/v1/messages/send/text", json={"sessionId": "nope", "to": "62812345"}, headers=a
+    )
+    assert missing_text.status_code == 400 and missing_text.json()["results"][0]["field"] == "message"
+    bad_to = await send_text(client, a, "nope", "12@unknown.server", "hi")
+    assert bad_to.status_code == 400 and bad_to.json()["results"][0]["field"] == "to"
+    no_session = await client.post(
+        "/api/v1/messages/send/text", json={"to": "6281234567", "message": "x"}, headers=a
+    )
+    assert no_session.status_code == 400 and no_session.json()["code"] == 1100
+
+
+async def test_recipient_forms_lid_kept_cus_mapped(client: AsyncTestClient[Any]) -> None:
+    a = await tenant(client, "forms-a")
+    await open_by_scan(client, a, "s", "6283000000001")
+    response = await send_text(
+        client,
+        a,
+        "s",
+        "123456789012345@lid, 6283000000002@c.us; 120363000000000001@g.us\n+62 830-0000-0003",
+        "x",
+    )
+    assert response.status_code == 200, response.text
+    assert [r["to"] for r in response.json()["results"]] == [
+        "123456789012345@lid",
+        "6283000000002@s.whatsapp.net",
+        "120363000000000001@g.us",
+        "6283000000003@s.whatsapp.net",
+    ]
+    assert response.json()["message"] == "Text message sent (4 recipients)"
+
+
+async def test_idempotency_key_returns_the_first_answer_and_sends_once(
+    client: AsyncTestClient[Any], settings: Settings
+) -> None:
+    a = await tenant(client, "idem-a")
+    await open_by_scan(client, a, "s", "6284000000001")
+    await client.post("/api/v1/sandbox/accounts", json={"phone": "6284000000009"}, headers=a)
+    key = {"Idempotency-Key": "order-42"}
+    first = await send_text(client, a, "s", "6284000000009", "your order shipped", **key)
+    second = await send_text(client, a, "s", "6284000000009", "your order shipped", **key)
+    assert first.status_code == second.status_code == 200
+    assert first.json()["results"][0]["messageId"] == second.json()["results"][0]["messageId"]
+    inbox = (await client.get("/api/v1/sandbox/accounts/6284000000009/inbox", headers=a)).json()["results"]
+    assert [m["text"] for m in inbox] == ["your order shipped"]  # sent once
+    kinds = [k for k, _ in await message_events(settings, first.json()["results"][0]["messageId"])]
+    assert kinds.count("Queued") == 1 and kinds.count("Sent") == 1
+    reused = await send_text(client, a, "s", "6284000000009", "something else", **key)
+    assert reused.status_code == 409 and "Idempotency-Key" in reused.json()["message"]
+    other_key = await send_text(
+        client, a, "s", "6284000000009", "your order shipped", **{"Idempotency-Key": "order-43"}
+    )
+    assert other_key.json()["results"][0]["messageId"] != first.json()["results"][0]["messageId"]
+
+
+async def test_external_account_conversation_and_read_receipts(
+    client: AsyncTestClient[Any], settings: Settings
+) -> None:
+    a = await tenant(client, "ext-a")
+    await open_by_scan(client, a, "s", "6285000000001")
+    account = await client.post(
+        "/api/v1/sandbox/accounts",
+        json={"phone": "6285000000002", "pushName": "Budi", "autoRead": True},
+        headers=a,
+    )
+    assert account.status_code == 201 and account.json()["results"][0]["lid"].endswith("@lid")
+    inbound = await client.post(
+        "/api/v1/sandbox/messages",
+        json={"from": "6285000000002", "to": "6285000000001", "text": "halo"},
+        headers=a,
+    )
+    assert inbound.status_code == 200
+    inbound_id = inbound.json()["results"][0]["messageId"]
+
+    async def received() -> bool:
+        return any(k == "Received" for k, _ in await message_events(settings, inbound_id))
+
+    await eventually(received)
+    state = next(s for k, s in await message_events(settings, inbound_id) if k == "Received")
+    assert (
+        state["text"] == "halo"
+        and state["push_name"] == "Budi"
+        and state["sender"] == "6285000000002@s.whatsapp.net"
+    )
+
+    out = await send_text(client, a, "s", "6285000000002", "halo juga")
+    out_id = out.json()["results"][0]["messageId"]
+
+    async def read() -> bool:
+        return [s["status"] for k, s in await message_events(settings, out_id) if k == "StatusChanged"] == [
+            "server",
+            "delivered",
+            "read",
+        ]
+
+    await eventually(read)
+    inbox = (await client.get("/api/v1/sandbox/accounts/6285000000002/inbox", headers=a)).json()["results"]
+    assert inbox[-1]["text"] == "halo juga" and inbox[-1]["sender"] == "6285000000001@s.whatsapp.net"
+    # Another tenant can neither read that inbox nor make the account speak.
+    b = await tenant(client, "ext-b")
+    assert (await client.get("/api/v1/sandbox/accounts/6285000000002/inbox", headers=b)).status_code == 404
+    spoof = await client.post(
+        "/api/v1/sandbox/messages",
+        json={"from": "6285000000002", "to": "6285000000001", "text": "x"},
+        headers=b,
+    )
+    assert spoof.status_code == 404
+
+
+async def test_queue_size_limit_answers_429(database_url: str, schema: str, tmp_path: Any) -> None:
+    from tests.conftest import make_settings
+    from warest.asgi import create_litestar
+
+    settings = make_settings(database_url, schema, tmp_path, WAREST_QUEUE_MAX_SIZE="2")
+    async with AsyncTestClient(app=create_litestar(settings)) as small:
+        a = await tenant(small, "queue-a")
+        await open_by_scan(small, a, "s", "6286000000001")
+        too_many = await send_text(small, a, "s", ["6286000000002", "6286000000003", "6286000000004"], "x")
+        assert too_many.status_code == 429 and too_many.json()["code"] == 2400
+        assert too_many.headers["retry-after"] == "1"
+        fits = await send_text(small, a, "s", ["6286000000002", "6286000000003"], "x")
+        assert fits.status_code == 200

@@ -1,0 +1,670 @@
+"""NeonizeConnection / NeonizeEngine driven through a recording stand-in for NewAClient.
+
+The stand-in keeps neonize's calling conventions (``client.event(Type)(handler)``,
+``client.event.qr(f)``, ``connect()`` returning the task that runs the Go client) and
+answers with real neonize protobufs; nothing here loads a WhatsApp session or touches
+the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from neonize.exc import NeonizeError, PairPhoneError, SendMessageError, SendPresenceError
+from neonize.proto import Neonize_pb2 as ev
+from neonize.proto.Neonize_pb2 import JID, MessageInfo, MessageSource
+from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
+from neonize.utils.enum import ChatPresence, ChatPresenceMedia, ClientName, ClientType
+
+from warest.app.engine import (
+    Device,
+    EngineError,
+    InboundMessage,
+    Me,
+    NotConnected,
+    OutboundText,
+    Receipt,
+    SendResult,
+    SessionRef,
+)
+from warest.infra.engines.neonize import NeonizeConnection, NeonizeEngine
+from warest.infra.engines.neonize.store import PostgresDeviceStore, SqliteDeviceStore, device_store
+
+SESSION = SessionRef("acme", "main")
+NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+SENT_AT = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)  # SendResponse.Timestamp below
+
+
+def jid(user: str, server: str = "s.whatsapp.net", device: int = 0) -> JID:
+    return JID(User=user, Server=server, Device=device, RawAgent=0, Integrator=0, IsEmpty=False)
+
+
+ANN = jid("628123456789")
+
+
+class StandInEvents:
+    """``client.event``: records handlers the way neonize's Event does."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[type[Any], Any] = {}
+        self.qr_handler: Any = None
+
+    def __call__(self, event_type: type[Any]) -> Callable[[Any], None]:
+        def register(handler: Any) -> None:
+            self.handlers[event_type] = handler
+
+        return register
+
+    def qr(self, handler: Any) -> None:
+        self.qr_handler = handler
+
+
+class StandInClient:
+    def __init__(self, database: str, client_id: str) -> None:
+        self.database = database
+        self.client_id = client_id
+        self.event = StandInEvents()
+        self.calls: list[tuple[Any, ...]] = []
+        self.stopped = asyncio.Event()
+        self.crash: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.me = ev.Device(
+            JID=jid("628111", device=9),
+            LID=jid("4242424242", "lid", device=9),
+            PushName="Warest Bot",
+            Platform="android",
+            BussinessName="",
+        )
+        self.send_error: Exception | None = None
+        self.pair_error: Exception | None = None
+
+    def names(self) -> list[str]:
+        return [call[0] for call in self.calls]
+
+    # -- the NewAClient surface --
+    async def connect(self, proxy_settings: Any = None) -> asyncio.Task[None]:
+        self.calls.append(("connect", proxy_settings))
+        return asyncio.create_task(self._run())
+
+    async def _run(self) -> None:
+        stop = asyncio.ensure_future(self.stopped.wait())
+        done, _ = await asyncio.wait({stop, self.crash}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if self.crash in done:
+            raise NeonizeError(self.crash.result())  # what goneonize's connect task raises
+
+    async def stop(self) -> None:
+        self.calls.append(("stop",))
+        self.stopped.set()
+
+    async def logout(self) -> None:
+        self.calls.append(("logout",))
+
+    async def send_message(self, to: JID, message: e2e.Message) -> ev.SendResponse:
+        self.calls.append(("send_message", to, message))
+        if self.send_error is not None:
+            raise self.send_error
+        return ev.SendResponse(ID="3EB0SENT", Timestamp=1_700_000_000, ServerID=7)
+
+    async def send_chat_presence(self, jid: JID, state: ChatPresence, media: ChatPresenceMedia) -> None:
+        self.calls.append(("send_chat_presence", jid, state, media))
+        if self.send_error is not None:
+            raise self.send_error
+
+    async def PairPhone(  # noqa: N802
+        self, phone: str, show_push_notification: bool, client_name: Any = None, client_type: Any = None
+    ) -> str:
+        self.calls.append(("PairPhone", phone, show_push_notification, client_name, client_type))
+        if self.pair_error is not None:
+            raise self.pair_error
+        return "ABCD-EFGH"
+
+    async def get_me(self) -> ev.Device:
+        self.calls.append(("get_me",))
+        return self.me
+
+    # -- test helpers: what goneonize would do --
+    async def emit(self, event: Any) -> None:
+        await self.event.handlers[type(event)](self, event)
+
+    async def show_qr(self, code: str) -> None:
+        await self.event.qr_handler(self, code.encode())
+
+
+class Factory:
+    def __init__(self) -> None:
+        self.clients: list[StandInClient] = []
+
+    def __call__(self, database: str, client_id: str) -> StandInClient:
+        client = StandInClient(database, client_id)
+        self.clients.append(client)
+        return client
+
+    @property
+    def last(self) -> StandInClient:
+        return self.clients[-1]
+
+
+class RecordingListener:
+    def __init__(self) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+
+    async def wait_for(self, count: int, timeout: float = 2.0) -> list[tuple[Any, ...]]:
+        await eventually(lambda: len(self.calls) >= count, timeout)
+        return self.calls
+
+    async def qr(self, qr: str, duration_s: int, attempt: int) -> None:
+        self.calls.append(("qr", qr, duration_s, attempt))
+
+    async def pairing_code(self, code: str, phone: str) -> None:
+        self.calls.append(("pairing_code", code, phone))
+
+    async def connecting(self) -> None:
+        self.calls.append(("connecting",))
+
+    async def opened(self, me: Me) -> None:
+        self.calls.append(("opened", me))
+
+    async def reconnecting(self, attempt: int, reason: str) -> None:
+        self.calls.append(("reconnecting", attempt, reason))
+
+    async def logged_out(self, reason: str) -> None:
+        self.calls.append(("logged_out", reason))
+
+    async def replaced(self, reason: str) -> None:
+        self.calls.append(("replaced", reason))
+
+    async def closed(self, reason: str) -> None:
+        self.calls.append(("closed", reason))
+
+    async def banned(self, reason: str, until: datetime | None) -> None:
+        self.calls.append(("banned", reason, until))
+
+    async def message(self, message: InboundMessage) -> None:
+        self.calls.append(("message", message))
+
+    async def receipt(self, receipt: Receipt) -> None:
+        self.calls.append(("receipt", receipt))
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.002)
+
+
+ME = Me(jid="628111@s.whatsapp.net", lid="4242424242@lid", push_name="Warest Bot")
+
+
+class Rig:
+    def __init__(self, tmp_path: Path, **options: Any) -> None:
+        self.factory = Factory()
+        self.listener = RecordingListener()
+        self.store = SqliteDeviceStore(tmp_path / "neonize.db")
+        self.connection = NeonizeConnection(
+            SESSION,
+            self.listener,
+            store=self.store,
+            client_factory=self.factory,
+            clock=lambda: NOW,
+            **options,
+        )
+
+    async def open(self) -> StandInClient:
+        """Starts, and logs in as a stored device would (no QR)."""
+        before = len(self.listener.calls)
+        await self.connection.start()
+        client = self.factory.last
+        await client.emit(ev.Connected(status=True))
+        await self.listener.wait_for(before + 2)
+        return client
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> Any:
+    rig = Rig(tmp_path, reconnect_base_s=0.02, reconnect_max_s=0.05)
+    yield rig
+    await rig.connection.close()
+
+
+def message_event(text: str, wa_id: str = "3EB0IN", sender: JID = ANN) -> ev.Message:
+    return ev.Message(
+        Info=MessageInfo(
+            MessageSource=MessageSource(Chat=ANN, Sender=sender, IsFromMe=False),
+            ID=wa_id,
+            Pushname="Ann",
+            Timestamp=1_714_563_000_000,
+        ),
+        Message=e2e.Message(conversation=text),
+    )
+
+
+# -- start: QR and pairing code ------------------------------------------------------------------
+
+
+async def test_start_with_a_qr_reports_codes_then_opens(rig: Rig) -> None:
+    await rig.connection.start()
+    client = rig.factory.last
+    assert client.database == str(rig.store.path(SESSION))
+    assert client.client_id.startswith("acme/main#")
+    assert client.calls == [("connect", None)]
+    assert ev.Message in client.event.handlers and ev.Disconnected in client.event.handlers
+
+    await client.show_qr("2@first")
+    await client.show_qr("2@second")
+    await client.emit(ev.Connected(status=True))
+    calls = await rig.listener.wait_for(4)
+    assert calls == [
+        ("connecting",),
+        ("qr", "2@first", 60, 1),
+        ("qr", "2@second", 20, 2),
+        ("opened", ME),
+    ]
+    assert rig.connection.connected
+
+
+async def test_a_second_start_keeps_the_running_client(rig: Rig) -> None:
+    await rig.open()
+    await rig.connection.start()
+    assert len(rig.factory.clients) == 1
+
+
+async def test_the_session_proxy_is_applied_at_connect(tmp_path: Path) -> None:
+    factory = Factory()
+    proxies = {SESSION.key: "socks5://proxy.local:1080"}
+    connection = NeonizeConnection(
+        SESSION,
+        RecordingListener(),
+        store=SqliteDeviceStore(tmp_path / "n.db"),
+        client_factory=factory,
+        proxy_for=lambda session: proxies.get(session.key),
+    )
+    await connection.start()
+    (name, settings), *_ = factory.last.calls
+    assert name == "connect"
+    assert settings.proxy_address == "socks5://proxy.local:1080"
+    await connection.close()
+
+
+async def test_start_with_a_phone_asks_for_a_pairing_code_after_the_first_qr(rig: Rig) -> None:
+    starting = asyncio.create_task(rig.connection.start(pair_phone="+62 812-3456-789"))
+    await eventually(lambda: bool(rig.factory.clients) and bool(rig.factory.last.calls))
+    client = rig.factory.last
+    assert not starting.done()  # waits until the client talks to WhatsApp
+    await client.show_qr("2@unused")
+    await starting
+    assert client.calls[1] == ("PairPhone", "628123456789", True, ClientName.LINUX, ClientType.CHROME)
+    await client.emit(ev.PairStatus(Status=ev.PairStatus.SUCCESS, ID=jid("628123456789")))
+    await client.emit(ev.Connected(status=True))
+    calls = await rig.listener.wait_for(3)
+    assert calls == [("connecting",), ("pairing_code", "ABCD-EFGH", "628123456789"), ("opened", ME)]
+
+
+async def test_a_refused_pairing_request_fails_the_start(rig: Rig) -> None:
+    starting = asyncio.create_task(rig.connection.start(pair_phone="628123456789"))
+    await eventually(lambda: bool(rig.factory.clients) and bool(rig.factory.last.calls))
+    client = rig.factory.last
+    client.pair_error = PairPhoneError("rate-overlimit")
+    await client.show_qr("2@unused")
+    with pytest.raises(EngineError) as raised:
+        await starting
+    assert raised.value.retryable
+    assert client.names()[-1] == "stop"
+    assert not rig.connection.connected
+
+
+async def test_a_client_that_dies_before_pairing_fails_the_start(rig: Rig) -> None:
+    starting = asyncio.create_task(rig.connection.start(pair_phone="628123456789"))
+    await eventually(lambda: bool(rig.factory.clients) and bool(rig.factory.last.calls))
+    rig.factory.last.crash.set_result("dial tcp: connection refused")
+    with pytest.raises(EngineError, match="connection refused") as raised:
+        await starting
+    assert raised.value.retryable
+
+
+async def test_an_unscanned_qr_closes_the_session(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, qr_durations_s=(0.02, 0.02), qr_grace_s=0.01)
+    await rig.connection.start()
+    client = rig.factory.last
+    await client.show_qr("2@only")
+    calls = await rig.listener.wait_for(3)
+    assert calls == [("connecting",), ("qr", "2@only", 0, 1), ("closed", "qr_timeout")]
+    assert client.names() == ["connect", "stop"]
+    await rig.connection.close()
+
+
+# -- stop, logout, device -------------------------------------------------------------------------
+
+
+async def test_stop_disconnects_and_keeps_the_device(rig: Rig) -> None:
+    client = await rig.open()
+    device_file = rig.store.path(SESSION)
+    device_file.write_bytes(b"whatsmeow")
+    await rig.connection.stop()
+    assert client.names() == ["connect", "get_me", "stop"]
+    assert client.stopped.is_set()
+    assert not rig.connection.connected
+    assert device_file.exists()
+    assert rig.listener.calls == [("connecting",), ("opened", ME)]  # the runtime records stops
+    await rig.connection.start()
+    assert len(rig.factory.clients) == 2  # a fresh client on the same device store
+
+
+async def test_logout_unlinks_and_forgets_the_credentials(rig: Rig) -> None:
+    client = await rig.open()
+    device_file = rig.store.path(SESSION)
+    device_file.write_bytes(b"whatsmeow")
+    await rig.connection.logout()
+    assert client.names() == ["connect", "get_me", "logout", "stop"]
+    assert not device_file.exists()
+    assert not rig.connection.connected
+    assert await rig.connection.device() is None
+
+
+async def test_device_describes_the_linked_account(rig: Rig) -> None:
+    assert await rig.connection.device() is None  # nothing started: Go knows no client
+    await rig.open()
+    assert await rig.connection.device() == Device(
+        name="Warest Bot",
+        phone="628111",
+        platform="android",
+        extra={"jid": "628111@s.whatsapp.net", "engine": "neonize", "lid": "4242424242@lid"},
+    )
+
+
+# -- sending ------------------------------------------------------------------------------------------
+
+
+async def test_send_text_sends_a_plain_conversation(rig: Rig) -> None:
+    client = await rig.open()
+    result = await rig.connection.send_text(
+        OutboundText(to="628999@s.whatsapp.net", local_id="l1", text="hello")
+    )
+    assert result == SendResult(wa_id="3EB0SENT", sent_at=SENT_AT)
+    name, to, message = client.calls[-1]
+    assert name == "send_message"
+    assert to == jid("628999")
+    assert message == e2e.Message(conversation="hello")
+
+
+async def test_send_text_with_mentions_to_a_group(rig: Rig) -> None:
+    client = await rig.open()
+    text = OutboundText(
+        to="120363025246125888@g.us",
+        local_id="l2",
+        text="hi @628111 and @4242",
+        mentions=("628111@s.whatsapp.net", "4242@lid"),
+    )
+    await rig.connection.send_text(text)
+    _, to, message = client.calls[-1]
+    assert to == jid("120363025246125888", "g.us")
+    assert message.extendedTextMessage.text == "hi @628111 and @4242"
+    assert list(message.extendedTextMessage.contextInfo.mentionedJID) == ["628111@s.whatsapp.net", "4242@lid"]
+    assert not message.extendedTextMessage.contextInfo.stanzaID
+
+
+async def test_a_reply_quotes_a_remembered_message(rig: Rig) -> None:
+    client = await rig.open()
+    await client.emit(message_event("the question", wa_id="3EB0Q"))
+    await rig.listener.wait_for(3)
+    await rig.connection.send_text(
+        OutboundText(to="628123456789@s.whatsapp.net", local_id="l3", text="the answer", reply_to="3EB0Q")
+    )
+    context = client.calls[-1][2].extendedTextMessage.contextInfo
+    assert context.stanzaID == "3EB0Q"
+    assert context.participant == "628123456789@s.whatsapp.net"
+    assert context.quotedMessage == e2e.Message(conversation="the question")
+
+    await rig.connection.send_text(
+        OutboundText(
+            to="628123456789@s.whatsapp.net", local_id="l4", text="and again", reply_to="3EB0UNKNOWN"
+        )
+    )
+    context = client.calls[-1][2].extendedTextMessage.contextInfo
+    assert context.stanzaID == "3EB0UNKNOWN"
+    assert not context.participant and not context.HasField("quotedMessage")
+
+
+async def test_sending_needs_a_connection(rig: Rig) -> None:
+    with pytest.raises(NotConnected):
+        await rig.connection.send_text(OutboundText(to="628999", local_id="l", text="x"))
+    await rig.connection.start()  # started but not logged in yet
+    with pytest.raises(NotConnected):
+        await rig.connection.send_text(OutboundText(to="628999", local_id="l", text="x"))
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "retryable"),
+    [
+        (SendMessageError("failed to send: websocket not connected"), "not_connected", True),
+        (SendMessageError("failed to get device list: info query timed out"), "timeout", True),
+        (SendMessageError("can't send message to unknown server lol"), "invalid_recipient", False),
+        (SendMessageError("server returned error 406"), "send_failed", False),
+    ],
+)
+async def test_send_failures_become_engine_errors(
+    rig: Rig, error: Exception, code: str, retryable: bool
+) -> None:
+    client = await rig.open()
+    client.send_error = error
+    with pytest.raises(EngineError) as raised:
+        await rig.connection.send_text(OutboundText(to="628999", local_id="l", text="x"))
+    assert (raised.value.code, raised.value.retryable) == (code, retryable)
+
+
+async def test_chat_presence(rig: Rig) -> None:
+    client = await rig.open()
+    for state in ("composing", "recording", "paused"):
+        await rig.connection.send_presence("628999@s.whatsapp.net", state)
+    assert client.calls[-3:] == [
+        (
+            "send_chat_presence",
+            jid("628999"),
+            ChatPresence.CHAT_PRESENCE_COMPOSING,
+            ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT,
+        ),
+        (
+            "send_chat_presence",
+            jid("628999"),
+            ChatPresence.CHAT_PRESENCE_COMPOSING,
+            ChatPresenceMedia.CHAT_PRESENCE_MEDIA_AUDIO,
+        ),
+        (
+            "send_chat_presence",
+            jid("628999"),
+            ChatPresence.CHAT_PRESENCE_PAUSED,
+            ChatPresenceMedia.CHAT_PRESENCE_MEDIA_TEXT,
+        ),
+    ]
+    with pytest.raises(EngineError, match="unknown chat presence"):
+        await rig.connection.send_presence("628999@s.whatsapp.net", "dancing")
+    client.send_error = SendPresenceError("websocket not connected")
+    with pytest.raises(NotConnected):
+        await rig.connection.send_presence("628999@s.whatsapp.net", "composing")
+
+
+# -- events reach the listener in order ---------------------------------------------------------------
+
+
+async def test_events_reach_the_listener_in_order(rig: Rig) -> None:
+    client = await rig.open()
+    read = ev.Receipt(
+        MessageSource=MessageSource(Chat=ANN, Sender=ANN),
+        MessageIDs=["3EB0SENT"],
+        Timestamp=1_714_563_060,
+        Type=ev.Receipt.READ,
+    )
+    own_device = ev.Receipt(
+        MessageSource=MessageSource(Chat=ANN, Sender=ANN), MessageIDs=["x"], Type=ev.Receipt.SENDER
+    )
+    # goneonize schedules each handler as its own task, all at once
+    await asyncio.gather(
+        client.emit(message_event("one", wa_id="3EB01")),
+        client.emit(read),
+        client.emit(own_device),  # not a status move: dropped
+        client.emit(ev.Presence(From=ANN, Unavailable=False)),  # no port callback: dropped
+        client.emit(message_event("two", wa_id="3EB02")),
+    )
+    calls = (await rig.listener.wait_for(5))[2:]
+    assert [call[0] for call in calls] == ["message", "receipt", "message"]
+    assert calls[0][1].text == "one" and calls[2][1].text == "two"
+    assert calls[1][1] == Receipt(
+        chat="628123456789@s.whatsapp.net",
+        wa_ids=("3EB0SENT",),
+        status="read",
+        at=datetime(2024, 5, 1, 11, 31, tzinfo=UTC),
+        by="628123456789@s.whatsapp.net",
+    )
+
+
+async def test_a_drop_recovered_by_whatsmeow_needs_no_new_client(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, reconnect_base_s=5.0, reconnect_max_s=5.0)
+    client = await rig.open()
+    await client.emit(ev.Disconnected(status=True))
+    await rig.listener.wait_for(3)
+    assert not rig.connection.connected
+    await client.emit(ev.Connected(status=True))  # whatsmeow's own auto-reconnect
+    calls = await rig.listener.wait_for(4)
+    assert calls[2:] == [("reconnecting", 1, "connection_lost"), ("opened", ME)]
+    assert len(rig.factory.clients) == 1 and "stop" not in client.names()
+    await rig.connection.close()
+
+
+async def test_a_lasting_drop_restarts_the_client_with_back_off(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, reconnect_base_s=0.02, reconnect_max_s=1.0)
+    first = await rig.open()
+    await first.emit(ev.Disconnected(status=True))
+    await eventually(lambda: len(rig.factory.clients) == 3)  # two restarts: 0.02 s, then 0.04 s
+    calls = await rig.listener.wait_for(5)
+    assert calls[2:5] == [
+        ("reconnecting", 1, "connection_lost"),
+        ("reconnecting", 2, "connection_lost"),
+        ("reconnecting", 3, "connection_lost"),
+    ]
+    assert first.names()[-1] == "stop"
+    assert rig.factory.clients[1].names() == ["connect", "stop"]
+    latest = rig.factory.last
+    await first.emit(message_event("late, from the stopped client"))  # ignored
+    await latest.emit(ev.Connected(status=True))
+    calls = await rig.listener.wait_for(6)
+    assert calls[-1] == ("opened", ME)
+    assert [c[0] for c in calls].count("message") == 0
+    await asyncio.sleep(0.15)
+    assert len(rig.factory.clients) == 3  # back online: no more restarts
+    await rig.connection.close()
+
+
+async def test_a_failing_client_thread_is_restarted(rig: Rig) -> None:
+    first = await rig.open()
+    first.crash.set_result("goneonize: database is locked")
+    calls = await rig.listener.wait_for(3)
+    assert calls[2] == ("reconnecting", 1, "goneonize: database is locked")
+    await eventually(lambda: len(rig.factory.clients) == 2)
+    await rig.factory.last.emit(ev.Connected(status=True))
+    await eventually(lambda: rig.connection.connected)
+
+
+async def test_logged_out_from_the_phone_removes_the_device(rig: Rig) -> None:
+    client = await rig.open()
+    device_file = rig.store.path(SESSION)
+    device_file.write_bytes(b"whatsmeow")
+    await client.emit(ev.LoggedOut(OnConnect=False, Reason=ev.LOGGED_OUT))
+    calls = await rig.listener.wait_for(3)
+    assert calls[2] == ("logged_out", "logged_out")
+    assert client.names()[-1] == "stop"
+    assert not device_file.exists()
+    assert not rig.connection.connected
+    await asyncio.sleep(0.06)
+    assert len(rig.factory.clients) == 1  # no reconnect after a logout
+
+
+async def test_replaced_and_banned_end_the_link_without_reconnecting(rig: Rig) -> None:
+    client = await rig.open()
+    device_file = rig.store.path(SESSION)
+    device_file.write_bytes(b"whatsmeow")
+    await client.emit(ev.StreamReplaced())
+    assert (await rig.listener.wait_for(3))[2] == ("replaced", "stream_replaced")
+    assert client.names()[-1] == "stop" and device_file.exists()
+
+    client = await rig.open()
+    await client.emit(ev.TemporaryBan(Code=ev.TemporaryBan.BLOCKED_BY_USERS, Expire=7200))
+    calls = await rig.listener.wait_for(6)
+    assert calls[5] == ("banned", "blocked_by_users", NOW + timedelta(hours=2))
+    await asyncio.sleep(0.06)
+    assert len(rig.factory.clients) == 2
+
+
+async def test_a_connect_failure_closes_the_session(rig: Rig) -> None:
+    client = await rig.open()
+    await client.emit(ev.ClientOutdated())
+    assert (await rig.listener.wait_for(3))[2] == ("closed", "client_outdated")
+    assert client.names()[-1] == "stop"
+
+
+# -- the engine ------------------------------------------------------------------------------------------
+
+
+async def test_engine_keeps_one_connection_per_session_and_forgets_devices(tmp_path: Path) -> None:
+    factory = Factory()
+    engine = NeonizeEngine(str(tmp_path / "devices.db"), client_factory=factory, reconnect_base_s=0.01)
+    assert engine.name == "neonize"
+    first, second = RecordingListener(), RecordingListener()
+    connection = engine.connection(SESSION, first)
+    assert engine.connection(SESSION, second) is connection and connection.listener is second
+    other = engine.connection(SessionRef("acme", "other"), first)
+    assert other is not connection
+
+    await connection.start()
+    client = factory.last
+    assert client.database == str(tmp_path / "devices" / Path(client.database).name)
+    Path(client.database).write_bytes(b"whatsmeow")
+    await engine.forget(SESSION)
+    assert client.names() == ["connect", "stop"]
+    assert not Path(client.database).exists()
+    assert engine.connection(SESSION, first) is not connection  # forgotten: a new one
+
+    await other.start()
+    await engine.close()
+    assert factory.last.names() == ["connect", "stop"]
+
+
+async def test_forget_without_a_connection_still_wipes_the_store(tmp_path: Path) -> None:
+    engine = NeonizeEngine(str(tmp_path / "devices.db"), client_factory=Factory())
+    store = engine.store
+    assert isinstance(store, SqliteDeviceStore)
+    path = Path(await store.prepare(SESSION))
+    path.write_bytes(b"x")
+    await engine.forget(SESSION)
+    assert not path.exists()
+
+
+async def test_the_postgres_store_gives_each_session_a_schema(database_url: str) -> None:
+    store = device_store(database_url + "?connect_timeout=5")
+    assert isinstance(store, PostgresDeviceStore)
+    schema = store.schema(SESSION)
+    assert schema.startswith("wa_acme_main_") and len(schema) < 63
+    assert store.schema(SessionRef("acme", "other")) != schema
+    location = await store.prepare(SESSION)
+    assert location.startswith(database_url)
+    assert f"search_path={schema}" in location and "connect_timeout=5" in location
+
+    def exists() -> bool:
+        with psycopg.connect(database_url) as conn:
+            row = conn.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone()
+            return bool(row and row[0])
+
+    try:
+        assert exists()
+        await store.prepare(SESSION)  # idempotent
+        await store.wipe(SESSION)
+        assert not exists()
+        await store.wipe(SESSION)  # idempotent
+    finally:
+        await store.wipe(SESSION)
