@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import threading
+import time
+
 from litestar import Litestar
 
 from warest.api.app import create_app
@@ -15,7 +20,23 @@ def create(settings: Settings | None = None) -> AccessLogMiddleware:
     """The server's ASGI app: JSON logs, access logging around the Litestar application."""
     settings = settings or Settings.from_env()
     setup_logging(settings.log_level)
+    if settings.supervisor_pid and settings.supervisor_pid != os.getpid():
+        exit_with_supervisor(settings.supervisor_pid)
     return AccessLogMiddleware(create_litestar(settings))
+
+
+def exit_with_supervisor(supervisor_pid: int, interval_s: float = 0.5) -> None:
+    """A worker process whose supervisor died (SIGKILL leaves no time to stop workers)
+    would keep serving stale sessions next to a restarted server: it exits instead."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if os.getppid() != supervisor_pid:
+                logging.getLogger("warest").error("supervisor %s is gone; worker exits", supervisor_pid)
+                os._exit(70)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 def create_litestar(settings: Settings | None = None) -> Litestar:

@@ -46,6 +46,8 @@ def serve(host: str | None, port: int | None) -> None:
         os.environ["WAREST_DATABASE_URL"] = embedded.start()
     host = host or settings.host
     port = port or settings.port
+    # Server workers exit by themselves if this process dies without stopping them (kill -9).
+    os.environ["WAREST_SUPERVISOR_PID"] = str(os.getpid())
     try:
         if settings.server == "granian":
             from granian import Granian  # noqa: PLC0415

@@ -205,6 +205,7 @@ class Settings:
     sandbox: str = _setting("WAREST_SANDBOX_ENABLED", "auto", _choice("auto", "true", "false"))
     neonize_store: str = _setting("WAREST_NEONIZE_STORE", "", _str)
     server: str = _setting("WAREST_SERVER", "granian", _choice("granian", "uvicorn"))
+    supervisor_pid: int = _setting("WAREST_SUPERVISOR_PID", "0", _int(0))
     workers: int = _setting("WAREST_WORKERS", "1", _int(1, 64))
 
     @classmethod

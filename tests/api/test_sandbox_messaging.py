@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import create_user
+from tests.conftest import create_user, make_settings
+from warest.asgi import create_litestar
 from warest.config import Settings
 
 
@@ -274,9 +275,6 @@ async def test_external_account_conversation_and_read_receipts(
 
 
 async def test_queue_size_limit_answers_429(database_url: str, schema: str, tmp_path: Any) -> None:
-    from tests.conftest import make_settings
-    from warest.asgi import create_litestar
-
     settings = make_settings(database_url, schema, tmp_path, WAREST_QUEUE_MAX_SIZE="2")
     async with AsyncTestClient(app=create_litestar(settings)) as small:
         a = await tenant(small, "queue-a")

@@ -9,6 +9,9 @@ the network.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +19,13 @@ from typing import Any
 
 import psycopg
 import pytest
+from neonize.aioze.client import ClientFactory, NewAClient
+from neonize.aioze.events import set_event_loop
+from neonize.events import EVENT_TO_INT
 from neonize.exc import NeonizeError, PairPhoneError, SendMessageError, SendPresenceError
 from neonize.proto import Neonize_pb2 as ev
 from neonize.proto.Neonize_pb2 import JID, MessageInfo, MessageSource
+from neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2 import DeviceProps
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 from neonize.utils.enum import ChatPresence, ChatPresenceMedia, ClientName, ClientType
 
@@ -34,7 +41,9 @@ from warest.app.engine import (
     SessionRef,
 )
 from warest.infra.engines.neonize import NeonizeConnection, NeonizeEngine
+from warest.infra.engines.neonize.client import new_aclient
 from warest.infra.engines.neonize.store import PostgresDeviceStore, SqliteDeviceStore, device_store
+from warest.infra.engines.neonize.translator import EVENT_TYPES
 
 SESSION = SessionRef("acme", "main")
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
@@ -116,7 +125,7 @@ class StandInClient:
         if self.send_error is not None:
             raise self.send_error
 
-    async def PairPhone(  # noqa: N802
+    async def PairPhone(
         self, phone: str, show_push_notification: bool, client_name: Any = None, client_type: Any = None
     ) -> str:
         self.calls.append(("PairPhone", phone, show_push_notification, client_name, client_type))
@@ -198,6 +207,15 @@ async def eventually(predicate: Callable[[], bool], timeout: float = 2.0) -> Non
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.002)
+
+
+def write_device(path: Path) -> None:
+    """Stands in for the whatsmeow database goneonize would create."""
+    path.write_bytes(b"whatsmeow")
+
+
+def exists(path: Path) -> bool:
+    return path.exists()
 
 
 ME = Me(jid="628111@s.whatsapp.net", lid="4242424242@lid", push_name="Warest Bot")
@@ -318,6 +336,9 @@ async def test_a_refused_pairing_request_fails_the_start(rig: Rig) -> None:
     assert raised.value.retryable
     assert client.names()[-1] == "stop"
     assert not rig.connection.connected
+    calls = await rig.listener.wait_for(2)
+    assert calls[0] == ("connecting",) and calls[1][0] == "closed"
+    assert calls[1][1].startswith("pairing_failed: pair failed: rate-overlimit")
 
 
 async def test_a_client_that_dies_before_pairing_fails_the_start(rig: Rig) -> None:
@@ -327,6 +348,26 @@ async def test_a_client_that_dies_before_pairing_fails_the_start(rig: Rig) -> No
     with pytest.raises(EngineError, match="connection refused") as raised:
         await starting
     assert raised.value.retryable
+
+
+async def test_a_store_that_cannot_be_prepared_fails_the_start(tmp_path: Path) -> None:
+    class BrokenStore(SqliteDeviceStore):
+        async def prepare(self, session: SessionRef) -> str:
+            raise OSError("read-only file system")
+
+    factory, listener = Factory(), RecordingListener()
+    connection = NeonizeConnection(
+        SESSION, listener, store=BrokenStore(tmp_path / "n.db"), client_factory=factory
+    )
+    with pytest.raises(EngineError, match="read-only file system") as raised:
+        await connection.start()
+    assert raised.value.code == "connect_failed" and not raised.value.retryable
+    assert factory.clients == []
+    assert await listener.wait_for(2) == [
+        ("connecting",),
+        ("closed", "start_failed: connect failed: read-only file system"),
+    ]
+    await connection.close()
 
 
 async def test_an_unscanned_qr_closes_the_session(tmp_path: Path) -> None:
@@ -537,28 +578,70 @@ async def test_a_drop_recovered_by_whatsmeow_needs_no_new_client(tmp_path: Path)
     await rig.connection.close()
 
 
-async def test_a_lasting_drop_restarts_the_client_with_back_off(tmp_path: Path) -> None:
+async def test_a_lasting_drop_is_reported_with_back_off_while_whatsmeow_retries(tmp_path: Path) -> None:
     rig = Rig(tmp_path, reconnect_base_s=0.02, reconnect_max_s=1.0)
-    first = await rig.open()
-    await first.emit(ev.Disconnected(status=True))
-    await eventually(lambda: len(rig.factory.clients) == 3)  # two restarts: 0.02 s, then 0.04 s
+    client = await rig.open()
+    await client.emit(ev.Disconnected(status=True))
     calls = await rig.listener.wait_for(5)
     assert calls[2:5] == [
         ("reconnecting", 1, "connection_lost"),
         ("reconnecting", 2, "connection_lost"),
         ("reconnecting", 3, "connection_lost"),
     ]
-    assert first.names()[-1] == "stop"
-    assert rig.factory.clients[1].names() == ["connect", "stop"]
-    latest = rig.factory.last
-    await first.emit(message_event("late, from the stopped client"))  # ignored
-    await latest.emit(ev.Connected(status=True))
-    calls = await rig.listener.wait_for(6)
-    assert calls[-1] == ("opened", ME)
-    assert [c[0] for c in calls].count("message") == 0
-    await asyncio.sleep(0.15)
-    assert len(rig.factory.clients) == 3  # back online: no more restarts
+    # a logged-in client is whatsmeow's to reconnect: replacing it would leak its database pool
+    assert len(rig.factory.clients) == 1 and "stop" not in client.names()
+    await client.emit(ev.Connected(status=True))
+    await eventually(lambda: rig.listener.calls[-1] == ("opened", ME))
+    settled = len(rig.listener.calls)
+    await asyncio.sleep(0.2)
+    assert len(rig.listener.calls) == settled  # back online: no more reports
     await rig.connection.close()
+
+
+async def test_back_off_doubles_up_to_the_cap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rig = Rig(tmp_path, reconnect_base_s=1.0, reconnect_max_s=5.0)
+    client = await rig.open()
+    waits: list[float] = []
+
+    async def wait_online(timeout: float) -> bool:
+        waits.append(timeout)
+        if len(waits) == 5:
+            await client.emit(ev.Connected(status=True))
+            await eventually(lambda: rig.connection.connected)
+        return rig.connection.connected
+
+    monkeypatch.setattr(rig.connection, "_wait_online", wait_online)
+    await client.emit(ev.Disconnected(status=True))
+    await eventually(lambda: len(waits) == 5)
+    assert waits == [1.0, 2.0, 4.0, 5.0, 5.0]
+    calls = await rig.listener.wait_for(8)
+    assert [c[1] for c in calls if c[0] == "reconnecting"] == [1, 2, 3, 4, 5]
+    await rig.connection.close()
+
+
+async def test_a_drop_before_login_restarts_the_client(rig: Rig) -> None:
+    await rig.connection.start()
+    first = rig.factory.last
+    await first.show_qr("2@old")
+    await first.emit(ev.Disconnected(status=True))
+    await eventually(lambda: len(rig.factory.clients) == 2)
+    assert first.names() == ["connect", "stop"]
+    second = rig.factory.last
+    # the restarted client is the next attempt
+    await eventually(lambda: ("reconnecting", 2, "connection_lost") in rig.listener.calls)
+    await first.emit(message_event("late, from the stopped client"))  # ignored
+    await first.show_qr("2@stale")  # ignored
+    await second.show_qr("2@new")
+    await second.emit(ev.Connected(status=True))
+    calls = await rig.listener.wait_for(6)
+    assert calls == [
+        ("connecting",),
+        ("qr", "2@old", 60, 1),
+        ("reconnecting", 1, "connection_lost"),
+        ("reconnecting", 2, "connection_lost"),
+        ("qr", "2@new", 60, 1),
+        ("opened", ME),
+    ]
 
 
 async def test_a_failing_client_thread_is_restarted(rig: Rig) -> None:
@@ -624,10 +707,10 @@ async def test_engine_keeps_one_connection_per_session_and_forgets_devices(tmp_p
     await connection.start()
     client = factory.last
     assert client.database == str(tmp_path / "devices" / Path(client.database).name)
-    Path(client.database).write_bytes(b"whatsmeow")
+    write_device(Path(client.database))
     await engine.forget(SESSION)
     assert client.names() == ["connect", "stop"]
-    assert not Path(client.database).exists()
+    assert not exists(Path(client.database))
     assert engine.connection(SESSION, first) is not connection  # forgotten: a new one
 
     await other.start()
@@ -640,9 +723,9 @@ async def test_forget_without_a_connection_still_wipes_the_store(tmp_path: Path)
     store = engine.store
     assert isinstance(store, SqliteDeviceStore)
     path = Path(await store.prepare(SESSION))
-    path.write_bytes(b"x")
+    write_device(path)
     await engine.forget(SESSION)
-    assert not path.exists()
+    assert not exists(path)
 
 
 async def test_the_postgres_store_gives_each_session_a_schema(database_url: str) -> None:
@@ -654,6 +737,7 @@ async def test_the_postgres_store_gives_each_session_a_schema(database_url: str)
     location = await store.prepare(SESSION)
     assert location.startswith(database_url)
     assert f"search_path={schema}" in location and "connect_timeout=5" in location
+    assert "sslmode=prefer" in location  # lib/pq would otherwise insist on TLS
 
     def exists() -> bool:
         with psycopg.connect(database_url) as conn:
@@ -668,3 +752,95 @@ async def test_the_postgres_store_gives_each_session_a_schema(database_url: str)
         await store.wipe(SESSION)  # idempotent
     finally:
         await store.wipe(SESSION)
+
+
+# -- the real NewAClient, without connecting ---------------------------------------------------------
+
+
+async def test_a_real_newaclient_is_wired_through_neonizes_own_dispatch(tmp_path: Path) -> None:
+    """Events and QR codes enter the way goneonize delivers them (a Go thread calling
+    ``Event.execute`` / the QR callback with raw bytes); only ``connect`` is replaced,
+    because the real one would dial WhatsApp."""
+    clients: list[Any] = []
+
+    def factory(database: str, client_id: str) -> Any:
+        client = new_aclient(database, client_id)
+
+        async def connect(proxy_settings: Any = None) -> asyncio.Task[None]:
+            return asyncio.create_task(asyncio.sleep(0))
+
+        client.connect = connect
+        clients.append(client)
+        return client
+
+    set_event_loop(asyncio.get_running_loop())  # what NewAClient.connect() would do
+    listener = RecordingListener()
+    connection = NeonizeConnection(
+        SESSION, listener, store=SqliteDeviceStore(tmp_path / "n.db"), client_factory=factory
+    )
+    await connection.start()
+    client = clients[0]
+    assert isinstance(client, NewAClient)
+    assert client.name == str(tmp_path / "n" / Path(client.name).name)
+    assert client.uuid.decode().startswith("acme/main#")
+    assert (client.device_props.os, client.device_props.platformType) == ("warest", DeviceProps.CHROME)
+    assert set(client.event.list_func) == {EVENT_TO_INT[t] for t in EVENT_TYPES}
+
+    def go_thread_delivers(event: Any) -> None:
+        data = event.SerializePartialToString()  # goneonize fills every field; tests need not
+        buffer = ctypes.create_string_buffer(data, len(data))
+        client.event.execute(0, ctypes.addressof(buffer), len(data), EVENT_TO_INT[type(event)])
+
+    qr = ctypes.create_string_buffer(b"2@real-qr,abc")
+    await asyncio.to_thread(client._NewAClient__onQr, 0, ctypes.addressof(qr))
+    await listener.wait_for(2)
+    await asyncio.to_thread(go_thread_delivers, message_event("through neonize", wa_id="3EB0REAL"))
+    await asyncio.to_thread(go_thread_delivers, ev.StreamReplaced())
+    calls = await listener.wait_for(4)
+    assert calls[:2] == [("connecting",), ("qr", "2@real-qr,abc", 60, 1)]
+    assert (
+        calls[2][0] == "message" and calls[2][1].wa_id == "3EB0REAL" and calls[2][1].text == "through neonize"
+    )
+    assert calls[3] == ("replaced", "stream_replaced")  # and the real stop() ran against Go
+    await connection.close()
+
+
+# -- the device stores, opened by goneonize itself (whatsmeow creates its tables; no network) ---------
+
+
+def whatsmeow_tables(database_url: str, schema: str) -> set[str]:
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+async def test_goneonize_keeps_each_postgres_session_in_its_schema(database_url: str) -> None:
+    store = PostgresDeviceStore(database_url)
+    session, other = SessionRef("acme", "go-pg"), SessionRef("acme", "go-pg-2")
+    try:
+        location = await store.prepare(session)
+        assert await asyncio.to_thread(ClientFactory.get_all_devices_from_db, location) == []
+        tables = whatsmeow_tables(database_url, store.schema(session))
+        assert {"whatsmeow_device", "whatsmeow_sessions", "whatsmeow_version"} <= tables
+        assert whatsmeow_tables(database_url, store.schema(other)) == set()
+        assert whatsmeow_tables(database_url, "public") & {"whatsmeow_device"} == set()
+        await store.wipe(session)
+        assert whatsmeow_tables(database_url, store.schema(session)) == set()
+    finally:
+        await store.wipe(session)
+
+
+async def test_goneonize_keeps_each_sqlite_session_in_its_file(tmp_path: Path) -> None:
+    store = SqliteDeviceStore(tmp_path / "neonize.db")
+    location = await store.prepare(SESSION)
+    assert await asyncio.to_thread(ClientFactory.get_all_devices_from_db, location) == []
+    assert "whatsmeow_device" in sqlite_tables(Path(location))
+    await store.wipe(SESSION)
+    assert not exists(Path(location))
+
+
+def sqlite_tables(path: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}

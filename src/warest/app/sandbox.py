@@ -47,6 +47,7 @@ FAULT_KINDS = (
     "error_463",
     "duplicate",
     "out_of_order",
+    "slow",  # every send waits ``delayMs`` before it reaches the network (0 turns it off)
 )
 
 

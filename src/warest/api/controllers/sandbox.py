@@ -53,6 +53,7 @@ class FaultBody(msgspec.Struct, kw_only=True):
     seconds: float | None = None
     count: int | None = None
     reconnectAfterMs: int | None = None  # noqa: N815
+    delayMs: int | None = None  # noqa: N815
 
 
 def account_view(account: SandboxAccount) -> dict[str, Any]:
@@ -136,6 +137,7 @@ class SandboxController(Controller):
                 ("seconds", data.seconds),
                 ("count", data.count),
                 ("reconnectAfterMs", data.reconnectAfterMs),
+                ("delayMs", data.delayMs),
             )
             if v is not None
         }

@@ -8,10 +8,12 @@ events in the order whatsmeow produced them, even when a listener call is slow.
 Generations: every (re)started client gets a new generation number; jobs from an older
 client are dropped, so a stopped client's late events cannot reach the listener.
 
-Reconnects: whatsmeow reconnects by itself after an unexpected drop (neonize cannot turn
-that off). On ``Disconnected`` this connection reports ``reconnecting(1)`` and gives
-whatsmeow ``delay(1)`` seconds; if it is still offline it replaces the client with a fresh
-one and reports the next attempt, doubling the delay up to ``reconnect_max_s``.
+Reconnects: whatsmeow reconnects a logged-in client by itself after an unexpected drop
+(neonize cannot turn that off). On ``Disconnected`` this connection reports
+``reconnecting(1)``, waits ``reconnect_base_s``, and while the session stays offline
+reports the next attempt after a delay that doubles up to ``reconnect_max_s``. At each
+step it replaces the client with a fresh one when whatsmeow cannot recover it: the Go
+thread has ended, or the client never logged in.
 """
 
 from __future__ import annotations
@@ -105,20 +107,20 @@ class NeonizeConnection(Lifecycle):
                 try:
                     await self._launch()
                 except Exception as error:
-                    await self._end()
-                    if isinstance(error, EngineError):
-                        raise
-                    raise engine_error(error, "connect") from error
-            elif phone is None or self._online:
-                return  # already running; a second start changes nothing
-            self._pair_phone = phone
-            if phone is not None:
-                self._code_generation = self._generation
-                try:
-                    await self._request_pairing_code(phone)
-                except EngineError:
-                    await self._end()
-                    raise
+                    failure = error if isinstance(error, EngineError) else engine_error(error, "connect")
+                    await self._fail_start(f"start_failed: {failure}")
+                    raise failure from error
+            elif self._online:
+                return  # already logged in: a second start changes nothing
+            self._pair_phone = phone  # a running, unpaired client switches between QR and code
+            if phone is None:
+                return
+            self._code_generation = self._generation
+            try:
+                await self._request_pairing_code(phone)
+            except EngineError as error:
+                await self._fail_start(f"pairing_failed: {error}")
+                raise
 
     async def stop(self) -> None:
         async with self._lock:
@@ -195,6 +197,12 @@ class NeonizeConnection(Lifecycle):
 
     # -- commands: plumbing ---------------------------------------------------------------------
 
+    async def _fail_start(self, reason: str) -> None:
+        """A start that raised: the client goes, and the listener hears that it closed
+        (it had been told ``connecting``)."""
+        await self._end()
+        self._notify(self.listener.closed, reason)
+
     def _online_client(self) -> NeonizeClient:
         client = self._client
         if client is None or not self._online:
@@ -211,7 +219,7 @@ class NeonizeConnection(Lifecycle):
         assert client is not None and task is not None
         waiter = asyncio.ensure_future(self._first_signal.wait())
         try:
-            await asyncio.wait({waiter, task}, timeout=self._pair_wait_s, return_when="FIRST_COMPLETED")
+            await asyncio.wait({waiter, task}, timeout=self._pair_wait_s, return_when=asyncio.FIRST_COMPLETED)
         finally:
             waiter.cancel()
         if self._online:

@@ -16,7 +16,7 @@ from typing import Any
 
 from neonize.exc import NeonizeError
 
-from warest.app.engine import EngineListener, InboundMessage, Me, Receipt, SessionRef
+from warest.app.engine import EngineError, EngineListener, InboundMessage, Me, Receipt, SessionRef
 from warest.infra.engines.neonize.client import NeonizeClient
 from warest.infra.engines.neonize.happenings import (
     Happening,
@@ -70,6 +70,7 @@ class Lifecycle:
         self._online_event = asyncio.Event()
         self._first_signal = asyncio.Event()  # first QR or login of the current client
         self._registered = False  # the current client has called back, so Go knows it
+        self._logged_in = False  # the current client has been connected and logged in
         self._pair_phone: str | None = None
         self._code_generation = 0  # the client generation the last pairing code belongs to
         self._qr_count = 0
@@ -95,7 +96,10 @@ class Lifecycle:
                     self._begin_recovery(reason)
             case LinkLoggedOut(reason=reason):
                 await self._end()
-                await self._wipe()  # whatsmeow deleted the device; this also drops the store
+                try:
+                    await self._wipe()  # whatsmeow deleted the device; this drops the store too
+                except EngineError as error:
+                    log.error("session %s: logged out, but the store stays: %s", self.session.key, error)
                 await self.listener.logged_out(reason)
             case LinkReplaced(reason=reason):
                 await self._end()
@@ -119,6 +123,7 @@ class Lifecycle:
 
     async def _opened(self) -> None:
         self._set_online(True)
+        self._logged_in = True
         self._pair_phone = None
         self._first_signal.set()
         self._cancel_qr_timer()
@@ -183,12 +188,25 @@ class Lifecycle:
             async with self._lock:
                 if not self._wanted or self._online:
                     return
+                if not self._needs_restart():
+                    continue  # whatsmeow is still reconnecting this client by itself
                 try:
                     await self._shutdown()
                     await self._launch()
                 except Exception as error:  # the next attempt reports it
                     log.warning("session %s: restart failed: %s", self.session.key, error)
                     self._last_error = str(error) or type(error).__name__
+
+    def _needs_restart(self) -> bool:
+        """Whether only a new client can bring the session back.
+
+        whatsmeow retries a logged-in client forever by itself, and every new neonize
+        client opens a new database pool that goneonize never closes; so a client is
+        replaced only when its Go thread has ended, or when it never logged in (whatsmeow
+        does not reconnect those).
+        """
+        task = self._task
+        return self._client is None or task is None or task.done() or not self._logged_in
 
     async def _wait_online(self, timeout: float) -> bool:
         with contextlib.suppress(TimeoutError):
@@ -212,6 +230,7 @@ class Lifecycle:
     def _reset_link_state(self) -> None:
         self._set_online(False)
         self._registered = False
+        self._logged_in = False
         self._qr_count = 0
         self._first_signal.clear()
 

@@ -84,9 +84,17 @@ class PostgresDeviceStore:
         return f"wa_{session_slug(session)}"
 
     def location(self, session: SessionRef) -> str:
-        """The URL neonize opens: ours, with the session's schema as its search_path."""
+        """The URL neonize opens: ours, with the session's schema as its search_path.
+
+        lib/pq (goneonize's driver) defaults to ``sslmode=require`` where libpq and
+        psycopg default to ``prefer``; without an explicit sslmode the same URL would
+        work for the gateway and fail for neonize on a server without TLS, so ``prefer``
+        is added when the URL does not choose.
+        """
         parts = urlsplit(self.url)
         query = [(k, v) for k, v in parse_qsl(parts.query) if k != "search_path"]
+        if not any(k == "sslmode" for k, _ in query):
+            query.append(("sslmode", "prefer"))
         query.append(("search_path", self.schema(session)))
         return urlunsplit(parts._replace(query=urlencode(query)))
 

@@ -47,6 +47,7 @@ class SandboxConnection:
         self._steps: asyncio.Queue[Step] = asyncio.Queue()
         self._consumer = asyncio.create_task(self._consume(), name=f"sandbox-{ref.key}")
         self._fail_cold: int = 0
+        self._send_delay_s: float = 0.0
         self._duplicates: int = 0
         self._reorder: int = 0
         self._held: list[InboundMessage] = []
@@ -106,6 +107,10 @@ class SandboxConnection:
         account = self.account
         if not self.is_open or account is None:
             raise NotConnected()
+        if self._send_delay_s:
+            await asyncio.sleep(self._send_delay_s)
+            if not self.is_open:
+                raise NotConnected()
         to = Jid.parse(message.to, field="to")
         if self._fail_cold and self.network.cold(account.phone, to):
             self._fail_cold -= 1
@@ -177,6 +182,8 @@ class SandboxConnection:
             self._duplicates += int(options.get("count", 1))
         elif kind == "out_of_order":
             self._reorder = max(2, int(options.get("count", 2)))
+        elif kind == "slow":
+            self._send_delay_s = max(0.0, float(options.get("delayMs", 1000)) / 1000)
 
     # -- internals ----------------------------------------------------------------------
 

@@ -1,0 +1,176 @@
+"""Each sandbox fault leads to the right session status and events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from litestar.testing import AsyncTestClient
+
+from tests.api.test_sandbox_messaging import (
+    eventually,
+    message_events,
+    open_by_scan,
+    send_text,
+    session_status,
+    tenant,
+)
+from warest.config import Settings
+
+
+async def fault(client: AsyncTestClient[Any], headers: dict[str, str], kind: str, **body: Any) -> Any:
+    response = await client.post("/api/v1/sandbox/faults", json={"kind": kind, **body}, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()["results"][0]
+
+
+async def lifecycle_events(settings: Settings, session: str) -> list[str]:
+    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.database_schema})
+    try:
+        rows = await conn.fetch(
+            "SELECT topic FROM warest_events WHERE originator_id = (SELECT id FROM rm_sessions WHERE session_id = $1)"
+            " ORDER BY notification_id",
+            session,
+        )
+    finally:
+        await conn.close()
+    return [r["topic"].rpartition(".")[2] for r in rows]
+
+
+async def wait_status(client: AsyncTestClient[Any], headers: dict[str, str], name: str, status: str) -> None:
+    async def reached() -> bool:
+        return await session_status(client, headers, name) == status
+
+    await eventually(reached)
+
+
+async def test_logout_from_the_phone(client: AsyncTestClient[Any], settings: Settings) -> None:
+    a = await tenant(client, "fault-logout")
+    await open_by_scan(client, a, "s", "6287000000001")
+    assert await fault(client, a, "logout", sessionId="s") == {"kind": "logout", "sessions": ["s"]}
+    await wait_status(client, a, "s", "logged_out")
+    info = (await client.get("/api/v1/session/info?sessionId=s", headers=a)).json()["results"][0]
+    assert info["me"] is None and info["statusReason"] == "logged out from the phone"
+    assert (await send_text(client, a, "s", "6287000000002", "x")).status_code == 409
+    assert (await lifecycle_events(settings, "s"))[-1] == "LoggedOut"
+    # Logging in again shows a new QR: the device was forgotten.
+    again = await client.post("/api/v1/session/create", json={"sessionId": "s"}, headers=a)
+    assert again.status_code == 202 and again.json()["results"][0]["qrString"]
+
+
+async def test_disconnect_then_reconnect(client: AsyncTestClient[Any], settings: Settings) -> None:
+    a = await tenant(client, "fault-disconnect")
+    await open_by_scan(client, a, "s", "6287000000011")
+    await fault(client, a, "disconnect", sessionId="s", reconnectAfterMs=300)
+
+    async def reconnected() -> bool:
+        return (await lifecycle_events(settings, "s"))[-4:] == ["Opened", "Reconnecting", "Connecting", "Opened"]
+
+    await eventually(reconnected)
+    await wait_status(client, a, "s", "open")
+    assert (await send_text(client, a, "s", "6287000000012", "after reconnect")).status_code == 200
+
+
+async def test_stream_replaced(client: AsyncTestClient[Any], settings: Settings) -> None:
+    a = await tenant(client, "fault-replaced")
+    await open_by_scan(client, a, "s", "6287000000021")
+    await fault(client, a, "stream_replaced", sessionId="s")
+    await wait_status(client, a, "s", "replaced")
+    assert (await lifecycle_events(settings, "s"))[-1] == "Replaced"
+    assert (await send_text(client, a, "s", "6287000000022", "x")).status_code == 409
+
+
+async def test_temporary_ban_ends_by_itself(client: AsyncTestClient[Any], settings: Settings) -> None:
+    a = await tenant(client, "fault-ban")
+    await open_by_scan(client, a, "s", "6287000000031")
+    await fault(client, a, "temp_ban", sessionId="s", seconds=1)
+    await wait_status(client, a, "s", "banned")
+    assert (await send_text(client, a, "s", "6287000000032", "x")).status_code == 409
+
+    async def back() -> bool:
+        return (await lifecycle_events(settings, "s"))[-4:] == ["Opened", "Banned", "Connecting", "Opened"]
+
+    await eventually(back)
+    await wait_status(client, a, "s", "open")
+
+
+async def test_error_463_for_a_cold_contact(client: AsyncTestClient[Any], settings: Settings) -> None:
+    a = await tenant(client, "fault-463")
+    await open_by_scan(client, a, "s", "6287000000041")
+    await fault(client, a, "error_463", sessionId="s", count=1)
+    failed = await send_text(client, a, "s", "6287000000042", "cold")
+    assert failed.status_code == 502 and failed.json()["code"] == 3002
+    outcome = failed.json()["results"][0]
+    assert outcome["status"] == "failed" and "463" in outcome["error"]
+    kinds = [k for k, _ in await message_events(settings, outcome["messageId"])]
+    assert kinds == ["Queued", "SendFailed"]
+    retry = await send_text(client, a, "s", "6287000000042", "cold again")  # the fault was used up
+    assert retry.status_code == 200
+
+
+async def test_duplicate_redelivery_is_dropped(client: AsyncTestClient[Any], settings: Settings) -> None:
+    a = await tenant(client, "fault-dup")
+    await open_by_scan(client, a, "s", "6287000000051")
+    await client.post("/api/v1/sandbox/accounts", json={"phone": "6287000000052"}, headers=a)
+    await fault(client, a, "duplicate", sessionId="s")
+    sent = await client.post(
+        "/api/v1/sandbox/messages", json={"from": "6287000000052", "to": "6287000000051", "text": "once"}, headers=a
+    )
+    wa_id = sent.json()["results"][0]["messageId"]
+
+    async def received() -> bool:
+        return bool(await message_events(settings, wa_id))
+
+    await eventually(received)
+    # A later message proves the duplicate was processed (and dropped) before it.
+    later = await client.post(
+        "/api/v1/sandbox/messages", json={"from": "6287000000052", "to": "6287000000051", "text": "later"}, headers=a
+    )
+
+    async def later_received() -> bool:
+        return bool(await message_events(settings, later.json()["results"][0]["messageId"]))
+
+    await eventually(later_received)
+    assert [k for k, _ in await message_events(settings, wa_id)] == ["Received"]
+
+
+async def test_out_of_order_delivery_is_recorded_as_it_arrives(client: AsyncTestClient[Any], settings: Settings) -> None:
+    a = await tenant(client, "fault-order")
+    await open_by_scan(client, a, "s", "6287000000061")
+    await client.post("/api/v1/sandbox/accounts", json={"phone": "6287000000062"}, headers=a)
+    await fault(client, a, "out_of_order", sessionId="s", count=2)
+    ids = []
+    for text in ("first", "second"):
+        response = await client.post(
+            "/api/v1/sandbox/messages", json={"from": "6287000000062", "to": "6287000000061", "text": text}, headers=a
+        )
+        ids.append(response.json()["results"][0]["messageId"])
+
+    async def both() -> bool:
+        return all([await message_events(settings, i) for i in ids])
+
+    await eventually(both)
+    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.database_schema})
+    try:
+        order = await conn.fetch(
+            "SELECT i.wa_id FROM warest_events e JOIN rm_message_index i ON i.message_id = e.originator_id"
+            " WHERE i.wa_id = ANY($1::text[]) ORDER BY e.notification_id",
+            ids,
+        )
+    finally:
+        await conn.close()
+    assert [r["wa_id"] for r in order] == [ids[1], ids[0]]  # arrived reversed, recorded as arrived
+
+
+async def test_faults_are_scoped_to_the_callers_sessions(client: AsyncTestClient[Any]) -> None:
+    a, b = await tenant(client, "fault-owner"), await tenant(client, "fault-other")
+    await open_by_scan(client, a, "s", "6287000000071")
+    response = await client.post("/api/v1/sandbox/faults", json={"kind": "logout", "sessionId": "s"}, headers=b)
+    assert response.status_code == 404
+    by_phone = await client.post("/api/v1/sandbox/faults", json={"kind": "logout", "phone": "6287000000071"}, headers=b)
+    assert by_phone.status_code == 404
+    scan = await client.post("/api/v1/sandbox/scan", json={"sessionId": "s", "phone": "6287000000079"}, headers=b)
+    assert scan.status_code == 404
+    assert await session_status(client, a, "s") == "open"
+    unknown = await client.post("/api/v1/sandbox/faults", json={"kind": "meteor", "sessionId": "s"}, headers=a)
+    assert unknown.status_code == 400 and unknown.json()["results"][0]["field"] == "kind"
