@@ -49,6 +49,7 @@ def make_settings(database_url: str, schema: str, data_dir: Path, **overrides: s
         "WAREST_SECRET_KEY": "test-pepper-" + "x" * 32,
         "WAREST_ENGINE": "sandbox",
         "LOG_LEVEL": "info",
+        "WAREST_SEND_WAIT_MS": "3000",
     }
     environ.update(overrides)
     return Settings.from_env(environ, dotenv=None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -25,11 +26,13 @@ async def fault(client: AsyncTestClient[Any], headers: dict[str, str], kind: str
 
 
 async def lifecycle_events(settings: Settings, session: str) -> list[str]:
-    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.database_schema})
+    conn = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.database_schema}
+    )
     try:
         rows = await conn.fetch(
-            "SELECT topic FROM warest_events WHERE originator_id = (SELECT id FROM rm_sessions WHERE session_id = $1)"
-            " ORDER BY notification_id",
+            "SELECT topic FROM warest_events"
+            " WHERE originator_id = (SELECT id FROM rm_sessions WHERE session_id = $1) ORDER BY notification_id",
             session,
         )
     finally:
@@ -64,7 +67,12 @@ async def test_disconnect_then_reconnect(client: AsyncTestClient[Any], settings:
     await fault(client, a, "disconnect", sessionId="s", reconnectAfterMs=300)
 
     async def reconnected() -> bool:
-        return (await lifecycle_events(settings, "s"))[-4:] == ["Opened", "Reconnecting", "Connecting", "Opened"]
+        return (await lifecycle_events(settings, "s"))[-4:] == [
+            "Opened",
+            "Reconnecting",
+            "Connecting",
+            "Opened",
+        ]
 
     await eventually(reconnected)
     await wait_status(client, a, "s", "open")
@@ -114,7 +122,9 @@ async def test_duplicate_redelivery_is_dropped(client: AsyncTestClient[Any], set
     await client.post("/api/v1/sandbox/accounts", json={"phone": "6287000000052"}, headers=a)
     await fault(client, a, "duplicate", sessionId="s")
     sent = await client.post(
-        "/api/v1/sandbox/messages", json={"from": "6287000000052", "to": "6287000000051", "text": "once"}, headers=a
+        "/api/v1/sandbox/messages",
+        json={"from": "6287000000052", "to": "6287000000051", "text": "once"},
+        headers=a,
     )
     wa_id = sent.json()["results"][0]["messageId"]
 
@@ -124,7 +134,9 @@ async def test_duplicate_redelivery_is_dropped(client: AsyncTestClient[Any], set
     await eventually(received)
     # A later message proves the duplicate was processed (and dropped) before it.
     later = await client.post(
-        "/api/v1/sandbox/messages", json={"from": "6287000000052", "to": "6287000000051", "text": "later"}, headers=a
+        "/api/v1/sandbox/messages",
+        json={"from": "6287000000052", "to": "6287000000051", "text": "later"},
+        headers=a,
     )
 
     async def later_received() -> bool:
@@ -134,7 +146,9 @@ async def test_duplicate_redelivery_is_dropped(client: AsyncTestClient[Any], set
     assert [k for k, _ in await message_events(settings, wa_id)] == ["Received"]
 
 
-async def test_out_of_order_delivery_is_recorded_as_it_arrives(client: AsyncTestClient[Any], settings: Settings) -> None:
+async def test_out_of_order_delivery_is_recorded_as_it_arrives(
+    client: AsyncTestClient[Any], settings: Settings
+) -> None:
     a = await tenant(client, "fault-order")
     await open_by_scan(client, a, "s", "6287000000061")
     await client.post("/api/v1/sandbox/accounts", json={"phone": "6287000000062"}, headers=a)
@@ -142,7 +156,9 @@ async def test_out_of_order_delivery_is_recorded_as_it_arrives(client: AsyncTest
     ids = []
     for text in ("first", "second"):
         response = await client.post(
-            "/api/v1/sandbox/messages", json={"from": "6287000000062", "to": "6287000000061", "text": text}, headers=a
+            "/api/v1/sandbox/messages",
+            json={"from": "6287000000062", "to": "6287000000061", "text": text},
+            headers=a,
         )
         ids.append(response.json()["results"][0]["messageId"])
 
@@ -150,7 +166,9 @@ async def test_out_of_order_delivery_is_recorded_as_it_arrives(client: AsyncTest
         return all([await message_events(settings, i) for i in ids])
 
     await eventually(both)
-    conn = await asyncpg.connect(settings.database_url, server_settings={"search_path": settings.database_schema})
+    conn = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.database_schema}
+    )
     try:
         order = await conn.fetch(
             "SELECT i.wa_id FROM warest_events e JOIN rm_message_index i ON i.message_id = e.originator_id"
@@ -165,12 +183,46 @@ async def test_out_of_order_delivery_is_recorded_as_it_arrives(client: AsyncTest
 async def test_faults_are_scoped_to_the_callers_sessions(client: AsyncTestClient[Any]) -> None:
     a, b = await tenant(client, "fault-owner"), await tenant(client, "fault-other")
     await open_by_scan(client, a, "s", "6287000000071")
-    response = await client.post("/api/v1/sandbox/faults", json={"kind": "logout", "sessionId": "s"}, headers=b)
+    response = await client.post(
+        "/api/v1/sandbox/faults", json={"kind": "logout", "sessionId": "s"}, headers=b
+    )
     assert response.status_code == 404
-    by_phone = await client.post("/api/v1/sandbox/faults", json={"kind": "logout", "phone": "6287000000071"}, headers=b)
+    by_phone = await client.post(
+        "/api/v1/sandbox/faults", json={"kind": "logout", "phone": "6287000000071"}, headers=b
+    )
     assert by_phone.status_code == 404
-    scan = await client.post("/api/v1/sandbox/scan", json={"sessionId": "s", "phone": "6287000000079"}, headers=b)
+    scan = await client.post(
+        "/api/v1/sandbox/scan", json={"sessionId": "s", "phone": "6287000000079"}, headers=b
+    )
     assert scan.status_code == 404
     assert await session_status(client, a, "s") == "open"
-    unknown = await client.post("/api/v1/sandbox/faults", json={"kind": "meteor", "sessionId": "s"}, headers=a)
+    unknown = await client.post(
+        "/api/v1/sandbox/faults", json={"kind": "meteor", "sessionId": "s"}, headers=a
+    )
     assert unknown.status_code == 400 and unknown.json()["results"][0]["field"] == "kind"
+
+
+async def test_queued_messages_fail_when_the_session_is_logged_out(
+    client: AsyncTestClient[Any], settings: Settings
+) -> None:
+    a = await tenant(client, "fault-pending")
+    await open_by_scan(client, a, "s", "6287000000081")
+    await fault(client, a, "slow", sessionId="s", delayMs=60000)
+    # The HTTP call waits WAREST_SEND_WAIT_MS; send in the background and log out meanwhile.
+    pending = asyncio.create_task(send_text(client, a, "s", "6287000000082", "never"))
+    await asyncio.sleep(0.3)
+    await fault(client, a, "logout", sessionId="s")
+    await wait_status(client, a, "s", "logged_out")
+
+    async def failed() -> bool:
+        conn = await asyncpg.connect(
+            settings.database_url, server_settings={"search_path": settings.database_schema}
+        )
+        try:
+            rows = await conn.fetch("SELECT state FROM warest_events WHERE topic LIKE '%Message.SendFailed'")
+        finally:
+            await conn.close()
+        return any(b"logged out" in bytes(r["state"]) for r in rows)
+
+    await eventually(failed)
+    pending.cancel()

@@ -74,7 +74,10 @@ def test_two_tenants_scan_and_pair_exchange_text_and_survive_kill(
     created = a.post("/api/v1/session/create", json={"sessionId": "shop", "label": "A shop"})
     assert created.status_code == 202 and created.json()["code"] == 1107
     qr = created.json()["results"][0]["qrString"]
-    assert a.post("/api/v1/sandbox/scan", json={"sessionId": "shop", "phone": "6281100000001"}).status_code == 200
+    assert (
+        a.post("/api/v1/sandbox/scan", json={"sessionId": "shop", "phone": "6281100000001"}).status_code
+        == 200
+    )
     until(lambda: status(a, "shop") == "open", what="A open")
 
     # B logs in with a pairing code.
@@ -91,14 +94,19 @@ def test_two_tenants_scan_and_pair_exchange_text_and_survive_kill(
     until(lambda: status(b, "desk") == "open", what="B open")
 
     # Text both ways, with receipts.
-    to_b = a.post("/api/v1/messages/send/text", json={"sessionId": "shop", "to": "6281100000002", "message": "hi B"})
-    to_a = b.post("/api/v1/messages/send/text", json={"sessionId": "desk", "to": "6281100000001", "message": "hi A"})
+    to_b = a.post(
+        "/api/v1/messages/send/text", json={"sessionId": "shop", "to": "6281100000002", "message": "hi B"}
+    )
+    to_a = b.post(
+        "/api/v1/messages/send/text", json={"sessionId": "desk", "to": "6281100000001", "message": "hi A"}
+    )
     assert to_b.status_code == to_a.status_code == 200
     id_b, id_a = to_b.json()["results"][0]["messageId"], to_a.json()["results"][0]["messageId"]
 
     def delivered(wa_id: str) -> bool:
         return any(
-            e["originator_id"] for e in events(database_url, schema, "Message.StatusChanged")
+            e["originator_id"]
+            for e in events(database_url, schema, "Message.StatusChanged")
             if e["status"] == "delivered" and e.get("by") and wa_id in str(receipts_for(wa_id))
         )
 
@@ -119,14 +127,20 @@ def test_two_tenants_scan_and_pair_exchange_text_and_survive_kill(
 
     # Messages stuck in the queue when the process dies are sent after the restart.
     assert a.post("/api/v1/sandbox/accounts", json={"phone": "6281100000009"}).status_code == 201
-    assert a.post("/api/v1/sandbox/faults", json={"kind": "slow", "sessionId": "shop", "delayMs": 60000}).status_code == 200
+    assert (
+        a.post(
+            "/api/v1/sandbox/faults", json={"kind": "slow", "sessionId": "shop", "delayMs": 60000}
+        ).status_code
+        == 200
+    )
     queued = a.post(
         "/api/v1/messages/send/text",
         json={"sessionId": "shop", "to": "6281100000009", "message": "survives a crash"},
     )
     assert queued.status_code == 202 and queued.json()["results"][0]["status"] == "queued"
-    more = a.post("/api/v1/messages/send/text",
-                  json={"sessionId": "shop", "to": "6281100000009", "message": "me too"})
+    more = a.post(
+        "/api/v1/messages/send/text", json={"sessionId": "shop", "to": "6281100000009", "message": "me too"}
+    )
     assert more.json()["results"][0]["status"] == "queued"
     server.kill()
     server.start()
@@ -142,7 +156,9 @@ def test_two_tenants_scan_and_pair_exchange_text_and_survive_kill(
     sent = [e for e in events(database_url, schema, "Message.Sent")]
     assert len([e for e in events(database_url, schema, "Message.Queued")]) == len(sent)
     # And the sessions work as before.
-    again = a.post("/api/v1/messages/send/text", json={"sessionId": "shop", "to": "6281100000002", "message": "back"})
+    again = a.post(
+        "/api/v1/messages/send/text", json={"sessionId": "shop", "to": "6281100000002", "message": "back"}
+    )
     assert again.status_code == 200
 
 

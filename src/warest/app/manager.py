@@ -58,6 +58,7 @@ class SessionManager:
         runtime = self._runtimes.pop(SessionRef(registry, name).key, None)
         if runtime is not None:
             await runtime.shutdown()
+            await runtime.fail_pending("the session was deleted")
             await runtime.engine.forget(runtime.ref)
 
     async def start_autostart(self) -> int:

@@ -163,6 +163,7 @@ class SessionRuntime:
         self.queue.offline()
         await self.connection.logout()
         await self._record(lambda s: s.logged_out("logged out through the API"))
+        await self.fail_pending("the session was logged out")
 
     async def shutdown(self) -> None:
         """Process shutdown: disconnect without recording anything (the session resumes)."""
@@ -189,6 +190,21 @@ class SessionRuntime:
         if added:
             log.info("session %s: %d pending outbound messages re-queued", self.ref.key, added)
         return added
+
+    async def fail_pending(self, reason: str) -> int:
+        """Gives up every queued message: the account they were queued for is gone."""
+        failed = 0
+        for pending in await self._queries.pending_outbound(self.ref.registry, self.ref.name):
+            message = await self._message(pending.message_id)
+            if message is None or not message.pending:
+                continue
+            message.mark_failed(reason, "session_ended", message.attempts)
+            try:
+                await self._store.save(message)
+                failed += 1
+            except ConcurrencyConflict:
+                self._messages.pop(pending.message_id, None)
+        return failed
 
     # -- outbound --------------------------------------------------------------
 
@@ -274,6 +290,7 @@ class SessionRuntime:
     async def logged_out(self, reason: str) -> None:
         self.queue.offline()
         await self._record(lambda s: s.logged_out(reason))
+        await self.fail_pending("the session was logged out")
         self._on_closed(self)
 
     async def replaced(self, reason: str) -> None:
