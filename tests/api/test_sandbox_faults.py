@@ -32,7 +32,8 @@ async def lifecycle_events(settings: Settings, session: str) -> list[str]:
     try:
         rows = await conn.fetch(
             "SELECT topic FROM warest_events"
-            " WHERE originator_id = (SELECT id FROM rm_sessions WHERE session_id = $1) ORDER BY notification_id",
+            " WHERE originator_id = (SELECT id FROM rm_sessions WHERE session_id = $1)"
+            " ORDER BY notification_id",
             session,
         )
     finally:
