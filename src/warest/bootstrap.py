@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ import asyncpg
 
 import projections
 from warest import __version__
-from warest.app.engine import Engine
+from warest.app.engine import Engine, SessionRef
 from warest.app.manager import SessionManager
 from warest.app.messaging import MessagingService
 from warest.app.outbound import RetryPolicy
@@ -104,10 +105,29 @@ def queue_settings(settings: Settings) -> QueueSettings:
     )
 
 
-def build_neonize(settings: Settings, database_url: str) -> Engine | None:
-    """The real WhatsApp engine (its clients are created only for neonize sessions)."""
-    del settings, database_url
-    return None
+def neonize_store(settings: Settings, database_url: str) -> str:
+    """Where neonize keeps its devices: WAREST_NEONIZE_STORE, else the configured
+    PostgreSQL (one schema per session), else SQLite files under the data dir (the
+    embedded server listens on a Unix socket the Go driver is not given)."""
+    if settings.neonize_store:
+        return settings.neonize_store
+    if settings.database_url and not settings.database_embedded:
+        return database_url
+    return str(settings.data_path / "neonize.db")
+
+
+def build_neonize(settings: Settings, database_url: str) -> Engine:
+    """The real WhatsApp engine (clients are created only when a neonize session starts)."""
+    from warest.infra.engines.neonize import NeonizeEngine  # noqa: PLC0415 (loads the Go library)
+
+    proxies = settings.proxy_urls
+
+    def proxy_for(session: SessionRef) -> str | None:
+        if not proxies:
+            return None
+        return proxies[zlib.crc32(session.key.encode()) % len(proxies)]
+
+    return NeonizeEngine(neonize_store(settings, database_url), proxy_for=proxy_for)
 
 
 class Container:
@@ -131,7 +151,7 @@ class Container:
 
     async def start(self) -> Services:
         settings = self.settings
-        if settings.embedded_database:
+        if not settings.database_url:
             self.embedded = EmbeddedPostgres(settings.data_path)
         self.database_url = await asyncio.to_thread(resolve_database_url, settings, self.embedded)
         # Several processes may start on an empty database at once: one at a time creates
@@ -212,9 +232,7 @@ class Container:
             )
             await self.network.load()
             engines["sandbox"] = SandboxEngine(self.network)
-        neonize = build_neonize(settings, self.database_url)
-        if neonize is not None:
-            engines["neonize"] = neonize
+        engines["neonize"] = build_neonize(settings, self.database_url)
         return engines
 
     async def health(self) -> dict[str, bool]:

@@ -44,6 +44,7 @@ def serve(host: str | None, port: int | None) -> None:
         embedded = EmbeddedPostgres(settings.data_path)
         # Workers inherit the URL: one embedded server for all of them.
         os.environ["WAREST_DATABASE_URL"] = embedded.start()
+        os.environ["WAREST_DATABASE_EMBEDDED"] = "true"
     host = host or settings.host
     port = port or settings.port
     # Server workers exit by themselves if this process dies without stopping them (kill -9).

@@ -33,6 +33,8 @@ SECRET_NAMES = frozenset(
         "WAREST_SECRET_KEY",
         "WAREST_DATABASE_URL",
         "WAREST_REDIS_URL",
+        "WAREST_PROXY_URLS",
+        "WAREST_NEONIZE_STORE",
     }
 )
 
@@ -160,6 +162,15 @@ def _admin_password(name: str, raw: str) -> str:
     return value
 
 
+def _proxies(name: str, raw: str) -> tuple[str, ...]:
+    out = []
+    for item in filter(None, (p.strip() for p in raw.replace("\n", ",").split(","))):
+        if urlparse(item).scheme not in {"http", "https", "socks5", "socks5h"} or not urlparse(item).hostname:
+            raise ConfigError(name, f"'{item}' is not an http(s):// or socks5:// proxy URL")
+        out.append(item)
+    return tuple(out)
+
+
 def _setting(env: str, default: str, parse: Callable[[str, str], Any], aliases: tuple[str, ...] = ()) -> Any:
     return field(default=None, metadata={"env": env, "default": default, "parse": parse, "aliases": aliases})
 
@@ -206,6 +217,8 @@ class Settings:
     neonize_store: str = _setting("WAREST_NEONIZE_STORE", "", _str)
     server: str = _setting("WAREST_SERVER", "granian", _choice("granian", "uvicorn"))
     supervisor_pid: int = _setting("WAREST_SUPERVISOR_PID", "0", _int(0))
+    database_embedded: bool = _setting("WAREST_DATABASE_EMBEDDED", "false", _bool)
+    proxy_urls: tuple[str, ...] = _setting("WAREST_PROXY_URLS", "", _proxies)
     workers: int = _setting("WAREST_WORKERS", "1", _int(1, 64))
 
     @classmethod
@@ -249,7 +262,8 @@ class Settings:
 
     @property
     def embedded_database(self) -> bool:
-        return not self.database_url
+        """The embedded server is in use (started here, or by ``warest serve`` for its workers)."""
+        return not self.database_url or self.database_embedded
 
 
 def _mask(name: str, value: str) -> str:

@@ -118,7 +118,7 @@ async def test_four_processes_starting_together_on_an_empty_database(
     database_url: str, schema: str, tmp_path: Path
 ) -> None:
     """Tables and the admin are created once; every process comes up."""
-    settings = make_settings(database_url, schema, tmp_path)
+    settings = make_settings(database_url, schema, tmp_path, WAREST_DATABASE_POOL_SIZE="2")
     containers = [Container(settings) for _ in range(4)]
     services = await asyncio.gather(*(c.start() for c in containers))
     try:

@@ -50,7 +50,7 @@ class ProjectionRunner:
         self.store = store
         self.projection = projection
         self.name = projection.name
-        self._url = database_url
+        self.database_url = database_url
         self._schema = schema
         self._batch_size = batch_size
         self._poll = poll_interval_s
@@ -97,7 +97,7 @@ class ProjectionRunner:
 
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg_connect(self._url, self._schema)
+            self._conn = psycopg_connect(self.database_url, self._schema)
             with self._conn.transaction():
                 self._conn.execute(
                     "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
@@ -172,10 +172,7 @@ class ProjectionRunner:
 
     def start(self) -> None:
         self._connection()
-        self._threads = [
-            threading.Thread(target=self._run, name=f"projection-{self.name}", daemon=True),
-            threading.Thread(target=self._listen, name=f"listen-{self.name}", daemon=True),
-        ]
+        self._threads = [threading.Thread(target=self._run, name=f"projection-{self.name}", daemon=True)]
         for thread in self._threads:
             thread.start()
 
@@ -207,15 +204,3 @@ class ProjectionRunner:
                 backoff = min(backoff * 2, 10.0)
                 continue
             self._wake.wait(self._poll)
-
-    def _listen(self) -> None:
-        """Wakes the runner when another process commits (NOTIFY from the event store)."""
-        while not self._stop.is_set():
-            try:
-                with psycopg.connect(self._url, autocommit=True) as conn:
-                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.store.channel)))
-                    while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=0.5, stop_after=1):
-                            self._wake.set()
-            except psycopg.Error:
-                self._stop.wait(1.0)

@@ -5,7 +5,11 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import threading
 from collections.abc import Callable, Iterable
+
+import psycopg
+from psycopg import sql
 
 from warest.infra.projection_runner import ProjectionRunner
 
@@ -14,6 +18,8 @@ class ReadModels:
     def __init__(self, runners: Iterable[ProjectionRunner], max_position: Callable[[], int]) -> None:
         self.runners = {runner.name: runner for runner in runners}
         self._max_position = max_position
+        self._stopping = threading.Event()
+        self._listener: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
@@ -25,10 +31,29 @@ class ReadModels:
         for runner in self.runners.values():
             runner.catch_up()
             runner.start()
+        if self.runners:
+            self._listener = threading.Thread(target=self._listen, name="readmodels-listen", daemon=True)
+            self._listener.start()
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
         for runner in self.runners.values():
             runner.stop()
+
+    def _listen(self) -> None:
+        """One LISTEN connection wakes every runner when any process commits events."""
+        runner = next(iter(self.runners.values()))
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(runner.database_url, autocommit=True) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(runner.store.channel)))
+                    while not self._stopping.is_set():
+                        for _ in conn.notifies(timeout=0.5, stop_after=1):
+                            self.nudge(0)
+            except psycopg.Error:
+                self._stopping.wait(1.0)
 
     def nudge(self, position: int) -> None:
         for runner in self.runners.values():

@@ -35,7 +35,8 @@ def postgres_env(database_url: str, schema: str, pool_size: int) -> dict[str, st
         "POSTGRES_USER": unquote(url.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(url.password or ""),
         "POSTGRES_SCHEMA": "" if schema == "public" else schema,
-        "POSTGRES_POOL_SIZE": str(pool_size),
+        # A small resident pool that grows under load: idle servers hold few connections.
+        "POSTGRES_POOL_SIZE": "2",
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
         "POSTGRES_LOCK_TIMEOUT": "0",
         "POSTGRES_ENABLE_DB_FUNCTIONS": "no",

@@ -2,7 +2,7 @@
 
 Naming the slice as a Protocol keeps the connection honest about what it needs from
 ``neonize.aioze.client.NewAClient`` and lets tests pass a recording stand-in through
-the engine's ``client_factory`` without touching the Go library or the network.
+the engine's ``client_factory`` without calling into the Go library or the network.
 """
 
 from __future__ import annotations
