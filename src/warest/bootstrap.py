@@ -17,11 +17,14 @@ import asyncpg
 
 import projections
 from warest import __version__
+from warest.app.actions import ActionService
 from warest.app.engine import Engine, SessionRef
+from warest.app.history import EventHistory
 from warest.app.manager import SessionManager
 from warest.app.messaging import MessagingService
 from warest.app.outbound import RetryPolicy
 from warest.app.ports import ReadModelWaiter
+from warest.app.readside import ReadService
 from warest.app.runtime import QueueSettings
 from warest.app.sandbox import SandboxControl
 from warest.app.security import KeyDigester
@@ -31,6 +34,7 @@ from warest.config import Settings
 from warest.infra.clock import SystemClock
 from warest.infra.db.connect import AdvisoryLock
 from warest.infra.db.embedded import EmbeddedPostgres
+from warest.infra.db.history import PgEventHistory
 from warest.infra.db.migrations import migrate
 from warest.infra.db.queries import (
     PgAuthSessionStore,
@@ -39,6 +43,7 @@ from warest.infra.db.queries import (
     PgRegistryQueries,
     database_ok,
 )
+from warest.infra.db.readside import PgReadQueries
 from warest.infra.engines.sandbox.engine import SandboxEngine
 from warest.infra.engines.sandbox.network import SandboxNetwork
 from warest.infra.engines.sandbox.store import SandboxStore
@@ -67,6 +72,9 @@ class Services:
     sandbox: SandboxControl | None
     waiter: ReadModelWaiter
     health: Any  # async () -> dict[str, bool]
+    history: EventHistory
+    reads: ReadService
+    actions: ActionService
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -217,6 +225,9 @@ class Container:
             sandbox=self.network,
             waiter=self.read_models,
             health=self.health,
+            history=EventHistory(PgEventHistory(self.pool, self.store.mapper), self.read_models),
+            reads=ReadService(PgReadQueries(self.pool), sessions),
+            actions=ActionService(event_store, sessions, self.manager),
         )
         self._autostart = asyncio.create_task(self.manager.start_autostart(), name="autostart")
         return self.services

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Coroutine
@@ -242,6 +243,116 @@ def projections_rebuild(name: str | None) -> None:
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+# -- events -------------------------------------------------------------------------------
+
+
+@main.group()
+def events() -> None:
+    """The event history (auditing and analytics)."""
+
+
+def _instant(value: str | None, option: str) -> Any:
+    """An ISO-8601 date or date-time option; UTC when it has no offset."""
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 date or date-time: {value!r}", param_hint=option) from None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+async def _export_history(settings: Settings, url: str, mapper: Any, sink: Any, **filters: Any) -> int:
+    """Writes every matching event up to the history's horizon now; returns the count."""
+    import asyncpg  # noqa: PLC0415
+    import msgspec  # noqa: PLC0415
+    from tqdm import tqdm  # noqa: PLC0415
+
+    from warest.app.history import EventHistory  # noqa: PLC0415
+    from warest.infra.db.history import PgEventHistory  # noqa: PLC0415
+
+    pool = await asyncpg.create_pool(
+        url, min_size=1, max_size=2, server_settings={"search_path": settings.database_schema}
+    )
+    try:
+        history = EventHistory(PgEventHistory(pool, mapper))
+        upper = await history.horizon()
+        after: int = filters["after"]
+        total = max(upper - after, 0)
+        count = 0
+        with tqdm(total=total, desc="events", unit="pos", file=sys.stderr) as bar:
+            async for item in history.export(upper=upper, **filters):
+                sink.write(msgspec.json.encode(item) + b"\n")
+                bar.update(item.position - after - bar.n)
+                count += 1
+            bar.update(total - bar.n)
+        return count
+    finally:
+        await pool.close()
+
+
+@events.command("export")
+@click.option("--registry", default=None, help="Only this registry (default: all; lines then name it).")
+@click.option("--session", default=None, help="Only this session id.")
+@click.option(
+    "--type", "types", multiple=True, help="Event type, e.g. Message.Received or Session.* (repeatable)."
+)
+@click.option("--after", type=click.IntRange(min=0), default=0, help="Start after this log position.")
+@click.option("--since", default=None, help="Events at or after this ISO-8601 time.")
+@click.option("--until", default=None, help="Events before this ISO-8601 time.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None, help="File (default: stdout).")
+def events_export(
+    registry: str | None,
+    session: str | None,
+    types: tuple[str, ...],
+    after: int,
+    since: str | None,
+    until: str | None,
+    output: str | None,
+) -> None:
+    """Writes the event history as NDJSON: one event per line, shaped as the API shows it."""
+    from warest.app.history import build_query  # noqa: PLC0415
+    from warest.bootstrap import build_runners, build_store  # noqa: PLC0415
+    from warest.domain.errors import InvalidValue  # noqa: PLC0415
+    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from warest.infra.db.migrations import migrate as apply  # noqa: PLC0415
+
+    filters: dict[str, Any] = {
+        "registry": registry,
+        "after": after,
+        "session": session,
+        "types": types,
+        "since": _instant(since, "--since"),
+        "until": _instant(until, "--until"),
+    }
+    try:
+        build_query(registry, session, types, filters["since"], filters["until"])
+    except InvalidValue as error:
+        raise click.BadParameter(error.reason, param_hint=f"--{error.field}") from None
+    settings = _settings()
+    embedded = EmbeddedPostgres(settings.data_path) if settings.embedded_database else None
+    url = settings.database_url or (embedded.start() if embedded else "")
+    try:
+        apply(url, settings.database_schema)
+        store = build_store(settings, url)
+        try:
+            # Attribute every stream committed so far (safe beside a running server).
+            streams = next(r for r in build_runners(store, settings, url) if r.name == "streams")
+            streams.catch_up()
+            streams.stop()
+            with open(output, "wb") if output else contextlib.nullcontext(sys.stdout.buffer) as sink:
+                count = asyncio.run(_export_history(settings, url, store.mapper, sink, **filters))
+                sink.flush()
+        finally:
+            store.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    click.echo(f"exported {count} events", err=True)
 
 
 if __name__ == "__main__":

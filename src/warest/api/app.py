@@ -16,7 +16,9 @@ from litestar.openapi.spec import Components, SecurityScheme
 from warest import __version__
 from warest.api.auth import ApiKeyMiddleware, docs_guard
 from warest.api.controllers.auth import AuthController
-from warest.api.controllers.messages import MessagesController
+from warest.api.controllers.chats import ChatsController, ContactsController
+from warest.api.controllers.events import EventsController
+from warest.api.controllers.messages import MessageActionsController, MessagesController
 from warest.api.controllers.sandbox import SandboxController
 from warest.api.controllers.server import ServerAdminController, code_table_route, healthz, ping, ready
 from warest.api.controllers.sessions import AdminSessionsController, SessionController
@@ -87,6 +89,10 @@ def create_app(
         SessionController,
         AdminSessionsController,
         MessagesController,
+        MessageActionsController,
+        ChatsController,
+        ContactsController,
+        EventsController,
     ]
     if sandbox:
         handlers.append(SandboxController)

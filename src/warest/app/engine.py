@@ -55,6 +55,16 @@ class Receipt:
 
 
 @dataclass(frozen=True)
+class MessageRef:
+    """A message to act on: its id, who sent it and whether that was this account."""
+
+    chat: str
+    wa_id: str
+    sender: str
+    from_me: bool
+
+
+@dataclass(frozen=True)
 class OutboundText:
     to: str
     local_id: str
@@ -97,6 +107,8 @@ class EngineListener(Protocol):
     async def banned(self, reason: str, until: datetime | None) -> None: ...
     async def message(self, message: InboundMessage) -> None: ...
     async def receipt(self, receipt: Receipt) -> None: ...
+    async def edited(self, chat: str, target_id: str, by: str, text: str, at: datetime) -> None: ...
+    async def revoked(self, chat: str, target_id: str, by: str, at: datetime) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -126,6 +138,20 @@ class Connection(Protocol):
 
     async def send_presence(self, to: str, state: str) -> None:
         """``state``: composing, recording or paused."""
+        ...
+
+    async def send_reaction(self, target: MessageRef, emoji: str) -> None:
+        """Reacts to ``target``; an empty emoji removes this account's reaction."""
+        ...
+
+    async def send_edit(self, target: MessageRef, text: str) -> None: ...
+
+    async def send_revoke(self, target: MessageRef) -> None:
+        """Deletes ``target`` for everyone."""
+        ...
+
+    async def mark_read(self, chat: str, messages: tuple[MessageRef, ...]) -> None:
+        """Sends read receipts for received messages."""
         ...
 
     async def device(self) -> Device | None: ...

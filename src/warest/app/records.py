@@ -54,6 +54,77 @@ class PendingOutbound(msgspec.Struct, frozen=True, kw_only=True):
     position: int
 
 
+class ChatRecord(msgspec.Struct, frozen=True, kw_only=True):
+    jid: str
+    kind: str
+    name: str | None
+    last_message_id: UUID | None
+    last_message_at: datetime | None
+    last_message_text: str | None
+    last_message_from_me: bool | None
+    unread_count: int
+    pinned: bool
+    muted_until: datetime | None
+    archived: bool
+    read_at: datetime | None
+    cleared_at: datetime | None
+    updated_at: datetime
+
+
+class ReactionRecord(msgspec.Struct, frozen=True, kw_only=True):
+    actor: str
+    emoji: str
+    at: datetime
+
+
+class EditRecord(msgspec.Struct, frozen=True, kw_only=True):
+    seq: int
+    previous_text: str | None
+    text: str
+    actor: str | None
+    at: datetime
+
+
+class StatusRecord(msgspec.Struct, frozen=True, kw_only=True):
+    status: str
+    at: datetime
+    detail: str | None
+
+
+class MessageRecord(msgspec.Struct, frozen=True, kw_only=True):
+    id: UUID
+    chat: str
+    wa_id: str
+    direction: str
+    kind: str
+    text: str | None
+    sender: str | None
+    push_name: str | None
+    quoted_id: str | None
+    mentions: list[str]
+    status: str
+    failure: str | None
+    edit_count: int
+    revoked: bool
+    starred: bool
+    pinned_until: datetime | None
+    deleted: bool
+    created_at: datetime
+    sent_at: datetime | None
+    reactions: list[ReactionRecord] = []
+    edits: list[EditRecord] = []
+    timeline: list[StatusRecord] = []
+
+
+class ContactRecord(msgspec.Struct, frozen=True, kw_only=True):
+    jid: str
+    lid: str | None
+    phone: str | None
+    push_name: str | None
+    business_name: str | None
+    last_seen_at: datetime | None
+
+
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
     """Who is calling: resolved from an API key or a docs-session cookie."""
 

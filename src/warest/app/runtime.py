@@ -31,7 +31,7 @@ from warest.app.engine import (
 from warest.app.outbound import Job, OutboundQueue, RetryPolicy
 from warest.app.ports import ConcurrencyConflict, EventStore, MessagingQueries
 from warest.domain import ids
-from warest.domain.errors import NotFound
+from warest.domain.errors import DomainError, NotFound
 from warest.domain.messages import Message
 from warest.domain.messages import Status as MessageStatus
 from warest.domain.sessions import Session, Status
@@ -307,6 +307,12 @@ class SessionRuntime:
         await self._record(lambda s: s.banned(reason, until))
 
     async def message(self, message: InboundMessage) -> None:
+        if message.kind == "reaction" and message.quoted_id:
+            await self._on_target(
+                message.quoted_id,
+                lambda m: m.react(message.sender, message.text or "", message.sent_at or utcnow()),
+            )
+            return
         aggregate = Message.receive(
             self.ref.registry,
             self.ref.name,
@@ -329,19 +335,54 @@ class SessionRuntime:
         self._messages.remember(aggregate.id, aggregate)
         self._wa_index.remember(message.wa_id, aggregate.id)
 
+    async def edited(self, chat: str, target_id: str, by: str, text: str, at: datetime) -> None:
+        await self._on_target(target_id, lambda m: m.edit(text, at, by, enforce=False))
+
+    async def revoked(self, chat: str, target_id: str, by: str, at: datetime) -> None:
+        await self._on_target(target_id, lambda m: m.revoke(at, by, enforce=False))
+
+    async def _on_target(self, wa_id: str, change: Callable[[Message], None]) -> None:
+        """Applies a change reported by WhatsApp to a known message (unknown ones are skipped)."""
+        for attempt in range(3):
+            message = await self.message_by_wa_id(wa_id)
+            if message is None:
+                log.debug("session %s: action on unknown message %s ignored", self.ref.key, wa_id)
+                return
+            try:
+                change(message)
+            except DomainError as error:
+                log.info("session %s: action on %s not applied: %s", self.ref.key, wa_id, error)
+                self._messages.pop(message.id, None)
+                return
+            try:
+                await self._store.save(message)
+                return
+            except ConcurrencyConflict:
+                self._messages.pop(message.id, None)
+                if attempt == 2:
+                    raise
+
+    async def message_by_wa_id(self, wa_id: str) -> Message | None:
+        gate = self._inflight.get(wa_id)
+        if gate is not None:
+            await gate.wait()
+        message_id = self._wa_index.get(wa_id) or await self._queries.message_for_wa_id(
+            self.ref.registry, self.ref.name, wa_id
+        )
+        if message_id is None:
+            return None
+        self._wa_index.remember(wa_id, message_id)
+        return await self._message(message_id)
+
+    def forget_message(self, message_id: UUID) -> None:
+        """Drops a cached aggregate (after a failed save its in-memory state is stale)."""
+        self._messages.pop(message_id, None)
+
     async def receipt(self, receipt: Receipt) -> None:
         status = MessageStatus(receipt.status)
         changed: list[Message] = []
         for wa_id in receipt.wa_ids:
-            gate = self._inflight.get(wa_id)
-            if gate is not None:
-                await gate.wait()  # the Sent event comes first
-            message_id = self._wa_index.get(wa_id) or await self._queries.message_for_wa_id(
-                self.ref.registry, self.ref.name, wa_id
-            )
-            if message_id is None:
-                continue
-            message = await self._message(message_id)
+            message = await self.message_by_wa_id(wa_id)  # waits for the Sent event of an in-flight send
             if message is not None and message.apply_receipt(status, receipt.at, receipt.by):
                 changed.append(message)
         if not changed:

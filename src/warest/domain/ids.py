@@ -35,3 +35,7 @@ def session_id(registry: str, session_name: str) -> UUID:
 def message_id(registry: str, session_name: str, wa_message_id: str) -> UUID:
     """A WhatsApp message of a session: redeliveries and receipts map to the same id."""
     return _id("message", registry, session_name, wa_message_id)
+
+
+def chat_id(registry: str, session_name: str, chat_jid: str) -> UUID:
+    return _id("chat", registry, session_name, chat_jid)

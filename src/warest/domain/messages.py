@@ -8,13 +8,13 @@ read → played; failed is terminal for an outbound message.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
 from warest.domain import ids, model
-from warest.domain.errors import DomainError
+from warest.domain.errors import DomainError, InvalidValue
 
 
 class Status(StrEnum):
@@ -49,6 +49,16 @@ def message_id(registry: str, session: str, wa_id: str) -> UUID:
     return ids.message_id(registry, session, wa_id)
 
 
+EDIT_WINDOW = timedelta(minutes=15)
+REVOKE_WINDOW = timedelta(hours=60)
+PIN_DURATIONS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+MAX_EMOJI = 16
+
+
+class ActionNotAllowed(DomainError):
+    """WhatsApp would refuse this action on this message (own messages only, time windows)."""
+
+
 class Message(model.Aggregate):
     registry: str
     session: str
@@ -57,9 +67,17 @@ class Message(model.Aggregate):
     direction: Direction
     kind: str
     text: str | None
+    sender: str | None
     status: Status
     failure: str | None
     attempts: int
+    sent_at: datetime | None
+    reactions: dict[str, str]
+    edits: int
+    revoked: bool
+    starred: bool
+    pinned_until: datetime | None
+    deleted: bool
 
     class Queued(model.Created, frozen=True, kw_only=True):
         """An outbound message accepted by the API, waiting in the session's queue.
@@ -91,6 +109,7 @@ class Message(model.Aggregate):
             aggregate.status = Status.SENT
             aggregate.wa_id = self.wa_id
             aggregate.attempts = self.attempts
+            aggregate.sent_at = self.sent_at
 
     class SendFailed(model.DomainEvent, frozen=True, kw_only=True):
         """Sending was given up after ``attempts`` tries."""
@@ -122,6 +141,7 @@ class Message(model.Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             _init(aggregate, self, Direction.OUT if self.from_me else Direction.IN, Status.RECEIVED)
+            aggregate.sent_at = self.sent_at or self.timestamp
 
     class StatusChanged(model.DomainEvent, frozen=True, kw_only=True):
         """A receipt moved the message forward."""
@@ -132,6 +152,122 @@ class Message(model.Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = self.status
+
+    class Reacted(model.DomainEvent, frozen=True, kw_only=True):
+        """``by`` reacted with ``emoji``; an empty emoji removes the reaction."""
+
+        by: str
+        emoji: str
+        at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            if self.emoji:
+                aggregate.reactions[self.by] = self.emoji
+            else:
+                aggregate.reactions.pop(self.by, None)
+
+    class Edited(model.DomainEvent, frozen=True, kw_only=True):
+        """The sender changed the text (earlier texts stay in the log)."""
+
+        text: str
+        by: str | None = None
+        at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.text = self.text
+            aggregate.edits += 1
+
+    class Revoked(model.DomainEvent, frozen=True, kw_only=True):
+        """Deleted for everyone."""
+
+        by: str | None = None
+        at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.revoked = True
+
+    class Starred(model.DomainEvent, frozen=True, kw_only=True):
+        starred: bool
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.starred = self.starred
+
+    class Pinned(model.DomainEvent, frozen=True, kw_only=True):
+        """Pinned in the chat until ``until``; ``until`` None unpins."""
+
+        until: datetime | None
+        by: str | None = None
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.pinned_until = self.until
+
+    class DeletedForMe(model.DomainEvent, frozen=True, kw_only=True):
+        def apply(self, aggregate: Any) -> None:
+            aggregate.deleted = True
+
+    # -- actions -----------------------------------------------------------------
+
+    @property
+    def own(self) -> bool:
+        return self.direction == Direction.OUT
+
+    def react(self, by: str, emoji: str, at: datetime) -> None:
+        if emoji and (len(emoji) > MAX_EMOJI or not emoji.strip()):
+            raise InvalidValue("emoji", "must be one emoji")
+        self._ensure_visible()
+        if self.reactions.get(by, "") != emoji:
+            self._trigger(Message.Reacted, by=by, emoji=emoji, at=at)
+
+    def edit(self, text: str, at: datetime, by: str | None = None, *, enforce: bool = True) -> None:
+        """``enforce`` is off for edits reported by WhatsApp (they happened already)."""
+        if enforce:
+            if not self.own:
+                raise ActionNotAllowed("only your own messages can be edited")
+            if self.kind != "text" or self.sent_at is None:
+                raise ActionNotAllowed("only sent text messages can be edited")
+            if at - self.sent_at > EDIT_WINDOW:
+                raise ActionNotAllowed("messages can be edited for 15 minutes after sending")
+            if not text.strip():
+                raise InvalidValue("text", "must not be empty")
+        self._ensure_visible()
+        self._trigger(Message.Edited, text=text, by=by, at=at)
+
+    def revoke(self, at: datetime, by: str | None = None, *, enforce: bool = True) -> None:
+        if self.revoked:
+            return
+        if enforce:
+            if not self.own:
+                raise ActionNotAllowed("only your own messages can be deleted for everyone")
+            if self.sent_at is None:
+                raise ActionNotAllowed("the message was not sent")
+            if at - self.sent_at > REVOKE_WINDOW:
+                raise ActionNotAllowed("messages can be deleted for everyone for 60 hours after sending")
+        self._trigger(Message.Revoked, by=by, at=at)
+
+    def star(self, starred: bool) -> None:
+        self._ensure_visible()
+        if self.starred != starred:
+            self._trigger(Message.Starred, starred=starred)
+
+    def pin(self, duration: str | None, at: datetime, by: str | None = None) -> None:
+        self._ensure_visible()
+        if duration is None:
+            if self.pinned_until is not None:
+                self._trigger(Message.Pinned, until=None, by=by)
+            return
+        if duration not in PIN_DURATIONS:
+            raise InvalidValue("duration", f"must be one of {', '.join(PIN_DURATIONS)}")
+        self._trigger(Message.Pinned, until=at + PIN_DURATIONS[duration], by=by)
+
+    def delete_for_me(self) -> None:
+        if not self.deleted:
+            self._trigger(Message.DeletedForMe)
+
+    def _ensure_visible(self) -> None:
+        if self.revoked:
+            raise ActionNotAllowed("the message was deleted for everyone")
+        if self.deleted:
+            raise ActionNotAllowed("the message was deleted")
 
     @classmethod
     def queue(
@@ -202,8 +338,16 @@ def _init(aggregate: Any, event: Any, direction: Direction, status: Status) -> N
     aggregate.kind = event.kind
     aggregate.text = event.text
     aggregate.status = status
+    aggregate.sender = getattr(event, "sender", None)
     aggregate.failure = None
     aggregate.attempts = 0
+    aggregate.sent_at = None
+    aggregate.reactions = {}
+    aggregate.edits = 0
+    aggregate.revoked = False
+    aggregate.starred = False
+    aggregate.pinned_until = None
+    aggregate.deleted = False
 
 
 Message.Queued.aggregate_class = Message

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from litestar import Controller, Request, Response, post
+from litestar import Controller, Request, Response, delete, post, route
 from litestar.datastructures import State
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody
 
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.middleware import set_label
+from warest.app.actions import EngineRefused
 from warest.app.messaging import IdempotencyMismatch, QueueIsFull, SendOutcome, SessionNotOpen
 from warest.app.records import Principal, SessionRecord
 from warest.domain.errors import InvalidValue, NotFound
-from warest.domain.jid import recipients
+from warest.domain.jid import Jid, recipients
+from warest.domain.messages import ActionNotAllowed
 from warest.domain.values import session_name
 
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -51,7 +55,7 @@ def _outcome_view(outcome: SendOutcome) -> dict[str, Any]:
 
 
 async def resolve_session(
-    request: Request[Principal, Any, Any], state: State, body: SendTextBody
+    request: Request[Principal, Any, Any], state: State, body: SendTextBody | ActionBody
 ) -> SessionRecord:
     """By ``sessionId``, or by the session's own phone number, among the caller's sessions."""
     sessions = state.services.sessions
@@ -147,3 +151,228 @@ def _send_response(kind: str, outcomes: list[SendOutcome]) -> Response[Envelope]
     if queued:
         return envelope(Code.ACCEPTED, f"{kind} message queued{suffix}", views)
     return envelope(Code.SUCCESS, f"{kind} message sent{suffix}", views)
+
+
+class ActionBody(msgspec.Struct, kw_only=True):
+    sessionId: str | None = None  # noqa: N815
+    phone: str | None = None
+    to: str | None = None
+    emoji: str | None = None
+    message: str | None = None
+    text: str | None = None
+    duration: int | None = None
+
+
+_ACTION_FAILURE = {"reaction": Code.REACTION_FAILED, "revoke": Code.MESSAGE_DELETE_FAILED}
+_NOT_ALLOWED = {"edit": Code.MESSAGE_EDIT_NOT_ALLOWED, "pin": Code.MESSAGE_PIN_NOT_ALLOWED}
+
+
+async def _act(
+    request: Request[Principal, Any, Any],
+    state: State,
+    body: ActionBody,
+    action: str,
+    run: Callable[[Any, Principal, str], Awaitable[Any]],
+) -> tuple[SessionRecord, Any]:
+    record = await resolve_session(request, state, body)
+    set_label(request.scope, record.label)
+    try:
+        return record, await run(state.services.actions, request.user, record.session_id)
+    except SessionNotOpen as error:
+        raise ApiError(
+            Code.SESSION_NOT_LOGGED_IN,
+            "Login required (scan QR or pairing)",
+            [{"sessionId": record.session_id, "status": error.status}],
+        ) from None
+    except ActionNotAllowed as error:
+        raise ApiError(_NOT_ALLOWED.get(action, Code.FORBIDDEN), str(error)) from None
+    except EngineRefused as error:
+        raise ApiError(_ACTION_FAILURE.get(action, Code.DOWNSTREAM_ERROR), str(error)) from None
+    except NotFound as error:
+        raise ApiError(Code.NOT_FOUND, str(error)) from None
+
+
+def _action_result(record: SessionRecord, message: Any, status: str) -> dict[str, Any]:
+    return {"sessionId": record.session_id, "to": message.chat, "messageId": message.wa_id, "status": status}
+
+
+class MessageActionsController(Controller):
+    """``/api/v1/messages/{messageId}/action/*`` and chat-level ``/api/v1/messages/action/*``."""
+
+    path = "/api/v1/messages"
+    tags = ["messages"]
+
+    @post("/{message_id:str}/action/star", status_code=200)
+    async def star(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        message_id: FromPath[str],
+        data: JSONBody[ActionBody],
+    ) -> Response[Envelope]:
+        record, message = await _act(
+            request, state, data, "star", lambda a, u, s: a.star(u, s, message_id, True)
+        )
+        return envelope(Code.SUCCESS, "Message starred", _action_result(record, message, "starred"))
+
+    @post("/{message_id:str}/action/unstar", status_code=200)
+    async def unstar(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        message_id: FromPath[str],
+        data: JSONBody[ActionBody],
+    ) -> Response[Envelope]:
+        record, message = await _act(
+            request, state, data, "star", lambda a, u, s: a.star(u, s, message_id, False)
+        )
+        return envelope(Code.SUCCESS, "Message unstarred", _action_result(record, message, "unstarred"))
+
+    @post("/{message_id:str}/action/reaction", status_code=200)
+    async def reaction(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        message_id: FromPath[str],
+        data: JSONBody[ActionBody],
+    ) -> Response[Envelope]:
+        if not data.emoji:
+            raise _invalid("emoji", "is required", Code.MISSING_PARAMETER)
+        emoji = data.emoji
+        record, message = await _act(
+            request, state, data, "reaction", lambda a, u, s: a.react(u, s, message_id, emoji)
+        )
+        return envelope(Code.SUCCESS, "Reaction applied", _action_result(record, message, "reacted"))
+
+    @post("/{message_id:str}/action/unreaction", status_code=200)
+    async def unreaction(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        message_id: FromPath[str],
+        data: JSONBody[ActionBody],
+    ) -> Response[Envelope]:
+        record, message = await _act(
+            request, state, data, "reaction", lambda a, u, s: a.react(u, s, message_id, "")
+        )
+        return envelope(Code.SUCCESS, "Reaction removed", _action_result(record, message, "unreacted"))
+
+    @post("/{message_id:str}/action/revoke", status_code=200)
+    async def revoke(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        message_id: FromPath[str],
+        data: JSONBody[ActionBody],
+    ) -> Response[Envelope]:
+        record, message = await _act(
+            request, state, data, "revoke", lambda a, u, s: a.revoke(u, s, message_id)
+        )
+        return envelope(Code.SUCCESS, "Message revoked", _action_result(record, message, "revoked"))
+
+    @post("/{message_id:str}/action/edit", status_code=200)
+    async def edit(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        message_id: FromPath[str],
+        data: JSONBody[ActionBody],
+    ) -> Response[Envelope]:
+        text = data.message if data.message is not None else data.text
+        if not text or not text.strip():
+            raise _invalid("message", "is required", Code.MISSING_PARAMETER)
+        record, message = await _act(
+            request, state, data, "edit", lambda a, u, s: a.edit(u, s, message_id, text)
+        )
+        return envelope(Code.SUCCESS, "Message edited", _action_result(record, message, "edited"))
+
+    @route("/{message_id:str}/action/delete", http_method=["DELETE", "POST"], status_code=200)
+    async def delete_for_me(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        message_id: FromPath[str],
+        data: JSONBody[ActionBody],
+    ) -> Response[Envelope]:
+        record, message = await _act(
+            request, state, data, "delete", lambda a, u, s: a.delete_for_me(u, s, message_id)
+        )
+        return envelope(Code.SUCCESS, "Message deleted for me", _action_result(record, message, "deleted"))
+
+    @post("/{message_id:str}/action/mark-as-read", status_code=200)
+    async def mark_as_read(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        message_id: FromPath[str],
+        data: JSONBody[ActionBody],
+    ) -> Response[Envelope]:
+        chat = _chat_of(state, data)
+        record, marked = await _act(
+            request, state, data, "read", lambda a, u, s: a.mark_read(u, s, chat, [message_id])
+        )
+        if not marked:
+            raise ApiError(Code.NOT_FOUND, f"no received message '{message_id}' in {chat}")
+        return envelope(
+            Code.SUCCESS,
+            "Message marked as read",
+            {"sessionId": record.session_id, "to": str(chat), "messageId": message_id, "status": "read"},
+        )
+
+    @post("/action/{action:str}", status_code=200)
+    async def chat_action(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        action: FromPath[str],
+        data: JSONBody[ActionBody],
+    ) -> Response[Envelope]:
+        return await self._chat_action(request, state, action, data)
+
+    @delete("/action/clear-all", status_code=200)
+    async def clear_all(
+        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[ActionBody]
+    ) -> Response[Envelope]:
+        return await self._chat_action(request, state, "clear-all", data)
+
+    async def _chat_action(
+        self, request: Request[Principal, Any, Any], state: State, action: str, data: ActionBody
+    ) -> Response[Envelope]:
+        chat = _chat_of(state, data)
+        now = datetime.now(UTC)
+        changes: dict[str, tuple[Callable[[Any], None], str]] = {
+            "mute": (
+                lambda c: c.mute(now + timedelta(minutes=max(1, min(data.duration or 60, 43200)))),
+                "Chat muted",
+            ),
+            "unmute": (lambda c: c.mute(None), "Chat unmuted"),
+            "archive": (lambda c: c.archive(True), "Chat archived"),
+            "unarchive": (lambda c: c.archive(False), "Chat unarchived"),
+            "clear-all": (lambda c: c.clear(now), "Chat cleared"),
+        }
+        if action not in changes:
+            raise ApiError(Code.NOT_FOUND, f"unknown chat action '{action}'")
+        change, message = changes[action]
+        record, chat_state = await _act(
+            request, state, data, action, lambda a, u, s: a.chat_action(u, s, chat, change)
+        )
+        return envelope(
+            Code.SUCCESS,
+            message,
+            {
+                "sessionId": record.session_id,
+                "to": str(chat),
+                "status": action,
+                "mutedUntil": chat_state.muted_until.isoformat() if chat_state.muted_until else None,
+                "archived": chat_state.archived,
+            },
+        )
+
+
+def _chat_of(state: State, data: ActionBody) -> Jid:
+    if not data.to:
+        raise _invalid("to", "is required (the chat)", Code.MISSING_PARAMETER)
+    try:
+        return Jid.parse(data.to, state.services.settings.default_country_code, "to")
+    except InvalidValue as error:
+        raise _invalid("to", error.reason) from None

@@ -29,13 +29,15 @@ from typing import Any
 
 from neonize.exc import NeonizeError
 from neonize.proto.Neonize_pb2 import Message as MessageEvent
-from neonize.utils.enum import ClientName, ClientType
+from neonize.proto.waE2E.WAWebProtobufsE2E_pb2 import Message as WaMessage
+from neonize.utils.enum import ClientName, ClientType, ReceiptType
 
 from warest.app.engine import (
     Device,
     EngineError,
     EngineListener,
     InboundMessage,
+    MessageRef,
     NotConnected,
     OutboundText,
     SendResult,
@@ -149,6 +151,42 @@ class NeonizeConnection(Lifecycle):
         if self._me is not None:
             self._recent.remember(wa_id, self._me.jid, quotable(payload))
         return SendResult(wa_id=wa_id, sent_at=from_epoch(int(response.Timestamp), self._clock()))
+
+    async def send_reaction(self, target: MessageRef, emoji: str) -> None:
+        client = self._online_client()
+        chat = jid_from_str(target.chat)
+        try:
+            reaction = await client.build_reaction(chat, jid_from_str(target.sender), target.wa_id, emoji)
+            await client.send_message(chat, reaction)
+        except NeonizeError as error:
+            raise engine_error(error, "reaction") from error
+
+    async def send_edit(self, target: MessageRef, text: str) -> None:
+        client = self._online_client()
+        try:
+            await client.edit_message(jid_from_str(target.chat), target.wa_id, WaMessage(conversation=text))
+        except NeonizeError as error:
+            raise engine_error(error, "edit") from error
+
+    async def send_revoke(self, target: MessageRef) -> None:
+        client = self._online_client()
+        try:
+            await client.revoke_message(jid_from_str(target.chat), jid_from_str(target.sender), target.wa_id)
+        except NeonizeError as error:
+            raise engine_error(error, "revoke") from error
+
+    async def mark_read(self, chat: str, messages: tuple[MessageRef, ...]) -> None:
+        client = self._online_client()
+        by_sender: dict[str, list[str]] = {}
+        for message in messages:
+            by_sender.setdefault(message.sender, []).append(message.wa_id)
+        try:
+            for sender, ids in by_sender.items():
+                await client.mark_read(
+                    *ids, chat=jid_from_str(chat), sender=jid_from_str(sender), receipt=ReceiptType.READ
+                )
+        except NeonizeError as error:
+            raise engine_error(error, "read") from error
 
     async def send_presence(self, to: str, state: str) -> None:
         chat_state, media = presence_args(state)

@@ -26,6 +26,8 @@ from warest.infra.engines.neonize.happenings import (
     LinkLost,
     LinkOpened,
     LinkReplaced,
+    MessageEdited,
+    MessageRevoked,
     PairingFailed,
     PairingSucceeded,
 )
@@ -116,6 +118,10 @@ class Lifecycle:
             case PairingFailed(error=error):
                 await self._end()
                 await self.listener.closed(f"pairing_failed: {error}")
+            case MessageEdited(wa_id=wa_id, chat=chat, sender=sender, text=text, at=at):
+                await self.listener.edited(chat, wa_id, sender, text or "", at)
+            case MessageRevoked(chat=chat, sender=sender, target_id=target_id, at=at):
+                await self.listener.revoked(chat, target_id, sender, at)
             case _:
                 # Presence, chat presence, groups, calls, history, edits, revokes and
                 # undecryptable messages: the port has no callback for them yet.

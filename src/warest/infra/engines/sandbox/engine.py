@@ -18,6 +18,7 @@ from warest.app.engine import (
     EngineListener,
     InboundMessage,
     Me,
+    MessageRef,
     NotConnected,
     OutboundText,
     Receipt,
@@ -28,6 +29,7 @@ from warest.app.sandbox import SandboxAccount
 from warest.domain.jid import Jid
 from warest.infra.engines.sandbox import codes
 from warest.infra.engines.sandbox.network import SandboxNetwork, ban_until
+from warest.infra.engines.sandbox.network import _now as now
 
 log = logging.getLogger("warest.sandbox")
 
@@ -120,6 +122,61 @@ class SandboxConnection:
     async def send_presence(self, to: str, state: str) -> None:
         if not self.is_open:
             raise NotConnected()
+
+    async def send_reaction(self, target: MessageRef, emoji: str) -> None:
+        account = self._account_online()
+        wa_id = self.network.next_message_id(account.phone)
+        at = now()
+
+        def step(connection: SandboxConnection, chat: str) -> None:
+            connection.deliver(
+                InboundMessage(
+                    wa_id=wa_id,
+                    chat=chat,
+                    sender=chat,
+                    kind="reaction",
+                    text=emoji,
+                    quoted_id=target.wa_id,
+                    push_name=account.push_name,
+                    sent_at=at,
+                )
+            )
+
+        self.network.relay(account, self, target.chat, step)
+
+    async def send_edit(self, target: MessageRef, text: str) -> None:
+        account = self._account_online()
+        at = now()
+        self.network.relay(
+            account,
+            self,
+            target.chat,
+            lambda c, chat: c.call(lambda: c.listener.edited(chat, target.wa_id, chat, text, at)),
+        )
+
+    async def send_revoke(self, target: MessageRef) -> None:
+        account = self._account_online()
+        at = now()
+        self.network.relay(
+            account,
+            self,
+            target.chat,
+            lambda c, chat: c.call(lambda: c.listener.revoked(chat, target.wa_id, chat, at)),
+        )
+
+    async def mark_read(self, chat: str, messages: tuple[MessageRef, ...]) -> None:
+        account = self._account_online()
+        self.network.read(account, [(m.sender, m.wa_id) for m in messages])
+
+    def _account_online(self) -> SandboxAccount:
+        account = self.account
+        if not self.is_open or account is None:
+            raise NotConnected()
+        return account
+
+    def call(self, step: Step) -> None:
+        """Queues a listener call behind everything already reported (keeps the order)."""
+        self._queue(step)
 
     async def device(self) -> Device | None:
         account = self.account

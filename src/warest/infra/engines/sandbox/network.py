@@ -11,6 +11,7 @@ import asyncio
 import itertools
 import logging
 from collections import defaultdict, deque
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -222,6 +223,40 @@ class SandboxNetwork:
                 origin.push(Receipt(str(to), (result.wa_id,), "read", _now(), by=recipient.phone))
         return result
 
+    def next_message_id(self, phone: str) -> str:
+        """A phone-style message id for something ``phone`` sends (deterministic per run)."""
+        return codes.inbound_id(phone, next(self._counter))
+
+    def relay(
+        self,
+        sender: SandboxAccount,
+        origin: SandboxConnection | None,
+        chat: str,
+        step: Callable[[SandboxConnection, str], None],
+    ) -> None:
+        """Hands an action on a message of ``chat`` to the other side's open sessions;
+        ``step(connection, chat as that side sees it)`` queues what they must hear."""
+        recipient = self.resolve(Jid.parse(chat, field="chat"))
+        if recipient is None:
+            return
+        seen_as = f"{sender.phone}@{USER}"
+        for target in self.open_connections_of(recipient.phone):
+            if target is not origin:
+                step(target, seen_as)
+
+    def read(self, reader: SandboxAccount, refs: list[tuple[str, str]]) -> None:
+        """Read receipts from ``reader`` to the senders of ``refs`` (sender JID, message id)."""
+        by_sender: dict[str, list[str]] = {}
+        for sender, wa_id in refs:
+            by_sender.setdefault(sender, []).append(wa_id)
+        chat = f"{reader.phone}@{USER}"
+        for sender, ids in by_sender.items():
+            account = self.resolve(Jid.parse(sender, field="sender"))
+            if account is None:
+                continue
+            for connection in self.open_connections_of(account.phone):
+                connection.push(Receipt(chat, tuple(ids), "read", _now(), by=reader.phone))
+
     async def send(
         self, registry: str, sender: str, to: str, text: str, *, quoted_id: str | None = None
     ) -> str:
@@ -229,7 +264,7 @@ class SandboxNetwork:
         if not text:
             raise InvalidValue("text", "must not be empty")
         account = self.owned_account(registry, sender)
-        wa_id = codes.inbound_id(account.phone, next(self._counter))
+        wa_id = self.next_message_id(account.phone)
         outbound = OutboundText(
             to=str(Jid.parse(to, field="to")), local_id=wa_id, text=text, reply_to=quoted_id
         )

@@ -1,0 +1,121 @@
+"""``/api/v1/events``: the caller's event history, paged or followed live (Server-Sent Events)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import State
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from warest.api.codes import Code
+from warest.api.envelope import Envelope, envelope
+from warest.api.errors import ApiError
+from warest.app.history import DEFAULT_LIMIT, HistoryItem
+from warest.app.records import Principal
+from warest.domain.errors import InvalidValue
+
+NEXT_AFTER_HEADER = "X-WAREST-Next-After"
+LAST_EVENT_ID = "Last-Event-ID"
+
+
+def _invalid(field: str, reason: str, source: str = "query") -> ApiError:
+    return ApiError(
+        Code.INVALID_PARAMETER,
+        f"Invalid '{field}': {reason}",
+        [{"field": field, "reason": reason, "source": source}],
+    )
+
+
+def _position(raw: str | None, field: str, default: int, source: str = "query") -> int:
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw.strip())
+    except ValueError:
+        raise _invalid(field, "must be an integer", source) from None
+
+
+def _when(raw: str | None, field: str) -> datetime | None:
+    """An ISO-8601 date or date-time; without an offset it is UTC. A '+' that the query
+    string turned into a space is taken back."""
+    if raw is None or raw.strip() == "":
+        return None
+    text = raw.strip()
+    for candidate in (text, text.replace(" ", "+")):
+        try:
+            value = datetime.fromisoformat(candidate)
+        except ValueError:
+            continue
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    raise _invalid(field, "must be an ISO-8601 date or date-time (e.g. 2026-01-31T12:00:00Z)")
+
+
+def _filters(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    query = request.query_params
+    return {
+        "session": query.get("session") or None,
+        "types": query.getall("type", []),
+        "since": _when(query.get("from"), "from"),
+        "until": _when(query.get("to"), "to"),
+    }
+
+
+def _field(name: str) -> str:
+    """Service fields named as the query parameters are."""
+    return {"since": "from", "until": "to"}.get(name, name)
+
+
+async def _messages(batches: AsyncIterator[list[HistoryItem]]) -> AsyncIterator[ServerSentEventMessage]:
+    async for batch in batches:
+        if not batch:
+            yield ServerSentEventMessage(comment="heartbeat", data=None)
+        for item in batch:
+            yield ServerSentEventMessage(
+                id=item.position, event=item.type, data=msgspec.json.encode(item).decode()
+            )
+
+
+class EventsController(Controller):
+    path = "/api/v1/events"
+    tags = ["events"]
+    heartbeat_s: float = 15.0
+
+    @get()
+    async def list_events(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+        """The caller's events after ``after``, oldest first (``limit`` 1-1000, default 100).
+
+        Filters: ``session``, ``type`` (repeatable or comma-separated), ``from`` (inclusive)
+        and ``to`` (exclusive). The next cursor is in the ``X-WAREST-Next-After`` header.
+        """
+        query = request.query_params
+        after = _position(query.get("after"), "after", 0)
+        limit = _position(query.get("limit"), "limit", DEFAULT_LIMIT)
+        try:
+            items = await state.services.history.page(request.user, after, limit, **_filters(request))
+        except InvalidValue as error:
+            raise _invalid(_field(error.field), error.reason) from None
+        next_after = items[-1].position if items else after
+        return envelope(
+            Code.SUCCESS, f"{len(items)} events", items, headers={NEXT_AFTER_HEADER: str(next_after)}
+        )
+
+    @get("/stream")
+    async def stream(self, request: Request[Principal, Any, Any], state: State) -> ServerSentEvent:
+        """Server-Sent Events: the caller's events after ``Last-Event-ID`` (or ``after``), then
+        live. Each event has ``id`` = position, ``event`` = type, ``data`` = the item as JSON;
+        a ``: heartbeat`` comment is sent every 15 s of silence."""
+        after = _position(request.query_params.get("after"), "after", 0)
+        after = _position(request.headers.get(LAST_EVENT_ID), LAST_EVENT_ID, after, "header")
+        try:
+            batches = await state.services.history.follow(
+                request.user, after, heartbeat_s=self.heartbeat_s, **_filters(request)
+            )
+        except InvalidValue as error:
+            source = "header" if error.field == "after" and LAST_EVENT_ID in request.headers else "query"
+            field = LAST_EVENT_ID if source == "header" else _field(error.field)
+            raise _invalid(field, error.reason, source) from None
+        return ServerSentEvent(_messages(batches))

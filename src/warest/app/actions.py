@@ -1,0 +1,187 @@
+"""Message and chat actions: each is a command that calls the engine and records an event.
+
+WhatsApp's rules are enforced before anything is sent (only your own messages can be
+edited or deleted for everyone, within WhatsApp's time windows); local-only actions
+(star, delete for me, mute, archive, pin, clear) are recorded without an engine call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from warest.app.engine import EngineError, MessageRef
+from warest.app.manager import SessionManager
+from warest.app.messaging import SessionNotOpen
+from warest.app.ports import ConcurrencyConflict, EventStore
+from warest.app.records import Principal, SessionRecord
+from warest.app.runtime import SessionRuntime
+from warest.app.sessions import SessionService
+from warest.domain import ids
+from warest.domain.chats import Chat
+from warest.domain.errors import NotFound
+from warest.domain.jid import Jid
+from warest.domain.messages import Message
+from warest.domain.sessions import Status
+
+T = TypeVar("T")
+
+
+class EngineRefused(Exception):
+    """WhatsApp (the engine) refused the action."""
+
+    def __init__(self, action: str, error: EngineError) -> None:
+        super().__init__(f"{action} failed: {error}")
+        self.action = action
+        self.error = error
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ActionService:
+    def __init__(self, store: EventStore, sessions: SessionService, manager: SessionManager) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._manager = manager
+
+    # -- message actions ----------------------------------------------------------
+
+    async def react(self, owner: Principal, session: str, wa_id: str, emoji: str) -> Message:
+        runtime, me = await self._open(owner, session)
+
+        async def act(message: Message) -> None:
+            message.react(me, emoji, _now())
+            await self._engine("reaction", runtime.connection.send_reaction(_ref(message, me), emoji))
+
+        return await self._on_message(runtime, wa_id, act)
+
+    async def edit(self, owner: Principal, session: str, wa_id: str, text: str) -> Message:
+        runtime, me = await self._open(owner, session)
+
+        async def act(message: Message) -> None:
+            message.edit(text, _now(), me)
+            await self._engine("edit", runtime.connection.send_edit(_ref(message, me), text))
+
+        return await self._on_message(runtime, wa_id, act)
+
+    async def revoke(self, owner: Principal, session: str, wa_id: str) -> Message:
+        runtime, me = await self._open(owner, session)
+
+        async def act(message: Message) -> None:
+            message.revoke(_now(), me)
+            await self._engine("revoke", runtime.connection.send_revoke(_ref(message, me)))
+
+        return await self._on_message(runtime, wa_id, act)
+
+    async def star(self, owner: Principal, session: str, wa_id: str, starred: bool) -> Message:
+        runtime = await self._runtime(owner, session)
+
+        async def act(message: Message) -> None:
+            message.star(starred)
+
+        return await self._on_message(runtime, wa_id, act)
+
+    async def pin(self, owner: Principal, session: str, wa_id: str, duration: str | None) -> Message:
+        runtime = await self._runtime(owner, session)
+
+        async def act(message: Message) -> None:
+            message.pin(duration, _now())
+
+        return await self._on_message(runtime, wa_id, act)
+
+    async def delete_for_me(self, owner: Principal, session: str, wa_id: str) -> Message:
+        runtime = await self._runtime(owner, session)
+
+        async def act(message: Message) -> None:
+            message.delete_for_me()
+
+        return await self._on_message(runtime, wa_id, act)
+
+    async def mark_read(self, owner: Principal, session: str, chat: Jid, wa_ids: list[str]) -> list[str]:
+        """Sends read receipts for ``wa_ids`` (received messages of ``chat``) and marks the chat read."""
+        runtime, _ = await self._open(owner, session)
+        refs = []
+        for wa_id in wa_ids:
+            message = await runtime.message_by_wa_id(wa_id)
+            if message is not None and not message.own and message.chat == str(chat):
+                refs.append(MessageRef(message.chat, message.wa_id, _sender(message), False))
+        if refs:
+            await self._engine("read", runtime.connection.mark_read(str(chat), tuple(refs)))
+        record = await self._sessions.get(owner, session)
+        await self._chat(record, chat, lambda c: c.mark_read(_now(), [r.wa_id for r in refs]))
+        return [r.wa_id for r in refs]
+
+    # -- chat actions ---------------------------------------------------------------
+
+    async def chat_action(
+        self, owner: Principal, session: str, chat: Jid, change: Callable[[Chat], None]
+    ) -> Chat:
+        record = await self._sessions.get(owner, session)
+        return await self._chat(record, chat, change)
+
+    # -- helpers ----------------------------------------------------------------------
+
+    async def _runtime(self, owner: Principal, session: str) -> SessionRuntime:
+        record = await self._sessions.get(owner, session)
+        return self._manager.runtime(record)
+
+    async def _open(self, owner: Principal, session: str) -> tuple[SessionRuntime, str]:
+        record = await self._sessions.get(owner, session)
+        runtime = self._manager.get(record.registry, record.session_id)
+        if runtime is None or runtime.status != Status.OPEN:
+            raise SessionNotOpen(str(runtime.status if runtime else record.status))
+        aggregate = await runtime.session()
+        return runtime, aggregate.me_jid or ""
+
+    async def _on_message(
+        self, runtime: SessionRuntime, wa_id: str, act: Callable[[Message], Awaitable[None]]
+    ) -> Message:
+        for attempt in range(3):
+            message = await runtime.message_by_wa_id(wa_id)
+            if message is None:
+                raise NotFound(f"message '{wa_id}' not found")
+            try:
+                await act(message)
+                await self._store.save(message)
+                return message
+            except ConcurrencyConflict:
+                runtime.forget_message(message.id)
+                if attempt == 2:
+                    raise
+            except BaseException:
+                runtime.forget_message(message.id)  # drop unsaved changes
+                raise
+        raise AssertionError("unreachable")
+
+    async def _engine(self, action: str, call: Awaitable[None]) -> None:
+        try:
+            await call
+        except EngineError as error:
+            raise EngineRefused(action, error) from error
+
+    async def _chat(self, record: SessionRecord, jid: Jid, change: Callable[[Chat], None]) -> Chat:
+        for attempt in range(3):
+            chat: Chat | None = await self._store.get(
+                ids.chat_id(record.registry, record.session_id, str(jid))
+            )
+            if chat is None:
+                chat = Chat.start(record.registry, record.session_id, str(jid))
+            change(chat)
+            try:
+                await self._store.save(chat)
+                return chat
+            except ConcurrencyConflict:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _sender(message: Message) -> str:
+    return message.sender or message.chat
+
+
+def _ref(message: Message, me: str) -> MessageRef:
+    return MessageRef(message.chat, message.wa_id, me if message.own else _sender(message), message.own)

@@ -1,0 +1,287 @@
+"""The event history: a tenant's own events, in log order, for auditors and analytics.
+
+Every event of the caller's streams (users, sessions, messages) is listed with its global
+position, stream id, stream version, a stable public type name and its fields. Secrets
+(password hashes, API-key digests) never leave this module. QR strings and pairing codes
+stay: the history is owner-scoped, and they are the owner's own login material.
+
+Events are visible once the ``streams`` read model knows their stream; every read is
+bounded by that read model's position (the *horizon*), so a cursor never moves past an
+event that is not visible yet: paging and following lose nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
+from typing import Any, Protocol
+from uuid import UUID
+
+import msgspec
+
+from warest.app.ports import ReadModelWaiter
+from warest.app.records import Principal
+from warest.domain import values
+from warest.domain.errors import InvalidValue
+from warest.domain.messages import Message
+from warest.domain.model import DomainEvent
+from warest.domain.sessions import Session
+from warest.domain.users import User
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+FOLLOW_PAGE = 500
+EXPORT_PAGE = 1000
+
+# Aggregates whose events the history shows (claims are internal and never shown).
+AGGREGATES: tuple[type, ...] = (User, Session, Message)
+SECRET_FIELDS = frozenset({"password_hash", "api_key_digest"})
+_COMMON_FIELDS = frozenset({"originator_id", "originator_version", "timestamp"})
+
+
+def _event_classes(aggregate: type) -> list[type[DomainEvent]]:
+    return [
+        value
+        for value in vars(aggregate).values()
+        if isinstance(value, type) and issubclass(value, DomainEvent)
+    ]
+
+
+# Public type name (the class's qualified name, e.g. "Session.Opened") -> event class.
+EVENT_TYPES: dict[str, type[DomainEvent]] = {
+    cls.__qualname__: cls for aggregate in AGGREGATES for cls in _event_classes(aggregate)
+}
+
+
+def topic_of(cls: type) -> str:
+    """The topic the event store records for ``cls`` (``module:QualifiedName``)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def topics_for(names: Iterable[str]) -> tuple[str, ...]:
+    """Topics of public type names; names may be comma-separated, ``Aggregate.*`` selects all
+    of an aggregate's types. Unknown names are refused (field ``type``)."""
+    chosen: dict[str, None] = {}
+    for raw in names:
+        for name in (part.strip() for part in raw.split(",")):
+            if not name:
+                continue
+            if name.endswith(".*"):
+                matches = [n for n in EVENT_TYPES if n.startswith(name[:-1])]
+            else:
+                matches = [name] if name in EVENT_TYPES else []
+            if not matches:
+                raise InvalidValue("type", f"unknown event type '{name}'")
+            chosen.update(dict.fromkeys(topic_of(EVENT_TYPES[m]) for m in matches))
+    return tuple(chosen)
+
+
+# -- records and the query port ---------------------------------------------------------
+
+
+class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
+    """Which events: one registry (None: every registry), optionally one session, some
+    topics (empty: all), and a time window on the event's timestamp: ``since`` inclusive,
+    ``until`` exclusive."""
+
+    registry: str | None
+    session: str | None = None
+    topics: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One stored event with its stream's owner, as the query port returns it."""
+
+    position: int
+    stream_id: UUID
+    version: int
+    registry: str
+    session: str | None
+    event: Any  # the decoded (upcast) domain event
+
+
+class EventBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """Events after a position, and the horizon the query was bounded by: every matching
+    event at or below ``horizon`` is either in ``events`` or beyond the page limit."""
+
+    events: list[LoggedEvent]
+    horizon: int
+
+
+class HistoryQueries(Protocol):
+    async def events(
+        self, query: HistoryQuery, after: int, limit: int, upper: int | None = None
+    ) -> EventBatch:
+        """Matching events with position > ``after``, at most ``limit``, in log order, never
+        beyond the ``streams`` read model's position (nor ``upper`` when given)."""
+        ...
+
+    async def horizon(self) -> int:
+        """The ``streams`` read model's position."""
+        ...
+
+
+class HistoryItem(msgspec.Struct, frozen=True, kw_only=True, rename="camel", omit_defaults=True):
+    """One event as the API, the SSE stream and the export show it."""
+
+    position: int
+    stream_id: UUID
+    version: int
+    type: str
+    time: datetime
+    session: str | None
+    data: dict[str, Any]
+    registry: str | None = None  # only in admin exports across every registry
+
+
+def event_data(event: Any) -> dict[str, Any]:
+    """The event's own fields, as JSON values, without the common ones and without secrets."""
+    fields: dict[str, Any] = msgspec.to_builtins(event)
+    return {k: v for k, v in fields.items() if k not in _COMMON_FIELDS and k not in SECRET_FIELDS}
+
+
+def to_item(logged: LoggedEvent, with_registry: bool = False) -> HistoryItem:
+    event = logged.event
+    return HistoryItem(
+        position=logged.position,
+        stream_id=logged.stream_id,
+        version=logged.version,
+        type=type(event).__qualname__,
+        time=event.timestamp,
+        session=logged.session,
+        data=event_data(event),
+        registry=logged.registry if with_registry else None,
+    )
+
+
+# -- the service ------------------------------------------------------------------------
+
+
+def _check_position(after: int) -> int:
+    if after < 0:
+        raise InvalidValue("after", "must be a position >= 0")
+    return after
+
+
+def _check_limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidValue("limit", f"must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
+def build_query(
+    registry: str | None,
+    session: str | None = None,
+    types: Iterable[str] = (),
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> HistoryQuery:
+    if since is not None and until is not None and since >= until:
+        raise InvalidValue("to", "must be later than 'from'")
+    return HistoryQuery(
+        registry=registry,
+        session=values.session_name(session, "session") if session is not None else None,
+        topics=topics_for(types),
+        since=since,
+        until=until,
+    )
+
+
+class EventHistory:
+    def __init__(self, queries: HistoryQueries, waiter: ReadModelWaiter | None = None) -> None:
+        self._queries = queries
+        self._waiter = waiter
+
+    async def page(
+        self,
+        owner: Principal,
+        after: int = 0,
+        limit: int = DEFAULT_LIMIT,
+        session: str | None = None,
+        types: Iterable[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[HistoryItem]:
+        """The caller's events with position > ``after``, oldest first, at most ``limit``."""
+        query = build_query(owner.registry, session, types, since, until)
+        batch = await self._queries.events(query, _check_position(after), _check_limit(limit))
+        return [to_item(e) for e in batch.events]
+
+    async def follow(
+        self,
+        owner: Principal,
+        after: int = 0,
+        session: str | None = None,
+        types: Iterable[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        heartbeat_s: float = 15.0,
+        poll_s: float = 1.0,
+    ) -> AsyncIterator[list[HistoryItem]]:
+        """The caller's events after ``after``, then new ones as they are committed, forever.
+
+        Yields non-empty batches in log order, and an empty batch when nothing was yielded
+        for ``heartbeat_s``. Waits on the read models (woken by commits of any process),
+        and re-reads at least every ``poll_s``.
+        """
+        if self._waiter is None:
+            raise RuntimeError("following the history needs a read-model waiter")
+        query = build_query(owner.registry, session, types, since, until)
+        return self._follow(query, _check_position(after), self._waiter, heartbeat_s, poll_s)
+
+    async def _follow(
+        self, query: HistoryQuery, cursor: int, waiter: ReadModelWaiter, heartbeat_s: float, poll_s: float
+    ) -> AsyncIterator[list[HistoryItem]]:
+        loop = asyncio.get_running_loop()
+        last_yield = loop.time()
+        while True:
+            batch = await self._queries.events(query, cursor, FOLLOW_PAGE)
+            if batch.events:
+                cursor = batch.events[-1].position
+                yield [to_item(e) for e in batch.events]
+                last_yield = loop.time()
+                if len(batch.events) >= FOLLOW_PAGE:
+                    continue
+            # Everything at or below the horizon has been seen.
+            cursor = max(cursor, batch.horizon)
+            remaining = heartbeat_s - (loop.time() - last_yield)
+            if remaining <= 0:
+                yield []
+                last_yield = loop.time()
+                remaining = heartbeat_s
+            await waiter.wait(batch.horizon + 1, timeout=min(poll_s, remaining))
+
+    async def horizon(self) -> int:
+        """The highest position the history can show today."""
+        return await self._queries.horizon()
+
+    async def export(
+        self,
+        registry: str | None,
+        after: int = 0,
+        session: str | None = None,
+        types: Iterable[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        *,
+        upper: int | None = None,
+    ) -> AsyncIterator[HistoryItem]:
+        """Every matching event after ``after`` up to ``upper`` (default: the horizon now),
+        for administrators: ``registry=None`` means every registry, and then each item
+        names its registry."""
+        query = build_query(
+            values.registry(registry) if registry is not None else None, session, types, since, until
+        )
+        cursor = _check_position(after)
+        stop = upper if upper is not None else await self._queries.horizon()
+        while True:
+            batch = await self._queries.events(query, cursor, EXPORT_PAGE, upper=stop)
+            for logged in batch.events:
+                yield to_item(logged, with_registry=registry is None)
+            if len(batch.events) < EXPORT_PAGE:
+                return
+            cursor = batch.events[-1].position

@@ -1,0 +1,98 @@
+"""The event history over asyncpg: the event log joined on stream ownership (``rm_streams``).
+
+One statement reads the ``streams`` read model's position (the horizon) and the events at
+or below it, so both come from the same snapshot: an event whose stream is not projected
+yet is above the horizon, and a cursor that stops at the horizon never skips it.
+
+Time filters read the event's own ``timestamp`` from its JSON state (cast to
+``timestamptz``, so RFC 3339 strings with or without fractions compare correctly). Only the
+events of the selected registry after the cursor are examined.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from warest.app.history import EventBatch, HistoryQuery, LoggedEvent
+
+STREAMS_PROJECTION = "streams"
+_HORIZON = (
+    f"SELECT COALESCE((SELECT position FROM projection_tracking WHERE name = '{STREAMS_PROJECTION}'), 0)"
+)
+_EVENT_TIME = "(convert_from(e.state, 'UTF8')::jsonb ->> 'timestamp')::timestamptz"
+
+
+def build_sql(query: HistoryQuery, upper: int | None) -> tuple[str, list[Any]]:
+    """The statement and its arguments ($1 = after, $2 = limit, then the filters)."""
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args) + 2}"
+
+    where = ["e.notification_id > $1", "e.notification_id <= h.horizon"]
+    if upper is not None:
+        where.append(f"e.notification_id <= {arg(upper)}::bigint")
+    if query.registry is not None:
+        where.append(f"s.registry = {arg(query.registry)}")
+    if query.session is not None:
+        where.append(f"s.session_id = {arg(query.session)}")
+    if query.topics:
+        where.append(f"e.topic = ANY({arg(list(query.topics))}::text[])")
+    if query.since is not None:
+        where.append(f"{_EVENT_TIME} >= {arg(query.since)}")
+    if query.until is not None:
+        where.append(f"{_EVENT_TIME} < {arg(query.until)}")
+    sql = (
+        f"WITH h AS ({_HORIZON} AS horizon)"
+        " SELECT h.horizon, ev.* FROM h LEFT JOIN LATERAL ("
+        " SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state,"
+        " s.registry, s.session_id"
+        " FROM warest_events e JOIN rm_streams s ON s.stream_id = e.originator_id"
+        f" WHERE {' AND '.join(where)}"
+        " ORDER BY e.notification_id LIMIT $2"
+        ") ev ON true ORDER BY ev.notification_id"
+    )
+    return sql, args
+
+
+class PgEventHistory:
+    """``HistoryQueries`` over asyncpg; events are decoded (and upcast) by the store's mapper."""
+
+    def __init__(self, pool: asyncpg.Pool, mapper: Mapper[Any]) -> None:
+        self._pool = pool
+        self._mapper = mapper
+
+    async def events(
+        self, query: HistoryQuery, after: int, limit: int, upper: int | None = None
+    ) -> EventBatch:
+        sql, args = build_sql(query, upper)
+        rows = await self._pool.fetch(sql, after, limit, *args)
+        horizon = int(rows[0]["horizon"]) if rows else 0
+        return EventBatch(
+            events=[self._logged(row) for row in rows if row["notification_id"] is not None],
+            horizon=horizon,
+        )
+
+    async def horizon(self) -> int:
+        value = await self._pool.fetchval(_HORIZON)
+        return int(value or 0)
+
+    def _logged(self, row: Any) -> LoggedEvent:
+        stored = StoredEvent(
+            originator_id=row["originator_id"],
+            originator_version=row["originator_version"],
+            topic=row["topic"],
+            state=bytes(row["state"]),
+        )
+        return LoggedEvent(
+            position=row["notification_id"],
+            stream_id=row["originator_id"],
+            version=row["originator_version"],
+            registry=row["registry"],
+            session=row["session_id"],
+            event=self._mapper.to_domain_event(stored),
+        )
