@@ -138,7 +138,7 @@ async def test_reaction_edit_revoke_reach_the_other_side(client: AsyncTestClient
 
 
 async def test_local_actions_star_pin_delete_and_chat_flags(client: AsyncTestClient[Any]) -> None:
-    a, b = await pair_of_sessions(client)
+    a, _ = await pair_of_sessions(client)
     first = (await send_text(client, a, "sa", B_PHONE, "keep me")).json()["results"][0]["messageId"]
     second = (await send_text(client, a, "sa", B_PHONE, "hide me")).json()["results"][0]["messageId"]
     assert (await action(client, a, "sa", first, "star")).status_code == 200

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 from litestar.testing import AsyncTestClient
 
-from projections import RegistryProjection
+from projections import ALL, RegistryProjection
+from tests.api.test_sandbox_messaging import eventually, open_by_scan, send_text, tenant
 from tests.conftest import admin_headers, create_user
 from warest.config import Settings
 from warest.domain.sessions import Session
@@ -22,9 +23,10 @@ from warest.infra.projection_runner import ProjectionRunner
 
 
 def table_dump(database_url: str, schema: str, table: str) -> list[tuple[Any, ...]]:
+    """Every row, in a total order that does not depend on physical storage."""
     with psycopg.connect(database_url) as conn:
         conn.execute(f"SET search_path TO {schema}")
-        return conn.execute(f"SELECT * FROM {table} ORDER BY id").fetchall()
+        return conn.execute(f"SELECT * FROM {table} t ORDER BY (t.*)::text").fetchall()
 
 
 def checksum(rows: list[tuple[Any, ...]]) -> str:
@@ -56,18 +58,63 @@ async def populate(client: AsyncTestClient[Any]) -> None:
             await client.post("/api/v1/users/user5/disable", headers=admin_headers())
 
 
-async def test_rebuild_reproduces_registry_tables_exactly(
+async def converse(client: AsyncTestClient[Any]) -> None:
+    """Messages both ways with receipts, reactions, edits, revokes, stars and chat flags."""
+    a, b = await tenant(client, "rebuild-a"), await tenant(client, "rebuild-b")
+    await open_by_scan(client, a, "sa", "6289000000001")
+    await open_by_scan(client, b, "sb", "6289000000002")
+    ids = [
+        (await send_text(client, a, "sa", "6289000000002", f"t{i}")).json()["results"][0]["messageId"]
+        for i in range(4)
+    ]
+    await send_text(client, b, "sb", "6289000000001", "reply")
+    await client.post(
+        f"/api/v1/messages/{ids[0]}/action/edit", json={"sessionId": "sa", "message": "t0!"}, headers=a
+    )
+    await client.post(f"/api/v1/messages/{ids[1]}/action/revoke", json={"sessionId": "sa"}, headers=a)
+    await client.post(f"/api/v1/messages/{ids[2]}/action/star", json={"sessionId": "sa"}, headers=a)
+    await client.post(
+        "/api/v1/messages/action/mute", json={"sessionId": "sa", "to": "6289000000002"}, headers=a
+    )
+
+    async def reacted() -> bool:
+        response = await client.post(
+            f"/api/v1/messages/{ids[3]}/action/reaction", json={"sessionId": "sb", "emoji": "🎉"}, headers=b
+        )
+        return response.status_code == 200
+
+    await eventually(reacted)
+    await client.post("/api/v1/chats/6289000000001/read", json={"sessionId": "sb"}, headers=b)
+    await asyncio.sleep(0.5)  # let receipts and relayed actions land
+
+
+async def test_rebuild_reproduces_every_read_model_exactly(
     client: AsyncTestClient[Any], settings: Settings
 ) -> None:
     await populate(client)
+    await converse(client)
     url, schema = settings.database_url, settings.database_schema
-    before = {t: table_dump(url, schema, t) for t in RegistryProjection.tables}
-    assert len(before["rm_users"]) == 7 and len(before["rm_sessions"]) == 24
+    waiter = client.app.state.services.waiter  # type: ignore[attr-defined]
+    assert await waiter.wait_latest(10)
+    tables = [t for projection in ALL for t in projection.tables]
+    before = {t: table_dump(url, schema, t) for t in tables}
+    assert len(before["rm_users"]) == 9 and len(before["rm_sessions"]) == 26
+    for table in (
+        "rm_messages",
+        "rm_chats",
+        "rm_message_reactions",
+        "rm_message_edits",
+        "rm_message_status",
+        "rm_contacts",
+        "rm_message_index",
+        "rm_streams",
+    ):
+        assert before[table], table  # every read model has rows to compare
 
     env = {"WAREST_DATABASE_URL": url, "WAREST_DATABASE_SCHEMA": schema, "WAREST_DATA_DIR": settings.data_dir}
     result = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "warest.cli", "projections", "rebuild", "registry"],
+        [sys.executable, "-m", "warest.cli", "projections", "rebuild"],
         env={**env, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
@@ -75,15 +122,16 @@ async def test_rebuild_reproduces_registry_tables_exactly(
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert "rebuilt registry" in result.stdout
+    for projection in ALL:
+        assert f"rebuilt {projection.name}" in result.stdout
     assert "100%" in result.stderr  # the progress bar ran to the end
 
-    after = {t: table_dump(url, schema, t) for t in RegistryProjection.tables}
-    for table in RegistryProjection.tables:
+    after = {t: table_dump(url, schema, t) for t in tables}
+    for table in tables:
         assert checksum(after[table]) == checksum(before[table]), table
     # The running server's read model still answers after the rebuild.
     listed = await client.get("/api/v1/users", headers=admin_headers())
-    assert len(listed.json()["results"]) == 7
+    assert len(listed.json()["results"]) == 9
 
 
 def test_unknown_projection_name_is_refused(settings: Settings) -> None:
