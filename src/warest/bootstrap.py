@@ -240,6 +240,7 @@ class Container:
                 SandboxStore(self.pool),
                 qr_duration_s=settings.qr_duration_s,
                 qr_max_rotations=settings.qr_max_rotations,
+                default_country_code=settings.default_country_code,
             )
             await self.network.load()
             engines["sandbox"] = SandboxEngine(self.network)

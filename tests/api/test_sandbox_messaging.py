@@ -214,6 +214,8 @@ async def test_idempotency_key_returns_the_first_answer_and_sends_once(
     assert kinds.count("Queued") == 1 and kinds.count("Sent") == 1
     reused = await send_text(client, a, "s", "6284000000009", "something else", **key)
     assert reused.status_code == 409 and "Idempotency-Key" in reused.json()["message"]
+    other_recipient = await send_text(client, a, "s", "6284000000008", "your order shipped", **key)
+    assert other_recipient.status_code == 409  # same key, different request: refused, nothing sent
     other_key = await send_text(
         client, a, "s", "6284000000009", "your order shipped", **{"Idempotency-Key": "order-43"}
     )
@@ -284,3 +286,45 @@ async def test_queue_size_limit_answers_429(database_url: str, schema: str, tmp_
         assert too_many.headers["retry-after"] == "1"
         fits = await send_text(small, a, "s", ["6286000000002", "6286000000003"], "x")
         assert fits.status_code == 200
+
+
+async def test_concurrent_sends_never_overfill_the_queue(
+    database_url: str, schema: str, tmp_path: Any
+) -> None:
+    settings = make_settings(
+        database_url, schema, tmp_path, WAREST_QUEUE_MAX_SIZE="2", WAREST_SEND_WAIT_MS="200"
+    )
+    async with AsyncTestClient(app=create_litestar(settings)) as small:
+        a = await tenant(small, "overfill-a")
+        await open_by_scan(small, a, "s", "6286100000001")
+        await small.post(
+            "/api/v1/sandbox/faults", json={"kind": "slow", "sessionId": "s", "delayMs": 3000}, headers=a
+        )
+        responses = await asyncio.gather(
+            *(send_text(small, a, "s", f"62861000000{i:02d}", "x") for i in range(2, 6))
+        )
+        codes = sorted(r.status_code for r in responses)
+        # One send is in flight (the worker took it), two wait in the queue of size 2...
+        assert codes.count(429) >= 1 and codes.count(202) <= 3
+        accepted = [r for r in responses if r.status_code == 202]
+        assert all(r.json()["results"][0]["status"] == "queued" for r in accepted)
+
+
+async def test_a_disabled_engine_is_refused_before_anything_is_stored(
+    database_url: str, schema: str, tmp_path: Any
+) -> None:
+    settings = make_settings(
+        database_url, schema, tmp_path, WAREST_ENGINE="neonize", WAREST_SANDBOX_ENABLED="false"
+    )
+    async with AsyncTestClient(app=create_litestar(settings)) as plain:
+        a = await tenant(plain, "engine-a")
+        refused = await plain.post(
+            "/api/v1/session/create", json={"sessionId": "x", "engine": "sandbox"}, headers=a
+        )
+        assert refused.status_code == 400 and "not enabled" in refused.json()["message"]
+        assert refused.json()["results"][0]["field"] == "engine"
+        assert (await plain.get("/api/v1/session/info?sessionId=x", headers=a)).status_code == 404
+        # The control API is not mounted at all.
+        assert (
+            await plain.post("/api/v1/sandbox/accounts", json={"phone": "628"}, headers=a)
+        ).status_code == 404

@@ -104,7 +104,9 @@ _CATEGORIES = (
     (2400, "auth"),
     (2600, "rate_limit"),
     (2800, "resource"),
-    (8000, "downstream"),
+    (3000, "downstream"),
+    (4000, "message"),
+    (8000, "action"),
 )
 
 

@@ -12,6 +12,7 @@ from litestar.exceptions import HTTPException, ValidationException
 from warest.api.codes import BY_HTTP_STATUS, Code
 from warest.api.envelope import Envelope, envelope
 from warest.app.errors import Forbidden, LoginLocked, Unauthorized, Unavailable
+from warest.app.manager import EngineUnavailable
 from warest.app.ports import ConcurrencyConflict
 from warest.domain.errors import AlreadyExists, DomainError, InvalidValue, NotFound
 
@@ -120,6 +121,8 @@ def _app(_: Request[Any, Any, Any], exc: Exception) -> Response[Envelope]:
         return envelope(Code.FORBIDDEN, str(exc))
     if isinstance(exc, ConcurrencyConflict):
         return envelope(Code.CONFLICT, "Another request changed this resource; retry")
+    if isinstance(exc, EngineUnavailable):
+        return envelope(Code.SERVICE_UNAVAILABLE, str(exc))
     if isinstance(exc, Unavailable):
         return envelope(Code.SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "1"})
     return _internal(_, exc)
@@ -147,5 +150,6 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     LoginLocked: _app,
     Unavailable: _app,
     ConcurrencyConflict: _app,
+    EngineUnavailable: _app,
     Exception: _internal,
 }

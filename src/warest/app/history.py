@@ -33,6 +33,7 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 FOLLOW_PAGE = 500
 EXPORT_PAGE = 1000
+MIN_IDLE_S = 0.02
 
 # Aggregates whose events the history shows (claims are internal and never shown).
 AGGREGATES: tuple[type, ...] = (User, Session, Message)
@@ -253,7 +254,12 @@ class EventHistory:
                 yield []
                 last_yield = loop.time()
                 remaining = heartbeat_s
+            idle_from = loop.time()
             await waiter.wait(batch.horizon + 1, timeout=min(poll_s, remaining))
+            # The waiter may answer at once (e.g. while the read model is rebuilt): never spin.
+            spent = loop.time() - idle_from
+            if spent < MIN_IDLE_S:
+                await asyncio.sleep(MIN_IDLE_S - spent)
 
     async def horizon(self) -> int:
         """The highest position the history can show today."""

@@ -32,6 +32,10 @@ class SessionManager:
         self._queue_settings = queue_settings
         self._runtimes: dict[str, SessionRuntime] = {}
 
+    def require_engine(self, name: str) -> None:
+        if name not in self.engines:
+            raise EngineUnavailable(f"engine '{name}' is not enabled on this server")
+
     def get(self, registry: str, name: str) -> SessionRuntime | None:
         return self._runtimes.get(SessionRef(registry, name).key)
 

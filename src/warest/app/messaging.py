@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import secrets
 from dataclasses import dataclass
 
@@ -13,10 +14,13 @@ from warest.app.manager import SessionManager
 from warest.app.outbound import Job
 from warest.app.ports import ConcurrencyConflict, EventStore
 from warest.app.records import Principal
+from warest.app.runtime import SessionRuntime
 from warest.app.sessions import SessionService
+from warest.domain import ids
 from warest.domain.errors import DomainError, InvalidValue
+from warest.domain.idempotency import IdempotencyRecord
 from warest.domain.jid import Jid
-from warest.domain.messages import Message, Status, message_id
+from warest.domain.messages import Message, Status
 from warest.domain.sessions import Status as SessionStatus
 
 MAX_TEXT = 65536
@@ -46,12 +50,15 @@ class SendOutcome:
     error: str | None = None
 
 
-def new_local_id(registry: str, session: str, idempotency_key: str | None, to: str) -> str:
-    """A WhatsApp-style id: random, or derived from the Idempotency-Key (same key, same id)."""
-    if idempotency_key is None:
-        return "3EB0" + secrets.token_hex(9).upper()
-    digest = hashlib.sha256(f"{registry}\x1f{session}\x1f{idempotency_key}\x1f{to}".encode()).hexdigest()
-    return "3EB0" + digest[:18].upper()
+def new_local_id() -> str:
+    """A WhatsApp-style message id (the engine may replace it when it sends)."""
+    return "3EB0" + secrets.token_hex(9).upper()
+
+
+def _fingerprint(recipients: list[Jid], text: str, mentions: list[str], reply_to: str | None) -> str:
+    """What makes two requests "the same" for an Idempotency-Key."""
+    canonical = json.dumps([[str(j) for j in recipients], text, mentions, reply_to], ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 class MessagingService:
@@ -84,58 +91,85 @@ class MessagingService:
         status = runtime.status if runtime else None
         if runtime is None or status != SessionStatus.OPEN:
             raise SessionNotOpen(str(status or record.status))
-        if not runtime.queue.has_room(len(recipients)):
+        if not runtime.queue.reserve(len(recipients)):
             raise QueueIsFull(f"the outbound queue of '{session_name}' is full; retry later")
-        mention_list = [str(j) for j in mentions or []]
-        messages = [
-            Message.queue(
-                record.registry,
-                record.session_id,
-                str(jid),
-                new_local_id(record.registry, record.session_id, idempotency_key, str(jid)),
-                text,
-                mention_list,
-                reply_to,
-                idempotency_key,
-            )
-            for jid in recipients
-        ]
+        return await self._queue_and_wait(  # releases what it reserved, whatever happens
+            runtime,
+            record.registry,
+            record.session_id,
+            recipients,
+            text,
+            [str(j) for j in mentions or []],
+            reply_to,
+            presence,
+            idempotency_key,
+        )
+
+    async def _queue_and_wait(
+        self,
+        runtime: SessionRuntime,
+        registry: str,
+        session: str,
+        recipients: list[Jid],
+        text: str,
+        mention_list: list[str],
+        reply_to: str | None,
+        presence: bool,
+        idempotency_key: str | None,
+    ) -> list[SendOutcome]:
+        reserved = len(recipients)
         try:
-            await self._store.save(*messages)
-        except ConcurrencyConflict:
-            if idempotency_key is None:
-                raise
-            return await self._replay(record.registry, record.session_id, messages)
-        if presence:
-            for jid in recipients:
-                with contextlib.suppress(EngineError):  # typing indicators are best effort
-                    await runtime.connection.send_presence(str(jid), "composing")
-        jobs = []
-        for message in messages:
-            runtime.remember(message)
-            job = Job(
-                message.id,
-                OutboundText(str(message.chat), message.wa_id, text, tuple(mention_list), reply_to),
-            )
-            runtime.queue.put(job)
-            jobs.append(job)
+            messages = [
+                Message.queue(
+                    registry, session, str(jid), new_local_id(), text, mention_list, reply_to, idempotency_key
+                )
+                for jid in recipients
+            ]
+            to_save: list[object] = list(messages)
+            fingerprint = _fingerprint(recipients, text, mention_list, reply_to)
+            if idempotency_key is not None:
+                to_save.append(
+                    IdempotencyRecord.record(
+                        registry, session, idempotency_key, fingerprint, [m.id for m in messages]
+                    )
+                )
+            try:
+                await self._store.save(*to_save)
+            except ConcurrencyConflict:
+                if idempotency_key is None:
+                    raise
+                return await self._replay(registry, session, idempotency_key, fingerprint)
+            if presence:
+                for jid in recipients:
+                    with contextlib.suppress(EngineError):  # typing indicators are best effort
+                        await runtime.connection.send_presence(str(jid), "composing")
+            jobs = []
+            for message in messages:
+                runtime.remember(message)
+                job = Job(
+                    message.id, OutboundText(message.chat, message.wa_id, text, tuple(mention_list), reply_to)
+                )
+                runtime.queue.put(job, reserved=True)
+                reserved -= 1
+                jobs.append(job)
+        finally:
+            runtime.queue.release(reserved)
         await asyncio.wait([j.done for j in jobs], timeout=self._send_wait_s)
         return [_outcome(message) for message in messages]
 
-    async def _replay(self, registry: str, session: str, fresh: list[Message]) -> list[SendOutcome]:
+    async def _replay(self, registry: str, session: str, key: str, fingerprint: str) -> list[SendOutcome]:
         """The same Idempotency-Key again: the first request's messages, once settled."""
+        record: IdempotencyRecord | None = await self._store.get(ids.idempotency_id(registry, session, key))
+        if record is None or record.fingerprint != fingerprint:
+            raise IdempotencyMismatch("this Idempotency-Key was used for a different request")
         deadline = asyncio.get_running_loop().time() + self._send_wait_s
         while True:
-            stored: list[Message] = []
-            for candidate in fresh:
-                existing: Message | None = await self._store.get(
-                    message_id(registry, session, candidate.wa_id)
-                )
-                if existing is None or (existing.chat, existing.text) != (candidate.chat, candidate.text):
-                    raise IdempotencyMismatch("this Idempotency-Key was used for a different request")
-                stored.append(existing)
-            if all(not m.pending for m in stored) or asyncio.get_running_loop().time() > deadline:
-                return [_outcome(m) for m in stored]
+            stored = [await self._store.get(message_uuid) for message_uuid in record.message_ids]
+            if any(m is None for m in stored):
+                raise IdempotencyMismatch("this Idempotency-Key was used for a different request")
+            messages: list[Message] = [m for m in stored if m is not None]
+            if all(not m.pending for m in messages) or asyncio.get_running_loop().time() > deadline:
+                return [_outcome(m) for m in messages]
             await asyncio.sleep(0.05)
 
 

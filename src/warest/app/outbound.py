@@ -68,6 +68,7 @@ class OutboundQueue:
         self._max_size = max_size
         self._queue: asyncio.Queue[Job] = asyncio.Queue()
         self._members: set[UUID] = set()
+        self._reserved = 0
         self._online = asyncio.Event()
         self._workers = [
             asyncio.create_task(self._work(), name=f"outbound-{name}-{i}") for i in range(concurrency)
@@ -77,14 +78,24 @@ class OutboundQueue:
     def __len__(self) -> int:
         return len(self._members)
 
-    def has_room(self, count: int) -> bool:
-        return self._max_size == 0 or len(self._members) + count <= self._max_size
+    def reserve(self, count: int) -> bool:
+        """Claims room for ``count`` jobs before they are recorded (released by ``put`` or
+        ``release``), so concurrent requests cannot overfill the queue."""
+        if self._max_size and len(self._members) + self._reserved + count > self._max_size:
+            return False
+        self._reserved += count
+        return True
+
+    def release(self, count: int) -> None:
+        self._reserved = max(0, self._reserved - count)
 
     def __contains__(self, message_id: UUID) -> bool:
         return message_id in self._members
 
-    def put(self, job: Job) -> bool:
+    def put(self, job: Job, *, reserved: bool = False) -> bool:
         """Adds a job unless the same message is already queued; returns whether added."""
+        if reserved:
+            self.release(1)
         if job.message_id in self._members:
             return False
         self._members.add(job.message_id)

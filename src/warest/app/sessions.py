@@ -136,6 +136,7 @@ class SessionService:
         engine: str | None = None,
     ) -> LoginState:
         """Creates the session if needed and starts its login (QR, or pairing code)."""
+        self._manager.require_engine(engine or self.default_engine)
         record, created = await self.ensure(owner, name, label=label, auto_start=auto_start, engine=engine)
         runtime = self._manager.get(record.registry, record.session_id)
         if runtime is not None and runtime.status == Status.OPEN:

@@ -39,3 +39,7 @@ def message_id(registry: str, session_name: str, wa_message_id: str) -> UUID:
 
 def chat_id(registry: str, session_name: str, chat_jid: str) -> UUID:
     return _id("chat", registry, session_name, chat_jid)
+
+
+def idempotency_id(registry: str, session_name: str, key: str) -> UUID:
+    return _id("idempotency", registry, session_name, key)

@@ -26,34 +26,44 @@ _EVENT_TIME = "(convert_from(e.state, 'UTF8')::jsonb ->> 'timestamp')::timestamp
 
 
 def build_sql(query: HistoryQuery, upper: int | None) -> tuple[str, list[Any]]:
-    """The statement and its arguments ($1 = after, $2 = limit, then the filters)."""
+    """The statement and its arguments ($1 = after, $2 = limit, then the filters).
+
+    The plan is fixed on purpose: walk the log in position order from the cursor, look
+    each event's stream up by primary key (a fenced lateral subquery, so the planner does
+    not hash the whole range), and parse the JSON state for time filters only for events
+    that passed the cheaper filters. The walk stops as soon as ``limit`` events matched.
+    """
     args: list[Any] = []
 
     def arg(value: Any) -> str:
         args.append(value)
         return f"${len(args) + 2}"
 
-    where = ["e.notification_id > $1", "e.notification_id <= h.horizon"]
+    log = ["e.notification_id > $1", "e.notification_id <= h.horizon"]
     if upper is not None:
-        where.append(f"e.notification_id <= {arg(upper)}::bigint")
-    if query.registry is not None:
-        where.append(f"s.registry = {arg(query.registry)}")
-    if query.session is not None:
-        where.append(f"s.session_id = {arg(query.session)}")
+        log.append(f"e.notification_id <= {arg(upper)}::bigint")
     if query.topics:
-        where.append(f"e.topic = ANY({arg(list(query.topics))}::text[])")
+        log.append(f"e.topic = ANY({arg(list(query.topics))}::text[])")
+    owner = ["s.stream_id = e.originator_id"]
+    if query.registry is not None:
+        owner.append(f"s.registry = {arg(query.registry)}")
+    if query.session is not None:
+        owner.append(f"s.session_id = {arg(query.session)}")
+    timing = ["true"]
     if query.since is not None:
-        where.append(f"{_EVENT_TIME} >= {arg(query.since)}")
+        timing.append(f"{_EVENT_TIME} >= {arg(query.since)}")
     if query.until is not None:
-        where.append(f"{_EVENT_TIME} < {arg(query.until)}")
+        timing.append(f"{_EVENT_TIME} < {arg(query.until)}")
     sql = (
         f"WITH h AS ({_HORIZON} AS horizon)"
         " SELECT h.horizon, ev.* FROM h LEFT JOIN LATERAL ("
+        " SELECT e.* FROM ("
         " SELECT e.notification_id, e.originator_id, e.originator_version, e.topic, e.state,"
-        " s.registry, s.session_id"
-        " FROM warest_events e JOIN rm_streams s ON s.stream_id = e.originator_id"
-        f" WHERE {' AND '.join(where)}"
-        " ORDER BY e.notification_id LIMIT $2"
+        " s.registry, s.session_id FROM warest_events e"
+        " CROSS JOIN LATERAL (SELECT s.registry, s.session_id FROM rm_streams s"
+        f" WHERE {' AND '.join(owner)} OFFSET 0) s"
+        f" WHERE {' AND '.join(log)} ORDER BY e.notification_id OFFSET 0) e"
+        f" WHERE {' AND '.join(timing)} ORDER BY e.notification_id LIMIT $2"
         ") ev ON true ORDER BY ev.notification_id"
     )
     return sql, args

@@ -30,6 +30,6 @@ def lid_for(phone: str) -> str:
     return f"1{number:014d}"
 
 
-def inbound_id(sender: str, counter: int) -> str:
+def inbound_id(sender: str, counter: object) -> str:
     """A phone-style message id for messages sent by external accounts."""
     return "BAE5" + _digest("in", sender, counter).hex()[:12].upper()

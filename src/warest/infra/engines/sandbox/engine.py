@@ -85,7 +85,7 @@ class SandboxConnection:
             self._open(account)
             return
         if pair_phone is not None:
-            phone = Jid.parse(pair_phone, field="phone").user
+            phone = Jid.parse(pair_phone, self.network.country_code, "phone").user
             code = codes.pairing_code(self.ref.key, phone, self._starts)
             self.state = "pairing"
             self.pairing = (phone, code)
@@ -113,7 +113,7 @@ class SandboxConnection:
             await asyncio.sleep(self._send_delay_s)
             if not self.is_open:
                 raise NotConnected()
-        to = Jid.parse(message.to, field="to")
+        to = Jid.parse(message.to, self.network.country_code, "to")
         if self._fail_cold and self.network.cold(account.phone, to):
             self._fail_cold -= 1
             raise EngineError("error 463: the recipient is not a contact yet", code="463", retryable=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import secrets
 from collections import defaultdict, deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -33,8 +34,16 @@ def _now() -> datetime:
 
 
 class SandboxNetwork:
-    def __init__(self, store: SandboxStore, *, qr_duration_s: int = 20, qr_max_rotations: int = 10) -> None:
+    def __init__(
+        self,
+        store: SandboxStore,
+        *,
+        qr_duration_s: int = 20,
+        qr_max_rotations: int = 10,
+        default_country_code: str = "62",
+    ) -> None:
         self.store = store
+        self.country_code = default_country_code
         self.qr_duration_s = qr_duration_s
         self.qr_max_rotations = qr_max_rotations
         self.accounts: dict[str, SandboxAccount] = {}
@@ -43,6 +52,7 @@ class SandboxNetwork:
         self.connections: dict[tuple[str, str], SandboxConnection] = {}
         self.contacts: defaultdict[str, set[str]] = defaultdict(set)  # phone -> phones it talked with
         self._counter = itertools.count(1)
+        self._run = secrets.token_hex(8)  # ids of this process never repeat those of an earlier one
         self._inbox_buffer: deque[tuple[str, InboxItem]] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -77,7 +87,7 @@ class SandboxNetwork:
         picture: str | None = None,
         auto_read: bool = False,
     ) -> SandboxAccount:
-        jid = Jid.parse(phone, field="phone")
+        jid = Jid.parse(phone, self.country_code, "phone")
         if jid.server != USER:
             raise InvalidValue("phone", "must be a phone number")
         if lid is not None and not lid.isdigit():
@@ -106,7 +116,7 @@ class SandboxNetwork:
     def owned_account(self, registry: str, phone: str) -> SandboxAccount:
         """An account the caller created; any other is reported as missing."""
         try:
-            jid = Jid.parse(phone, field="phone")
+            jid = Jid.parse(phone, self.country_code, "phone")
         except InvalidValue:
             raise NotFound(f"account {phone} not found") from None
         account = (
@@ -141,7 +151,7 @@ class SandboxNetwork:
         try:
             account = self.owned_account(registry, phone)
         except NotFound:
-            if Jid.parse(phone, field="phone").user in self.accounts:
+            if Jid.parse(phone, self.country_code, "phone").user in self.accounts:
                 raise
             account = await self.create_account(registry, phone)
         await self.link(connection, account)
@@ -151,7 +161,7 @@ class SandboxNetwork:
         wanted = code.strip().upper().replace(" ", "")
         if len(wanted) == 8:
             wanted = wanted[:4] + "-" + wanted[4:]
-        user = Jid.parse(phone, field="phone").user
+        user = Jid.parse(phone, self.country_code, "phone").user
         for (conn_registry, session), connection in self.connections.items():
             if conn_registry == registry and connection.pairing == (user, wanted):
                 account = self.accounts.get(user) or await self.create_account(registry, user)
@@ -188,7 +198,7 @@ class SandboxNetwork:
         self, sender: SandboxAccount, origin: SandboxConnection | None, message: OutboundText
     ) -> SendResult:
         """Delivers a message from ``sender`` and schedules the receipts back to ``origin``."""
-        to = Jid.parse(message.to, field="to")
+        to = Jid.parse(message.to, self.country_code, "to")
         sent_at = _now()
         result = SendResult(wa_id=message.local_id, sent_at=sent_at)
         recipient = self.resolve(to)
@@ -224,8 +234,8 @@ class SandboxNetwork:
         return result
 
     def next_message_id(self, phone: str) -> str:
-        """A phone-style message id for something ``phone`` sends (deterministic per run)."""
-        return codes.inbound_id(phone, next(self._counter))
+        """A phone-style message id for something ``phone`` sends (unique across restarts)."""
+        return codes.inbound_id(phone, f"{self._run}:{next(self._counter)}")
 
     def relay(
         self,
@@ -236,7 +246,7 @@ class SandboxNetwork:
     ) -> None:
         """Hands an action on a message of ``chat`` to the other side's open sessions;
         ``step(connection, chat as that side sees it)`` queues what they must hear."""
-        recipient = self.resolve(Jid.parse(chat, field="chat"))
+        recipient = self.resolve(Jid.parse(chat, self.country_code, "chat"))
         if recipient is None:
             return
         seen_as = f"{sender.phone}@{USER}"
@@ -251,7 +261,7 @@ class SandboxNetwork:
             by_sender.setdefault(sender, []).append(wa_id)
         chat = f"{reader.phone}@{USER}"
         for sender, ids in by_sender.items():
-            account = self.resolve(Jid.parse(sender, field="sender"))
+            account = self.resolve(Jid.parse(sender, self.country_code, "sender"))
             if account is None:
                 continue
             for connection in self.open_connections_of(account.phone):
@@ -266,7 +276,7 @@ class SandboxNetwork:
         account = self.owned_account(registry, sender)
         wa_id = self.next_message_id(account.phone)
         outbound = OutboundText(
-            to=str(Jid.parse(to, field="to")), local_id=wa_id, text=text, reply_to=quoted_id
+            to=str(Jid.parse(to, self.country_code, "to")), local_id=wa_id, text=text, reply_to=quoted_id
         )
         await self.route(account, None, outbound)
         return wa_id
