@@ -14,11 +14,11 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
+from warest.api.params import invalid, session_not_found, session_param
 from warest.app.readside import MessageFilter
 from warest.app.records import ChatRecord, ContactRecord, MessageRecord, Principal
 from warest.domain.errors import InvalidValue, NotFound
 from warest.domain.jid import Jid
-from warest.domain.values import session_name
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -108,18 +108,10 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
     try:
         parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("\x1f")
     except (ValueError, UnicodeDecodeError):
-        raise _bad("cursor", "is not a cursor returned by this API", "query") from None
+        raise invalid("cursor", "is not a cursor returned by this API", source="query") from None
     if len(parts) != size:
-        raise _bad("cursor", "is not a cursor returned by this API", "query")
+        raise invalid("cursor", "is not a cursor returned by this API", source="query")
     return parts
-
-
-def _bad(field: str, reason: str, source: str = "query") -> ApiError:
-    return ApiError(
-        Code.INVALID_PARAMETER,
-        f"Invalid '{field}': {reason}",
-        [{"field": field, "reason": reason, "source": source}],
-    )
 
 
 def parse_time(field: str, raw: str | None) -> datetime | None:
@@ -131,31 +123,16 @@ def parse_time(field: str, raw: str | None) -> datetime | None:
             return datetime.fromtimestamp(value / 1000 if value > 10**11 else value).astimezone()
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone()
     except (ValueError, OverflowError):
-        raise _bad(field, "must be an ISO-8601 time or unix seconds/milliseconds") from None
+        raise invalid(
+            field, "must be an ISO-8601 time or unix seconds/milliseconds", source="query"
+        ) from None
 
 
 def chat_jid(raw: str, country_code: str, field: str = "chatId") -> str:
     try:
         return str(Jid.parse(raw, country_code, field))
     except InvalidValue as error:
-        raise _bad(field, error.reason, "path") from None
-
-
-def required_session(raw: str | None) -> str:
-    if not raw:
-        raise ApiError(
-            Code.SESSION_REQUIRED,
-            "sessionId is required",
-            [{"field": "sessionId", "reason": "missing", "source": "query"}],
-        )
-    try:
-        return session_name(raw)
-    except InvalidValue as error:
-        raise ApiError(
-            Code.SESSION_REQUIRED,
-            "sessionId is invalid",
-            [{"field": "sessionId", "reason": error.reason, "source": "query"}],
-        ) from None
+        raise invalid(field, error.reason, source="path") from None
 
 
 def _bool(field: str, raw: str | None) -> bool | None:
@@ -166,7 +143,7 @@ def _bool(field: str, raw: str | None) -> bool | None:
         return True
     if low in ("false", "0", "no"):
         return False
-    raise _bad(field, "must be true or false")
+    raise invalid(field, "must be true or false", source="query")
 
 
 SessionQuery = Annotated[str | None, QueryParameter(name="sessionId")]
@@ -185,7 +162,7 @@ async def _session_not_found(coro: Any) -> Any:
     try:
         return await coro
     except NotFound:
-        raise ApiError(Code.SESSION_NOT_FOUND, "Session not found") from None
+        raise session_not_found() from None
 
 
 class ChatsController(Controller):
@@ -204,7 +181,7 @@ class ChatsController(Controller):
         archived: FromQuery[str | None] = None,
     ) -> Response[Envelope]:
         """Chats newest first (pinned on top); page with the returned ``nextCursor``."""
-        name = required_session(session_id)
+        name = session_param(session_id)
         before = None
         if cursor:
             at, jid = decode_cursor(cursor, 2)
@@ -237,7 +214,7 @@ class ChatsController(Controller):
         starred: FromQuery[str | None] = None,
     ) -> Response[Envelope]:
         """A chat's messages newest first, with reactions, edits and the status timeline."""
-        name = required_session(session_id)
+        name = session_param(session_id)
         chat = chat_jid(chat_id, state.services.settings.default_country_code)
         filters = MessageFilter(
             since=parse_time("since", since),
@@ -252,7 +229,7 @@ class ChatsController(Controller):
             at, message_id = decode_cursor(cursor, 2)
             when = parse_time("cursor", at)
             if when is None:
-                raise _bad("cursor", "is not a cursor returned by this API")
+                raise invalid("cursor", "is not a cursor returned by this API", source="query")
             before = (when, message_id)
         reads = state.services.reads
         items = await _session_not_found(reads.messages(request.user, name, chat, limit, before, filters))
@@ -280,7 +257,7 @@ class ChatsController(Controller):
         data: JSONBody[ChatBody],
     ) -> Response[Envelope]:
         """Sends read receipts for the chat's unread received messages (or ``messages``)."""
-        name = required_session(data.sessionId or request.query_params.get("sessionId"))
+        name = session_param(data.sessionId or request.query_params.get("sessionId"))
         chat = chat_jid(chat_id, state.services.settings.default_country_code)
         services = state.services
         wa_ids = data.messages or await _session_not_found(
@@ -303,9 +280,9 @@ class ChatsController(Controller):
         chat_id: FromPath[str],
         data: JSONBody[ChatBody],
     ) -> Response[Envelope]:
-        name = required_session(data.sessionId or request.query_params.get("sessionId"))
+        name = session_param(data.sessionId or request.query_params.get("sessionId"))
         if data.pin is None:
-            raise _bad("pin", "is required (true or false)", "body")
+            raise invalid("pin", "is required (true or false)", source="body")
         chat = chat_jid(chat_id, state.services.settings.default_country_code)
         pinned = bool(data.pin)
         await _session_not_found(
@@ -326,9 +303,9 @@ class ChatsController(Controller):
         message_id: FromPath[str],
         data: JSONBody[ChatBody],
     ) -> Response[Envelope]:
-        name = required_session(data.sessionId or request.query_params.get("sessionId"))
+        name = session_param(data.sessionId or request.query_params.get("sessionId"))
         if data.pin is None:
-            raise _bad("pin", "is required (true or false)", "body")
+            raise invalid("pin", "is required (true or false)", source="body")
         chat = chat_jid(chat_id, state.services.settings.default_country_code)
         duration = (data.duration or "7d") if data.pin else None
         message = await _session_not_found(
@@ -362,7 +339,7 @@ class ContactsController(Controller):
         limit: FromQuery[int] = 100,
         offset: FromQuery[int] = 0,
     ) -> Response[Envelope]:
-        name = required_session(session_id)
+        name = session_param(session_id)
         contacts = await _session_not_found(state.services.reads.contacts(request.user, name, limit, offset))
         return envelope(
             Code.SUCCESS,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
+from warest.api.auth import header_key
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
@@ -69,8 +71,17 @@ def _field(name: str) -> str:
     return {"since": "from", "until": "to"}.get(name, name)
 
 
-async def _messages(batches: AsyncIterator[list[HistoryItem]]) -> AsyncIterator[ServerSentEventMessage]:
+async def _messages(
+    batches: AsyncIterator[list[HistoryItem]], still_allowed: Callable[[], Awaitable[bool]], every_s: float
+) -> AsyncIterator[ServerSentEventMessage]:
+    """Events as SSE messages; the caller's key is checked again every ``every_s`` and the
+    stream ends once it is no longer valid (rotated, or the user disabled)."""
+    checked = time.monotonic()
     async for batch in batches:
+        if time.monotonic() - checked >= every_s:
+            if not await still_allowed():
+                return
+            checked = time.monotonic()
         if not batch:
             yield ServerSentEventMessage(comment="heartbeat", data=None)
         for item in batch:
@@ -107,7 +118,8 @@ class EventsController(Controller):
     async def stream(self, request: Request[Principal, Any, Any], state: State) -> ServerSentEvent:
         """Server-Sent Events: the caller's events after ``Last-Event-ID`` (or ``after``), then
         live. Each event has ``id`` = position, ``event`` = type, ``data`` = the item as JSON;
-        a ``: heartbeat`` comment is sent every 15 s of silence."""
+        a ``: heartbeat`` comment is sent every 15 s of silence. The key is checked again at
+        that pace: the stream ends when it was rotated or the user disabled."""
         after = _position(request.query_params.get("after"), "after", 0)
         after = _position(request.headers.get(LAST_EVENT_ID), LAST_EVENT_ID, after, "header")
         try:
@@ -118,4 +130,10 @@ class EventsController(Controller):
             source = "header" if error.field == "after" and LAST_EVENT_ID in request.headers else "query"
             field = LAST_EVENT_ID if source == "header" else _field(error.field)
             raise _invalid(field, error.reason, source) from None
-        return ServerSentEvent(_messages(batches))
+        users, key = state.services.users, header_key(request) or ""
+
+        async def still_allowed() -> bool:
+            principal = await users.authenticate_key(key)
+            return principal is not None and principal.user_id == request.user.user_id
+
+        return ServerSentEvent(_messages(batches, still_allowed, self.heartbeat_s))

@@ -15,6 +15,7 @@ from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.middleware import set_label
+from warest.api.params import invalid, session_not_found
 from warest.app.actions import EngineRefused
 from warest.app.messaging import IdempotencyMismatch, QueueIsFull, SendOutcome, SessionNotOpen
 from warest.app.records import Principal, SessionRecord
@@ -41,12 +42,6 @@ class SendTextBody(msgspec.Struct, kw_only=True):
     forwarded: bool | None = None
 
 
-def _invalid(field: str, reason: str, code: Code = Code.INVALID_PARAMETER) -> ApiError:
-    return ApiError(
-        code, f"Invalid '{field}': {reason}", [{"field": field, "reason": reason, "source": "body"}]
-    )
-
-
 def _outcome_view(outcome: SendOutcome) -> dict[str, Any]:
     view: dict[str, Any] = {"to": outcome.to, "messageId": outcome.message_id, "status": outcome.status}
     if outcome.error:
@@ -63,15 +58,15 @@ async def resolve_session(
         try:
             return await sessions.get(request.user, session_name(body.sessionId))  # type: ignore[no-any-return]
         except InvalidValue as error:
-            raise _invalid("sessionId", error.reason, Code.SESSION_REQUIRED) from None
+            raise invalid("sessionId", error.reason, code=Code.SESSION_REQUIRED) from None
         except NotFound:
-            raise ApiError(Code.SESSION_NOT_FOUND, "Session not found") from None
+            raise session_not_found() from None
     if body.phone:
         digits = "".join(c for c in body.phone if c.isdigit())
         for record in await sessions.owned(request.user):
             if record.me_jid and record.me_jid.split("@", 1)[0] == digits:
                 return record  # type: ignore[no-any-return]
-        raise ApiError(Code.SESSION_NOT_FOUND, "Session not found")
+        raise session_not_found()
     raise ApiError(
         Code.SESSION_REQUIRED,
         "sessionId is required",
@@ -94,9 +89,9 @@ class MessagesController(Controller):
         settings = state.services.settings
         text = data.message if data.message is not None else data.text
         if text is None or not text.strip():
-            raise _invalid("message", "is required", Code.MISSING_PARAMETER)
+            raise invalid("message", "is required", code=Code.MISSING_PARAMETER)
         if data.to is None:
-            raise _invalid("to", "is required", Code.MISSING_PARAMETER)
+            raise invalid("to", "is required", code=Code.MISSING_PARAMETER)
         try:
             targets = recipients(data.to, settings.default_country_code, "to")
             mentions = (
@@ -105,7 +100,7 @@ class MessagesController(Controller):
                 else recipients(data.mentions, settings.default_country_code, "mentions")
             )
         except InvalidValue as error:
-            raise _invalid(error.field, error.reason) from None
+            raise invalid(error.field, error.reason) from None
         key = request.headers.get(IDEMPOTENCY_HEADER)
         if key is not None and not (1 <= len(key) <= 255 and key.isprintable()):
             raise ApiError(
@@ -237,7 +232,7 @@ class MessageActionsController(Controller):
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
         if not data.emoji:
-            raise _invalid("emoji", "is required", Code.MISSING_PARAMETER)
+            raise invalid("emoji", "is required", code=Code.MISSING_PARAMETER)
         emoji = data.emoji
         record, message = await _act(
             request, state, data, "reaction", lambda a, u, s: a.react(u, s, message_id, emoji)
@@ -280,7 +275,7 @@ class MessageActionsController(Controller):
     ) -> Response[Envelope]:
         text = data.message if data.message is not None else data.text
         if not text or not text.strip():
-            raise _invalid("message", "is required", Code.MISSING_PARAMETER)
+            raise invalid("message", "is required", code=Code.MISSING_PARAMETER)
         record, message = await _act(
             request, state, data, "edit", lambda a, u, s: a.edit(u, s, message_id, text)
         )
@@ -371,8 +366,8 @@ class MessageActionsController(Controller):
 
 def _chat_of(state: State, data: ActionBody) -> Jid:
     if not data.to:
-        raise _invalid("to", "is required (the chat)", Code.MISSING_PARAMETER)
+        raise invalid("to", "is required (the chat)", code=Code.MISSING_PARAMETER)
     try:
         return Jid.parse(data.to, state.services.settings.default_country_code, "to")
     except InvalidValue as error:
-        raise _invalid("to", error.reason) from None
+        raise invalid("to", error.reason) from None

@@ -15,6 +15,7 @@ from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.middleware import set_label
+from warest.api.params import session_not_found, session_param
 from warest.app.manager import EngineUnavailable
 from warest.app.records import Principal, SessionRecord
 from warest.app.sessions import LoginState
@@ -95,21 +96,9 @@ def _pick(
 
 def _session_name(request: Request[Any, Any, Any], body: SessionBody) -> str:
     """``sessionId`` (or ``id``/``session``) from the query or the JSON body."""
-    raw = _pick(request, ("sessionId", "id", "session"), (body.sessionId, body.id, body.session))
-    if raw is None:
-        raise ApiError(
-            Code.SESSION_REQUIRED,
-            "sessionId is required",
-            [{"field": "sessionId", "reason": "missing", "source": "query"}],
-        )
-    try:
-        return session_name(raw)
-    except InvalidValue as error:
-        raise ApiError(
-            Code.SESSION_REQUIRED,
-            "sessionId is invalid",
-            [{"field": "sessionId", "reason": error.reason, "source": "query"}],
-        ) from None
+    return session_param(
+        _pick(request, ("sessionId", "id", "session"), (body.sessionId, body.id, body.session))
+    )
 
 
 def _engine(request: Request[Any, Any, Any], body: SessionBody) -> str | None:
@@ -121,10 +110,6 @@ def _engine(request: Request[Any, Any, Any], body: SessionBody) -> str | None:
             [{"field": "engine", "reason": "must be neonize or sandbox", "source": "body"}],
         )
     return engine
-
-
-def _not_found() -> ApiError:
-    return ApiError(Code.SESSION_NOT_FOUND, "Session not found")
 
 
 def _login_view(state: LoginState) -> dict[str, Any]:
@@ -229,7 +214,7 @@ class SessionController(Controller):
         try:
             record = await state.services.sessions.get(request.user, name)
         except NotFound:
-            raise _not_found() from None
+            raise session_not_found() from None
         set_label(request.scope, record.label)
         return envelope(Code.SUCCESS, "Session", session_view(record))
 
@@ -240,7 +225,7 @@ class SessionController(Controller):
         try:
             await state.services.sessions.logout(request.user, name)
         except NotFound:
-            raise _not_found() from None
+            raise session_not_found() from None
         return envelope(
             Code.SUCCESS, "Logout success", {"sessionId": name, "steps": {"runtime": True, "creds": True}}
         )
@@ -251,7 +236,7 @@ class SessionController(Controller):
         try:
             await state.services.sessions.reconnect(request.user, name)
         except NotFound:
-            raise _not_found() from None
+            raise session_not_found() from None
         except EngineUnavailable as error:
             raise ApiError(Code.SERVICE_UNAVAILABLE, str(error)) from None
         return envelope(Code.SESSION_RECONNECT_SCHEDULED, "Reconnect scheduled", {"sessionId": name})
@@ -262,7 +247,7 @@ class SessionController(Controller):
         try:
             await state.services.sessions.delete(request.user, name)
         except NotFound:
-            raise _not_found() from None
+            raise session_not_found() from None
         return envelope(
             Code.SUCCESS,
             "Session deleted",
@@ -275,7 +260,7 @@ class SessionController(Controller):
         try:
             record, device = await state.services.sessions.device(request.user, name)
         except NotFound:
-            raise _not_found() from None
+            raise session_not_found() from None
         set_label(request.scope, record.label)
         return envelope(
             Code.SUCCESS,
@@ -302,7 +287,7 @@ class SessionController(Controller):
                 request.user, name, label=data.label, auto_start=data.autoStart, webhook_url=data.webhookUrl
             )
         except NotFound:
-            raise _not_found() from None
+            raise session_not_found() from None
         except InvalidValue as error:
             if error.field != "sessionId":
                 raise
