@@ -53,14 +53,21 @@ async def traffic(client: Client) -> tuple[dict[str, str], dict[str, str]]:
     assert (await send_text(client, a, "main", "6288100000009", "hello C")).status_code == 200
 
     async def settled() -> bool:
+        # A's two messages get server + delivered receipts each, B's one message too; then
+        # nothing more may arrive (the pages are compared with later reads).
         kinds_a = [i["type"] for i in await everything(client, a)]
         kinds_b = [i["type"] for i in await everything(client, b)]
-        return (
-            kinds_a.count("Message.StatusChanged") >= 3
+        if not (
+            kinds_a.count("Message.StatusChanged") >= 4
             and kinds_b.count("Message.StatusChanged") >= 2
             and "Message.Received" in kinds_a
             and "Message.Received" in kinds_b
-        )
+        ):
+            return False
+        await asyncio.sleep(0.3)
+        return kinds_a == [i["type"] for i in await everything(client, a)] and kinds_b == [
+            i["type"] for i in await everything(client, b)
+        ]
 
     await eventually(settled)
     return a, b
@@ -239,13 +246,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-async def live(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app served by uvicorn in this event loop, and an HTTP client for it."""
-    port = free_port()
+async def server(settings: Settings) -> AsyncIterator[uvicorn.Server]:
+    """The app served by uvicorn in this event loop."""
     config = uvicorn.Config(
         create_litestar(settings),
         host="127.0.0.1",
-        port=port,
+        port=free_port(),
         log_config=None,
         lifespan="on",
         timeout_graceful_shutdown=5,
@@ -257,10 +263,24 @@ async def live(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
         return bool(server.started)
 
     await eventually(started, timeout=60)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
-        yield http
+    yield server
     server.should_exit = True
-    await asyncio.wait_for(task, 30)  # returns promptly: no stream outlives its client
+    await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture
+async def live(server: uvicorn.Server) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.config.port}", timeout=30) as http:
+        yield http
+
+
+async def no_request_running(server: uvicorn.Server) -> None:
+    """Every request task of the server has ended (an open stream keeps its task)."""
+
+    async def idle() -> bool:
+        return not server.server_state.tasks
+
+    await eventually(idle, timeout=5)
 
 
 class SseReader:
@@ -292,6 +312,12 @@ class SseReader:
                     current[name] = value.removeprefix(" ")
         return self.events[target - count :]
 
+    async def ended(self, timeout: float = 10) -> None:
+        """Reads until the server ends the stream."""
+        async with asyncio.timeout(timeout):
+            async for _ in self._lines:
+                pass
+
     async def heartbeat(self, timeout: float = 10) -> str:
         """Reads until a comment arrives (no event may come first)."""
         async with asyncio.timeout(timeout):
@@ -302,17 +328,23 @@ class SseReader:
                     return line[1:].strip()
 
 
-async def test_sse_resumes_from_last_event_id_without_loss_or_repeat(live: httpx.AsyncClient) -> None:
+async def test_sse_resumes_from_last_event_id_without_loss_or_repeat(
+    live: httpx.AsyncClient, server: uvicorn.Server
+) -> None:
     a, _ = await traffic(live)
     before = await everything(live, a)
     cut = len(before) // 2
     async with live.stream("GET", "/api/v1/events/stream", headers=a) as response:
         first = await SseReader(response).read(cut)
-    # Disconnected mid-stream; more happens meanwhile.
+        assert len(server.server_state.tasks) == 1  # the stream
+    # Disconnected mid-stream: the server ends the stream. More happens meanwhile.
+    await no_request_running(server)
     assert (await send_text(live, a, "main", "6288100000009", "while away")).status_code == 200
 
-    async def grew() -> bool:
-        return len(await everything(live, a)) >= len(before) + 3
+    async def grew() -> bool:  # queued, sent, receipts; then quiet
+        count = len(await everything(live, a))
+        await asyncio.sleep(0.3)
+        return count >= len(before) + 4 and count == len(await everything(live, a))
 
     await eventually(grew)
     middle = await everything(live, a)
@@ -324,6 +356,7 @@ async def test_sse_resumes_from_last_event_id_without_loss_or_repeat(live: httpx
         # Live: a new command's events arrive on the open stream.
         assert (await send_text(live, a, "main", "6288100000009", "live one")).status_code == 200
         fresh = await reader.read(1)
+    await no_request_running(server)
     streamed = first + rest
     assert [int(e["id"]) for e in streamed] == [i["position"] for i in middle]  # none lost, none repeated
     for event, item in zip(streamed, middle, strict=True):
@@ -333,16 +366,21 @@ async def test_sse_resumes_from_last_event_id_without_loss_or_repeat(live: httpx
     assert int(fresh[0]["id"]) == live_item["position"] > middle[-1]["position"]
 
 
-async def test_sse_heartbeats_filters_and_bad_resume_id(
+async def test_sse_heartbeats_filters_revocation_and_bad_resume_id(
     live: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(EventsController, "heartbeat_s", 0.3)
     a = await tenant(live, "beat-a")
     await live.post("/api/v1/session/create", json={"sessionId": "s"}, headers=a)
+    bad = await live.get("/api/v1/events/stream", headers={**a, "Last-Event-ID": "abc"})
+    assert bad.status_code == 400 and bad.json()["results"][0]["field"] == "Last-Event-ID"
+    assert bad.json()["results"][0]["source"] == "header"
     async with live.stream("GET", "/api/v1/events/stream?type=Session.Created", headers=a) as response:
         reader = SseReader(response)
         assert [e["event"] for e in await reader.read(1)] == ["Session.Created"]
         assert await reader.heartbeat() == "heartbeat"  # the QR event is filtered out
-    bad = await live.get("/api/v1/events/stream", headers={**a, "Last-Event-ID": "abc"})
-    assert bad.status_code == 400 and bad.json()["results"][0]["field"] == "Last-Event-ID"
-    assert bad.json()["results"][0]["source"] == "header"
+        # The key is checked again at the heartbeat's pace: disabling the user ends the stream.
+        disabled = await live.post("/api/v1/users/beat-a/disable", headers=admin_headers())
+        assert disabled.status_code == 200, disabled.text
+        await reader.ended()
+    assert (await live.get("/api/v1/events/stream", headers=a)).status_code == 401

@@ -64,7 +64,7 @@ def topics_for(names: Iterable[str]) -> tuple[str, ...]:
     """Topics of public type names; names may be comma-separated, ``Aggregate.*`` selects all
     of an aggregate's types. Unknown names are refused (field ``type``)."""
     chosen: dict[str, None] = {}
-    for raw in names:
+    for raw in [names] if isinstance(names, str) else names:
         for name in (part.strip() for part in raw.split(",")):
             if not name:
                 continue
