@@ -57,7 +57,10 @@ from warest.infra.readmodels import ReadModels
 
 log = logging.getLogger("warest")
 
-STARTUP_LOCK_KEY = 0x5741_5245_5354_0001
+
+def startup_lock_key(schema: str) -> int:
+    """One startup lock per schema: servers (and test runs) in other schemas never wait."""
+    return 0x5741_5245_0000_0000 | zlib.crc32(f"startup:{schema}".encode())
 
 
 @dataclass
@@ -97,6 +100,11 @@ def build_runners(store: EventStoreApp, settings: Settings, database_url: str) -
         ProjectionRunner(store, projection_class(), database_url, settings.database_schema)
         for projection_class in projections.ALL
     ]
+
+
+async def _keep_connection_state(connection: asyncpg.Connection) -> None:
+    """asyncpg's default reset costs a round trip on every release; our queries set no
+    session state (the search_path comes from the connection's server settings)."""
 
 
 def queue_settings(settings: Settings) -> QueueSettings:
@@ -164,7 +172,7 @@ class Container:
         self.database_url = await asyncio.to_thread(resolve_database_url, settings, self.embedded)
         # Several processes may start on an empty database at once: one at a time creates
         # tables and seeds the admin; the others then find everything in place.
-        startup = AdvisoryLock(self.database_url, STARTUP_LOCK_KEY)
+        startup = AdvisoryLock(self.database_url, startup_lock_key(settings.database_schema))
         await asyncio.to_thread(startup.acquire)
         try:
             return await self._start_locked()
@@ -191,6 +199,7 @@ class Container:
             min_size=1,
             max_size=settings.database_pool_size,
             server_settings={"search_path": settings.database_schema},
+            reset=_keep_connection_state,  # nothing session-level is ever set: skip RESET ALL
         )
         event_store = AsyncEventStore(self.store, self.committer, self.executor)
         queries = PgRegistryQueries(self.pool)
@@ -215,7 +224,7 @@ class Container:
         messaging_queries = PgMessagingQueries(self.pool)
         self.manager = SessionManager(engines, event_store, messaging_queries, queue_settings(settings))
         sessions = SessionService(event_store, queries, self.read_models, self.manager, settings.engine)
-        messaging = MessagingService(event_store, sessions, self.manager, settings.send_wait_ms / 1000)
+        messaging = MessagingService(event_store, self.manager, settings.send_wait_ms / 1000)
         self.services = Services(
             settings=settings,
             version=__version__,

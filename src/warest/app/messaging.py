@@ -13,9 +13,8 @@ from warest.app.engine import EngineError, OutboundText
 from warest.app.manager import SessionManager
 from warest.app.outbound import Job
 from warest.app.ports import ConcurrencyConflict, EventStore
-from warest.app.records import Principal
+from warest.app.records import SessionRecord
 from warest.app.runtime import SessionRuntime
-from warest.app.sessions import SessionService
 from warest.domain import ids
 from warest.domain.errors import DomainError, InvalidValue
 from warest.domain.idempotency import IdempotencyRecord
@@ -62,18 +61,14 @@ def _fingerprint(recipients: list[Jid], text: str, mentions: list[str], reply_to
 
 
 class MessagingService:
-    def __init__(
-        self, store: EventStore, sessions: SessionService, manager: SessionManager, send_wait_s: float
-    ) -> None:
+    def __init__(self, store: EventStore, manager: SessionManager, send_wait_s: float) -> None:
         self._store = store
-        self._sessions = sessions
         self._manager = manager
         self._send_wait_s = send_wait_s
 
     async def send_text(
         self,
-        owner: Principal,
-        session_name: str,
+        record: SessionRecord,  # one of the caller's sessions (resolved by the caller)
         recipients: list[Jid],
         text: str,
         *,
@@ -86,13 +81,12 @@ class MessagingService:
             raise InvalidValue("message", "must not be empty")
         if len(text) > MAX_TEXT:
             raise InvalidValue("message", f"must have at most {MAX_TEXT} characters")
-        record = await self._sessions.get(owner, session_name)
         runtime = self._manager.get(record.registry, record.session_id)
         status = runtime.status if runtime else None
         if runtime is None or status != SessionStatus.OPEN:
             raise SessionNotOpen(str(status or record.status))
         if not runtime.queue.reserve(len(recipients)):
-            raise QueueIsFull(f"the outbound queue of '{session_name}' is full; retry later")
+            raise QueueIsFull(f"the outbound queue of '{record.session_id}' is full; retry later")
         return await self._queue_and_wait(  # releases what it reserved, whatever happens
             runtime,
             record.registry,

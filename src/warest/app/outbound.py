@@ -47,6 +47,7 @@ class QueueFull(Exception):
 
 
 Sender = Callable[[OutboundText], Awaitable[SendResult]]
+Outcome = tuple["Job", SendResult | None, EngineError | None, int]
 Recorder = Callable[[Job, SendResult | None, EngineError | None, int], Awaitable[None]]
 
 
@@ -70,6 +71,8 @@ class OutboundQueue:
         self._members: set[UUID] = set()
         self._reserved = 0
         self._online = asyncio.Event()
+        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._recorder = asyncio.create_task(self._record_outcomes(), name=f"outbound-record-{name}")
         self._workers = [
             asyncio.create_task(self._work(), name=f"outbound-{name}-{i}") for i in range(concurrency)
         ]
@@ -113,26 +116,63 @@ class OutboundQueue:
         return self._online.is_set()
 
     async def close(self) -> None:
+        """Stops sending; outcomes of messages already handed to the engine are still recorded."""
         self._closed = True
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._drain(), 10)
+        self._recorder.cancel()
+        await asyncio.gather(self._recorder, return_exceptions=True)
+
+    async def _drain(self) -> None:
+        await self._outcomes.join()
 
     async def _work(self) -> None:
         while not self._closed:
             job = await self._queue.get()
             try:
-                await self._deliver(job)
+                outcome = await self._deliver(job)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a bug must not kill the worker; the message stays pending
                 log.exception("outbound worker %s failed on %s", self.name, job.message_id)
-            finally:
-                self._members.discard(job.message_id)
-                if not job.done.done():
-                    job.done.set_result(None)
+                self._finished(job)
+                continue
+            # Recording happens behind the worker: the next message is sent meanwhile, and
+            # outcomes recorded together share one transaction (group commit).
+            self._outcomes.put_nowait(outcome)
 
-    async def _deliver(self, job: Job) -> None:
+    async def _record_outcomes(self) -> None:
+        while True:
+            batch = [await self._outcomes.get()]
+            while not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            try:
+                await asyncio.gather(*(self._record_one(*outcome) for outcome in batch))
+            finally:
+                for _ in batch:
+                    self._outcomes.task_done()
+
+    async def _record_one(
+        self, job: Job, result: SendResult | None, error: EngineError | None, attempts: int
+    ) -> None:
+        try:
+            await self._record(job, result, error, attempts)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the message stays pending and is sent again after a restart
+            log.exception("outbound %s could not record the outcome of %s", self.name, job.message_id)
+        finally:
+            self._finished(job)
+
+    def _finished(self, job: Job) -> None:
+        self._members.discard(job.message_id)
+        if not job.done.done():
+            job.done.set_result(None)
+
+    async def _deliver(self, job: Job) -> Outcome:
         attempts = 0
         while True:
             await self._wait_online()
@@ -148,10 +188,8 @@ class OutboundQueue:
                 if error.retryable and attempts <= self._policy.max_retries:
                     await asyncio.sleep(self._policy.delay_s(attempts))
                     continue
-                await self._record(job, None, error, attempts)
-                return
-            await self._record(job, result, None, attempts)
-            return
+                return job, None, error, attempts
+            return job, result, None, attempts
 
     async def _wait_online(self) -> None:
         """Until the session is online; re-checks every few seconds in case a reconnect

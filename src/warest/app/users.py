@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from uuid import UUID, uuid4
@@ -39,6 +40,7 @@ class LoginPolicy:
     lock_base_s: int = 60
     lock_max_s: int = 86400
     docs_session_ttl_s: int = 43200
+    key_cache_s: float = 2.0
 
 
 class UserService:
@@ -64,6 +66,7 @@ class UserService:
         self._clock = clock
         self._policy = policy or LoginPolicy()
         self._dummy_hash: str | None = None
+        self._key_cache: dict[str, tuple[Principal | None, float]] = {}
 
     # -- commands ---------------------------------------------------------------
 
@@ -112,6 +115,7 @@ class UserService:
             return await self._store.save(user)
 
         await self._settle(await retry_on_conflict(command))
+        self._forget_keys()
         return key
 
     async def set_disabled(self, username: str, disabled: bool) -> UserRecord:
@@ -124,6 +128,7 @@ class UserService:
             return await self._store.save(user), user.id
 
         position, uid = await retry_on_conflict(command)
+        self._forget_keys()
         return await self._after(position, uid)
 
     async def all(self) -> list[UserRecord]:
@@ -138,13 +143,30 @@ class UserService:
     # -- authentication ---------------------------------------------------------
 
     async def authenticate_key(self, api_key: str) -> Principal | None:
+        """The key's user. Answers are remembered for ``key_cache_s`` seconds (rotations and
+        disablings made in this process take effect at once; elsewhere within that time)."""
         if not api_key or len(api_key) > 512:
             return None
         digest = self._digester.digest(api_key)
+        now = time.monotonic()
+        cached = self._key_cache.get(digest)
+        if cached is not None and cached[1] > now:
+            return cached[0]
         record = await self._queries.user_by_key_digest(digest)
-        if record is None or record.disabled or not self._digester.matches(api_key, record.api_key_digest):
-            return None
-        return _principal(record)
+        principal = None
+        if (
+            record is not None
+            and not record.disabled
+            and self._digester.matches(api_key, record.api_key_digest)
+        ):
+            principal = _principal(record)
+        if len(self._key_cache) > 10_000:
+            self._key_cache.clear()
+        self._key_cache[digest] = (principal, now + self._policy.key_cache_s)
+        return principal
+
+    def _forget_keys(self) -> None:
+        self._key_cache.clear()
 
     async def login(self, username: str, password: str, address: str) -> tuple[Principal, str]:
         """Checks a password; returns the principal and a new docs-session token."""

@@ -5,17 +5,27 @@ pages of notifications, lets the projection write its rows through one cursor an
 the projection's position in ``projection_tracking`` in the same transaction, so a
 crash replays nothing twice and skips nothing. The tracking row is locked ``FOR UPDATE``
 by every batch, so a rebuild, a second process or a CLI run never double-applies events.
+
+A projection with a ``fold(page, cur, previous)`` method gets each page of decoded events
+at once: it applies them to rows in memory and its ``write(cur)`` stores the result with a
+few set-based statements (see ``projections/_page.py``). ``previous`` is what ``fold``
+returned for the page before, when the read model is still where that page left it: the
+rows it holds need not be read again. ``process(event, cur, position)`` is called per event
+otherwise.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any, NamedTuple, Protocol, cast
 
 import psycopg
+from eventsourcing.persistence import StoredEvent
 from psycopg import sql
 
 from warest.infra.db.connect import psycopg_connect
@@ -24,6 +34,67 @@ from warest.infra.eventstore.store import EventStoreApp
 log = logging.getLogger("warest.projections")
 
 Progress = Callable[[int, int], None]
+Page = list[tuple[Any, int]]
+"""Decoded events with their positions (notification ids), in log order."""
+
+
+class _Stored(NamedTuple):
+    """What the mapper reads of a ``StoredEvent`` (a tuple is ~4x cheaper to build than the
+    frozen dataclass, and a rebuild decodes every event of the log)."""
+
+    originator_id: str
+    originator_version: int
+    topic: str
+    state: bytes
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0
+_gc_resume = False
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while catching up (nested and thread-safe).
+
+    A page is tens of thousands of new container objects (events, rows) that survive
+    long enough to be promoted, which triggers full collections over and over: with the
+    collector on, a rebuild spends about a third of its Python time in it. Reference
+    counting still frees everything a page leaves behind; cycles wait for the end.
+    """
+    global _gc_pauses, _gc_resume  # noqa: PLW0603
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_resume = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_resume:
+                gc.enable()
+
+
+class _InFlight(NamedTuple):
+    """A page whose statements were sent in a pipeline, with its ``COMMIT``."""
+
+    pipeline: ExitStack  # leaving it syncs the pipeline: waits for the results
+    end: int
+    events: int
+    folded: Any
+
+
+class _Stopped(Exception):
+    """A pipelined write failed: its transaction was rolled back."""
+
+
+class _Carry(NamedTuple):
+    """A page's folded state and the position of the read model after that page."""
+
+    position: int
+    state: Any
 
 
 class Projection(Protocol):
@@ -44,7 +115,7 @@ class ProjectionRunner:
         database_url: str,
         schema: str,
         *,
-        batch_size: int = 2000,
+        batch_size: int = 10_000,
         poll_interval_s: float = 1.0,
     ) -> None:
         self.store = store
@@ -62,6 +133,17 @@ class ProjectionRunner:
         self._threads: list[threading.Thread] = []
         self.error: BaseException | None = None
         self.on_advance: Callable[[int], None] | None = None
+        self._carry: _Carry | None = None
+        events = sql.SQL("{}.{}").format(
+            sql.Identifier(store.recorder.datastore.schema),  # type: ignore[attr-defined]
+            sql.Identifier(store.recorder.events_table_name),  # type: ignore[attr-defined]
+        )
+        select = sql.SQL(
+            "SELECT notification_id, originator_id::text, originator_version, topic, state FROM {}"
+            " WHERE notification_id > %s AND notification_id <= %s{} ORDER BY notification_id LIMIT %s"
+        )
+        self._select_all = select.format(events, sql.SQL(""))
+        self._select_with_topics = select.format(events, sql.SQL(" AND topic = ANY(%s)"))
 
     # -- position -------------------------------------------------------------
 
@@ -98,6 +180,9 @@ class ProjectionRunner:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg_connect(self.database_url, self._schema)
+            if __import__("os").environ.get("ASYNC"):
+                self._conn.execute("SET synchronous_commit = off")
+                self._conn.commit()
             with self._conn.transaction():
                 self._conn.execute(
                     "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
@@ -109,6 +194,7 @@ class ProjectionRunner:
     def process_batch(self) -> int:
         """Processes at most one page; returns the number of notifications consumed."""
         conn = self._connection()
+        carry, self._carry = self._carry, None
         with conn.transaction(), conn.cursor() as cur:
             cur.execute(
                 "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE",
@@ -120,35 +206,153 @@ class ProjectionRunner:
             if upper <= start:
                 self._set_position(start)
                 return 0
-            notifications = self.store.recorder.select_notifications(
-                start=start,
-                limit=self._batch_size,
-                stop=upper,
-                topics=self.projection.topics,
-                inclusive_of_start=False,
-            )
-            mapper = self.store.mapper
-            for notification in notifications:
-                self.projection.process(mapper.to_domain_event(notification), cur, notification.id)
-            full_page = len(notifications) >= self._batch_size
-            new_position = notifications[-1].id if full_page else upper
+            page = self._read(conn, start, upper)
+            full_page = len(page) >= self._batch_size
+            new_position = page[-1][1] if full_page else upper
+            fold = getattr(self.projection, "fold", None)
+            if fold is not None:
+                # The read model is a function of the log up to its position: the rows
+                # the page before left at ``start`` are still what the tables hold.
+                folded = fold(
+                    page, cur, carry.state if carry is not None and carry.position == start else None
+                )
+                folded.write(cur)()
+            else:
+                for event, position in page:
+                    self.projection.process(event, cur, position)
             cur.execute(
                 "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
                 (new_position, self.name),
             )
+        if fold is not None:
+            self._carry = _Carry(new_position, folded)
         self._set_position(new_position)
-        return len(notifications) if notifications else new_position - start
+        return len(page) if page else new_position - start
+
+    def _read(self, conn: psycopg.Connection, start: int, upper: int) -> Page:
+        """The projection's events in (start, upper], at most one page, decoded, with positions.
+
+        The same rows as ``recorder.select_notifications`` (topic filter in SQL), fetched in
+        binary and without the ``Notification`` objects: a rebuild reads the whole log.
+        """
+        topics = list(self.projection.topics)
+        with conn.cursor(binary=True) as cur:
+            cur.execute(
+                self._select_with_topics if topics else self._select_all,
+                (start, upper, topics, self._batch_size) if topics else (start, upper, self._batch_size),
+                prepare=True,
+            )
+            rows = cur.fetchall()
+        decode = self.store.mapper.to_domain_event
+        return [(decode(cast(StoredEvent, _Stored(r[1], r[2], r[3], r[4]))), r[0]) for r in rows]
 
     def catch_up(self, progress: Progress | None = None) -> int:
         """Processes until the read model has reached the end of the log."""
         total = 0
-        while True:
-            done = self.process_batch()
-            if done == 0:
-                return total
-            total += done
-            if progress:
-                progress(self._position, self.store.max_position())
+        try:
+            if (
+                hasattr(self.projection, "fold")
+                and self._backlog() > self._batch_size
+                and not __import__("os").environ.get("NOPIPE")
+            ):
+                with _gc_paused():
+                    total += self._pipelined(progress)
+            while True:
+                done = self.process_batch()
+                if done == 0:
+                    return total
+                total += done
+                if progress:
+                    progress(self._position, self.store.max_position())
+        finally:
+            self._carry = None  # a page of rows: not kept while idle
+
+    def _backlog(self) -> int:
+        return self.store.max_position() - self._position
+
+    def _pipelined(self, progress: Progress | None) -> int:
+        """Catches up page by page, each page's statements running while the next is prepared.
+
+        For a projection with ``fold``. Two connections of its own: one reads the events
+        and the rows ``fold`` looks up, the other writes. A page is written in a
+        transaction that locks the tracking row and checks that the read model is where
+        the page starts, copies the page's rows into staging tables, then sends the
+        statements, the new position and ``COMMIT`` in a pipeline and returns without
+        waiting: the next page is read and folded meanwhile, and its write first waits for
+        that commit. The page being written is ``previous`` for the fold of the next one:
+        the rows it holds are taken from it, the others are read from the tables, which
+        the page in flight does not change (and every page before it is committed).
+
+        Stops at the end of the log, or when the position moved (another runner), or when
+        a write failed (nothing of it is committed): ``catch_up`` then goes on page by page
+        from the committed position, and meets a persistent error in context.
+        """
+        fold = self.projection.fold  # type: ignore[attr-defined]
+        total = 0
+        with (
+            psycopg_connect(self.database_url, self._schema, autocommit=True) as reader,
+            psycopg_connect(self.database_url, self._schema, autocommit=True) as writer,
+            reader.cursor() as lookup,
+            writer.cursor() as cur,
+        ):
+            if __import__("os").environ.get("ASYNC"):
+                cur.execute("SET synchronous_commit = off")  # see _connection
+            row = cur.execute(
+                "SELECT position FROM projection_tracking WHERE name = %s", (self.name,)
+            ).fetchone()
+            start = int(row[0]) if row else 0
+            previous: Any = None
+            in_flight: _InFlight | None = None
+            try:
+                while (upper := self.store.max_position()) > start:
+                    page = self._read(reader, start, upper)
+                    end = page[-1][1] if len(page) >= self._batch_size else upper
+                    folded = fold(page, lookup, previous)
+                    if in_flight is not None:
+                        flight, in_flight = in_flight, None
+                        total += self._land(writer, flight, progress)
+                    cur.execute("BEGIN")
+                    row = cur.execute(
+                        "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (self.name,)
+                    ).fetchone()
+                    if (int(row[0]) if row else None) != start:
+                        cur.execute("ROLLBACK")
+                        break
+                    statements = folded.write(cur, deferred=True)
+                    pipeline = ExitStack()
+                    pipeline.enter_context(writer.pipeline())
+                    in_flight = _InFlight(pipeline, end, len(page) if page else end - start, folded)
+                    statements()
+                    cur.execute(
+                        "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
+                        (end, self.name),
+                    )
+                    cur.execute("COMMIT")
+                    previous, start = folded, end
+                if in_flight is not None:
+                    flight, in_flight = in_flight, None
+                    total += self._land(writer, flight, progress)
+            except _Stopped:
+                pass
+            finally:
+                if in_flight is not None:  # fold or read failed: the page before is fine
+                    self._land(writer, in_flight, progress)
+        return total
+
+    def _land(self, writer: psycopg.Connection, flight: _InFlight, progress: Progress | None) -> int:
+        """Waits for a pipelined page to commit; ``_Stopped`` if it failed (and was rolled back)."""
+        try:
+            flight.pipeline.close()
+        except psycopg.Error as error:
+            log.info("projection %s: pipelined write failed, going on page by page: %s", self.name, error)
+            if writer.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                writer.execute("ROLLBACK")
+            raise _Stopped from error
+        self._carry = _Carry(flight.end, flight.folded)
+        self._set_position(flight.end)
+        if progress:
+            progress(flight.end, self.store.max_position())
+        return flight.events
 
     def rebuild(self, progress: Progress | None = None) -> int:
         """Empties the read model's tables and replays the whole log into them."""

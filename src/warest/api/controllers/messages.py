@@ -112,8 +112,7 @@ class MessagesController(Controller):
         set_label(request.scope, record.label)
         try:
             outcomes = await state.services.messaging.send_text(
-                request.user,
-                record.session_id,
+                record,
                 targets,
                 text,
                 mentions=mentions,
