@@ -1,13 +1,24 @@
-"""The chats read model: one row per (session, chat): last message, unread count, flags."""
+"""The chats read model: one row per (session, chat): last message, unread count, flags.
+
+A page of events is folded in memory: the chats it touches are read with one query (by
+chat id; the chat id is the uuid5 of the row's key), and so are the chats whose last
+message the page edits or revokes; every event is applied to them in log order exactly as
+its statement would, and the result is written with one insert (new chats) and one
+``UPDATE`` (changed chats). A busy chat is written once per page, not once per message.
+"""
 
 from __future__ import annotations
 
-from functools import singledispatchmethod
+from collections.abc import Sequence
+from functools import lru_cache, singledispatch
+from operator import itemgetter
 from typing import Any
+from uuid import UUID
 
 import psycopg
 from eventsourcing.utils import get_topic
 
+from projections._page import Folded, Page, Writes, apply_all, select_rows
 from warest.domain import ids
 from warest.domain.chats import Chat
 from warest.domain.jid import Jid
@@ -26,8 +37,43 @@ _EVENTS = (
     Chat.MarkedRead,
     Chat.Cleared,
 )
+# Every column of rm_chats; a new row is written whole (the defaults of migration 0007 for
+# the columns the insert does not set).
+_COLUMNS = {
+    "id": "uuid",
+    "registry": "text",
+    "session_id": "text",
+    "jid": "text",
+    "kind": "text",
+    "name": "text",
+    "last_message_id": "uuid",
+    "last_message_at": "timestamptz",
+    "last_message_text": "text",
+    "last_message_from_me": "boolean",
+    "unread_count": "integer",
+    "pinned": "boolean",
+    "muted_until": "timestamptz",
+    "archived": "boolean",
+    "read_at": "timestamptz",
+    "cleared_at": "timestamptz",
+    "updated_at": "timestamptz",
+    "position": "bigint",
+}
+# The columns events change after the insert.
+_MUTABLE = {c: t for c, t in _COLUMNS.items() if c not in ("id", "registry", "session_id", "jid", "kind")}
+# Rows are lists in _COLUMNS order; these are the positions of the columns in them.
+_AT = {c: i for i, c in enumerate(_COLUMNS)}
+_ID, _NAME, _UNREAD, _UPDATED_AT, _POSITION = (
+    _AT[c] for c in ("id", "name", "unread_count", "updated_at", "position")
+)
+_LAST_ID, _LAST_AT, _LAST_TEXT, _LAST_FROM_ME = (
+    _AT[f"last_message_{c}"] for c in ("id", "at", "text", "from_me")
+)
+_MUTABLE_AT = tuple(_AT[c] for c in _MUTABLE)
+_mutable_values = itemgetter(*_MUTABLE_AT)
 
 
+@lru_cache(maxsize=1 << 16)
 def _kind(jid: str) -> str:
     try:
         return Jid.parse(jid).kind
@@ -35,97 +81,197 @@ def _kind(jid: str) -> str:
         return "direct"
 
 
+_chat_id = lru_cache(maxsize=1 << 16)(ids.chat_id)
+
+
+class _State(Folded):
+    """The chats of one page: read once, changed in memory, written at the end.
+
+    ``previous`` is the state of the page before, when the table is still where it left
+    it: the rows it holds are copied from it instead of being read again.
+    """
+
+    def __init__(self, cur: _Cursor, page: Page, previous: _State | None) -> None:
+        # Rows are keyed by the int of the chat id (a UUID hashes in Python code).
+        wanted: dict[int, UUID] = {}
+        shown: dict[int, UUID] = {}  # messages the page edits or revokes
+        for event, _ in page:
+            if isinstance(event, (Message.Queued, Message.Received)):
+                chat_id = _chat_id(event.registry, event.session, event.chat)
+            elif isinstance(event, (Message.Edited, Message.Revoked)):
+                shown[event.originator_id.int] = event.originator_id
+                continue
+            elif isinstance(event, Chat.Started):
+                chat_id = _chat_id(event.registry, event.session, event.jid)
+            else:
+                chat_id = event.originator_id
+            wanted[chat_id.int] = chat_id
+        self.rows: dict[int, list[Any]] = {}
+        before: dict[int, list[Any]] = previous.rows if previous is not None else {}
+        if previous is not None:
+            for key in wanted:
+                row = before.get(key)
+                if row is not None:
+                    self.rows[key] = row.copy()
+            for message_key in shown:  # chats the page before left showing an edited message
+                for key in previous.showing.get(message_key, ()):
+                    if before[key][_LAST_ID].int == message_key and key not in self.rows:
+                        self.rows[key] = before[key].copy()
+        missing = [chat_id for key, chat_id in wanted.items() if key not in self.rows]
+        for r in select_rows(cur, "rm_chats", "id", "uuid", tuple(_MUTABLE), missing):
+            self.rows[r[0].int] = self._loaded(r[0], r[1:])
+        # Chats whose last message the page edits or revokes (rm_chats has no index on
+        # last_message_id: one scan per page instead of one per event). The page before
+        # has the newer version of the rows it holds.
+        for r in select_rows(cur, "rm_chats", "last_message_id", "uuid", ("id", *_MUTABLE), shown.values()):
+            key = r[1].int
+            if key not in self.rows:
+                row = before.get(key)
+                self.rows[key] = row.copy() if row is not None else self._loaded(r[1], r[2:])
+        self.new: list[int] = []
+        self.dirty: set[int] = set()
+        # message id (int) -> chats that showed it as their last message at some point of the
+        # page (a superset: UPDATE ... WHERE last_message_id checks each candidate's row)
+        self.showing: dict[int, list[int]] = {}
+        for key, row in self.rows.items():
+            if row[_LAST_ID] is not None:
+                self.showing.setdefault(row[_LAST_ID].int, []).append(key)
+
+    @staticmethod
+    def _loaded(chat_id: UUID, values: Sequence[Any]) -> list[Any]:
+        row: list[Any] = [None] * len(_COLUMNS)
+        row[_ID] = chat_id
+        for at, value in zip(_MUTABLE_AT, values, strict=True):
+            row[at] = value
+        return row
+
+    def ensure(self, registry: str, session: str, jid: str, at: Any, position: int) -> list[Any]:
+        """``INSERT ... ON CONFLICT DO NOTHING``: the chat's row."""
+        chat_id = _chat_id(registry, session, jid)
+        key = chat_id.int
+        row = self.rows.get(key)
+        if row is None:
+            # id, registry, session_id, jid, kind, name, last message (id, at, text, from me),
+            # unread_count, pinned, muted_until, archived, read_at, cleared_at, updated_at, position
+            row = [chat_id, registry, session, jid, _kind(jid), None, None, None, None, None, 0, False, None,
+                   False, None, None, at, position]  # fmt: skip
+            self.rows[key] = row
+            self.new.append(key)
+        return row
+
+    def message(self, event: Any, position: int, from_me: bool, name: str | None) -> None:
+        """_ensure, then ``UPDATE rm_chats SET last_message_* ..., name = COALESCE(%s, name),
+        unread_count = unread_count + CASE WHEN from_me THEN 0 ELSE 1 END``."""
+        row = self.ensure(event.registry, event.session, event.chat, event.timestamp, position)
+        row[_LAST_ID] = event.originator_id
+        row[_LAST_AT] = event.timestamp
+        row[_LAST_TEXT] = event.text
+        row[_LAST_FROM_ME] = from_me
+        if name is not None:
+            row[_NAME] = name
+        if not from_me:
+            row[_UNREAD] += 1
+        row[_UPDATED_AT] = event.timestamp
+        row[_POSITION] = position
+        key = row[_ID].int
+        self.dirty.add(key)
+        self.showing.setdefault(event.originator_id.int, []).append(key)
+
+    def update(self, key: int, at: Any, position: int, **values: Any) -> None:
+        """``UPDATE rm_chats SET <values>, updated_at, position WHERE id``."""
+        row = self.rows.get(key)
+        if row is None:
+            return
+        for column, value in values.items():
+            row[_AT[column]] = value
+        row[_UPDATED_AT] = at
+        row[_POSITION] = position
+        self.dirty.add(key)
+
+    def update_showing(self, message_id: UUID, at: Any, position: int, **values: Any) -> None:
+        """``UPDATE rm_chats SET <values>, updated_at, position WHERE last_message_id``."""
+        for key in set(self.showing.get(message_id.int, ())):
+            if self.rows[key][_LAST_ID] == message_id:
+                self.update(key, at, position, **values)
+
+    def store(self, out: Writes) -> None:
+        out.insert("rm_chats", _COLUMNS, [self.rows[i] for i in self.new])
+        created = set(self.new)
+        out.update(
+            "rm_chats",
+            "chats",
+            {"id": "uuid"},
+            _MUTABLE,
+            [(self.rows[i][_ID], *_mutable_values(self.rows[i])) for i in self.dirty if i not in created],
+        )
+
+
 class ChatsProjection:
     name: str = "chats"
     tables: tuple[str, ...] = ("rm_chats",)
     topics: tuple[str, ...] = tuple(get_topic(c) for c in _EVENTS)
 
-    @singledispatchmethod
     def process(self, event: Any, cur: _Cursor, position: int) -> None:
-        """Other events are not part of this read model."""
+        self.fold([(event, position)], cur).write(cur)()
 
-    @staticmethod
-    def _ensure(cur: _Cursor, registry: str, session: str, jid: str, at: Any, position: int) -> None:
-        cur.execute(
-            "INSERT INTO rm_chats (id, registry, session_id, jid, kind, updated_at, position)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-            (ids.chat_id(registry, session, jid), registry, session, jid, _kind(jid), at, position),
-        )
+    def fold(self, page: Page, cur: _Cursor, previous: object = None) -> _State:
+        """The page applied in memory (see ``_State``)."""
+        state = _State(cur, page, previous if isinstance(previous, _State) else None)
+        apply_all(_apply, page, state)
+        return state
 
-    def _message(self, event: Any, cur: _Cursor, position: int, from_me: bool, name: str | None) -> None:
-        self._ensure(cur, event.registry, event.session, event.chat, event.timestamp, position)
-        cur.execute(
-            "UPDATE rm_chats SET last_message_id = %s, last_message_at = %s, last_message_text = %s,"
-            " last_message_from_me = %s, name = COALESCE(%s, name),"
-            " unread_count = unread_count + CASE WHEN %s THEN 0 ELSE 1 END,"
-            " updated_at = %s, position = %s WHERE registry = %s AND session_id = %s AND jid = %s",
-            (
-                event.originator_id,
-                event.timestamp,
-                event.text,
-                from_me,
-                name,
-                from_me,
-                event.timestamp,
-                position,
-                event.registry,
-                event.session,
-                event.chat,
-            ),
-        )
 
-    @process.register
-    def _(self, event: Message.Queued, cur: _Cursor, position: int) -> None:
-        self._message(event, cur, position, True, None)
+@singledispatch
+def _apply(event: Any, state: _State, position: int) -> None:
+    """Other events are not part of this read model."""
 
-    @process.register
-    def _(self, event: Message.Received, cur: _Cursor, position: int) -> None:
-        name = event.push_name if not event.from_me and _kind(event.chat) == "direct" else None
-        self._message(event, cur, position, event.from_me, name)
 
-    @process.register
-    def _(self, event: Message.Edited, cur: _Cursor, position: int) -> None:
-        cur.execute(
-            "UPDATE rm_chats SET last_message_text = %s, updated_at = %s, position = %s"
-            " WHERE last_message_id = %s",
-            (event.text, event.timestamp, position, event.originator_id),
-        )
+@_apply.register
+def _(event: Message.Queued, state: _State, position: int) -> None:
+    state.message(event, position, True, None)
 
-    @process.register
-    def _(self, event: Message.Revoked, cur: _Cursor, position: int) -> None:
-        cur.execute(
-            "UPDATE rm_chats SET last_message_text = NULL, updated_at = %s, position = %s"
-            " WHERE last_message_id = %s",
-            (event.timestamp, position, event.originator_id),
-        )
 
-    @process.register
-    def _(self, event: Chat.Started, cur: _Cursor, position: int) -> None:
-        self._ensure(cur, event.registry, event.session, event.jid, event.timestamp, position)
+@_apply.register
+def _(event: Message.Received, state: _State, position: int) -> None:
+    name = event.push_name if not event.from_me and _kind(event.chat) == "direct" else None
+    state.message(event, position, event.from_me, name)
 
-    @staticmethod
-    def _chat(event: Any, cur: _Cursor, position: int, assignments: str, *values: Any) -> None:
-        cur.execute(
-            f"UPDATE rm_chats SET {assignments}, updated_at = %s, position = %s WHERE id = %s",
-            (*values, event.timestamp, position, event.originator_id),
-        )
 
-    @process.register
-    def _(self, event: Chat.Muted, cur: _Cursor, position: int) -> None:
-        self._chat(event, cur, position, "muted_until = %s", event.until)
+@_apply.register
+def _(event: Message.Edited, state: _State, position: int) -> None:
+    state.update_showing(event.originator_id, event.timestamp, position, last_message_text=event.text)
 
-    @process.register
-    def _(self, event: Chat.Archived, cur: _Cursor, position: int) -> None:
-        self._chat(event, cur, position, "archived = %s", event.archived)
 
-    @process.register
-    def _(self, event: Chat.PinnedChanged, cur: _Cursor, position: int) -> None:
-        self._chat(event, cur, position, "pinned = %s", event.pinned)
+@_apply.register
+def _(event: Message.Revoked, state: _State, position: int) -> None:
+    state.update_showing(event.originator_id, event.timestamp, position, last_message_text=None)
 
-    @process.register
-    def _(self, event: Chat.MarkedRead, cur: _Cursor, position: int) -> None:
-        self._chat(event, cur, position, "read_at = %s, unread_count = 0", event.at)
 
-    @process.register
-    def _(self, event: Chat.Cleared, cur: _Cursor, position: int) -> None:
-        self._chat(event, cur, position, "cleared_at = %s, unread_count = 0", event.at)
+@_apply.register
+def _(event: Chat.Started, state: _State, position: int) -> None:
+    state.ensure(event.registry, event.session, event.jid, event.timestamp, position)
+
+
+@_apply.register
+def _(event: Chat.Muted, state: _State, position: int) -> None:
+    state.update(event.originator_id.int, event.timestamp, position, muted_until=event.until)
+
+
+@_apply.register
+def _(event: Chat.Archived, state: _State, position: int) -> None:
+    state.update(event.originator_id.int, event.timestamp, position, archived=event.archived)
+
+
+@_apply.register
+def _(event: Chat.PinnedChanged, state: _State, position: int) -> None:
+    state.update(event.originator_id.int, event.timestamp, position, pinned=event.pinned)
+
+
+@_apply.register
+def _(event: Chat.MarkedRead, state: _State, position: int) -> None:
+    state.update(event.originator_id.int, event.timestamp, position, read_at=event.at, unread_count=0)
+
+
+@_apply.register
+def _(event: Chat.Cleared, state: _State, position: int) -> None:
+    state.update(event.originator_id.int, event.timestamp, position, cleared_at=event.at, unread_count=0)

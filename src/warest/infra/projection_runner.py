@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from typing import Any, NamedTuple, Protocol, cast
 
 import psycopg
@@ -115,7 +115,7 @@ class ProjectionRunner:
         database_url: str,
         schema: str,
         *,
-        batch_size: int = 10_000,
+        batch_size: int = 20_000,
         poll_interval_s: float = 1.0,
     ) -> None:
         self.store = store
@@ -180,9 +180,6 @@ class ProjectionRunner:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg_connect(self.database_url, self._schema)
-            if __import__("os").environ.get("ASYNC"):
-                self._conn.execute("SET synchronous_commit = off")
-                self._conn.commit()
             with self._conn.transaction():
                 self._conn.execute(
                     "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
@@ -250,11 +247,7 @@ class ProjectionRunner:
         """Processes until the read model has reached the end of the log."""
         total = 0
         try:
-            if (
-                hasattr(self.projection, "fold")
-                and self._backlog() > self._batch_size
-                and not __import__("os").environ.get("NOPIPE")
-            ):
+            if hasattr(self.projection, "fold") and self._backlog() > self._batch_size:
                 with _gc_paused():
                     total += self._pipelined(progress)
             while True:
@@ -295,8 +288,6 @@ class ProjectionRunner:
             reader.cursor() as lookup,
             writer.cursor() as cur,
         ):
-            if __import__("os").environ.get("ASYNC"):
-                cur.execute("SET synchronous_commit = off")  # see _connection
             row = cur.execute(
                 "SELECT position FROM projection_tracking WHERE name = %s", (self.name,)
             ).fetchone()
@@ -335,8 +326,9 @@ class ProjectionRunner:
             except _Stopped:
                 pass
             finally:
-                if in_flight is not None:  # fold or read failed: the page before is fine
-                    self._land(writer, in_flight, progress)
+                if in_flight is not None:  # reading or folding failed: the error is theirs
+                    with suppress(_Stopped):
+                        self._land(writer, in_flight, progress)
         return total
 
     def _land(self, writer: psycopg.Connection, flight: _InFlight, progress: Progress | None) -> int:
