@@ -19,6 +19,7 @@ import psycopg
 from eventsourcing.utils import get_topic
 
 from projections._page import Folded, Page, Writes
+from warest.domain.chats import Chat
 from warest.domain.messages import Message
 from warest.domain.sessions import Session
 from warest.domain.users import User
@@ -38,7 +39,8 @@ class StreamsProjection:
     name: str = "streams"
     tables: tuple[str, ...] = ("rm_streams",)
     topics: tuple[str, ...] = tuple(
-        get_topic(c) for c in (User.Registered, Session.Created, Message.Queued, Message.Received)
+        get_topic(c)
+        for c in (User.Registered, Session.Created, Message.Queued, Message.Received, Chat.Started)
     )
 
     def process(self, event: Any, cur: _Cursor, position: int) -> None:
@@ -88,3 +90,8 @@ def _(event: Message.Queued, position: int) -> _Row | None:
 @_row.register
 def _(event: Message.Received, position: int) -> _Row | None:
     return (event.originator_id, event.registry, event.session, "message", position)
+
+
+@_row.register
+def _(event: Chat.Started, position: int) -> _Row | None:
+    return (event.originator_id, event.registry, event.session, "chat", position)

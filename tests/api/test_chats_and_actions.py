@@ -220,3 +220,20 @@ async def test_mark_as_read_sends_read_receipts(client: AsyncTestClient[Any]) ->
     await eventually(a_sees_read)
     chats = (await client.get("/api/v1/chats", params={"sessionId": "sb"}, headers=b)).json()["results"][0]
     assert chats["items"][0]["unreadCount"] == 0 and chats["items"][0]["readAt"]
+
+
+async def test_chat_events_appear_in_the_owners_event_history(client: AsyncTestClient[Any]) -> None:
+    a, b = await pair_of_sessions(client)
+    await send_text(client, a, "sa", B_PHONE, "hi")
+    muted = await client.post(
+        "/api/v1/messages/action/mute", json={"sessionId": "sa", "to": B_PHONE}, headers=a
+    )
+    assert muted.status_code == 200
+
+    async def in_history() -> bool:
+        response = await client.get("/api/v1/events", params={"type": "Chat.Muted"}, headers=a)
+        return [i["type"] for i in response.json()["results"]] == ["Chat.Muted"]
+
+    await eventually(in_history)
+    others = await client.get("/api/v1/events", params={"type": "Chat.Muted"}, headers=b)
+    assert others.json()["results"] == []

@@ -181,14 +181,18 @@ async def test_filters_session_type_and_time(client: AsyncTestClient[Any]) -> No
     def at(item: dict[str, Any]) -> datetime:
         return datetime.fromisoformat(item["time"])
 
+    def known(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Drop what arrived after ``items`` was read (the QR of "other" keeps rotating)."""
+        return [i for i in result if i["position"] <= items[-1]["position"]]
+
     middle = items[len(items) // 2]
     pivot = middle["time"]
-    assert await everything(client, a, **{"from": pivot}) == [i for i in items if at(i) >= at(middle)]
+    assert known(await everything(client, a, **{"from": pivot})) == [i for i in items if at(i) >= at(middle)]
     assert await everything(client, a, to=pivot) == [i for i in items if at(i) < at(middle)]
     # An offset written with '+' that the query string turned into a space still parses.
     plus = pivot.replace("Z", "+00:00")
     spaced = await client.get(f"/api/v1/events?limit=1000&from={plus}", headers=a)
-    assert spaced.json()["results"] == await everything(client, a, **{"from": pivot})
+    assert known(spaced.json()["results"]) == known(await everything(client, a, **{"from": pivot}))
     window = await everything(client, a, **{"from": items[2]["time"], "to": items[-1]["time"]})
     assert window == [i for i in items if at(items[2]) <= at(i) < at(items[-1])]
 

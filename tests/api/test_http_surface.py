@@ -184,3 +184,6 @@ async def test_cors_allows_configured_origins_only(database_url: str, schema: st
         simple = await cors_client.get("/api/v1/server/ping", headers={"Origin": "https://evil.example"})
         assert simple.status_code == 200
         assert "access-control-allow-origin" not in simple.headers
+        allowed = await cors_client.get("/api/v1/server/ping", headers={"Origin": "https://app.example.com"})
+        exposed = allowed.headers["access-control-expose-headers"].lower()
+        assert "x-warest-next-after" in exposed and "x-warest-registry" in exposed

@@ -26,6 +26,14 @@ from warest.api.controllers.users import UsersController
 from warest.api.errors import EXCEPTION_HANDLERS
 from warest.api.middleware import identity_headers
 
+EXPOSED_HEADERS = [
+    "X-WAREST-Registry",
+    "X-WAREST-Username",
+    "X-WAREST-Version",
+    "X-WAREST-Label",
+    "X-WAREST-Next-After",
+    "Retry-After",
+]
 ALLOWED_HEADERS = ["Content-Type", "X-WAREST-API-KEY", "Authorization", "Idempotency-Key", "Last-Event-ID"]
 
 
@@ -106,6 +114,7 @@ def create_app(
             allow_headers=ALLOWED_HEADERS,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
             allow_credentials="*" not in origins,
+            expose_headers=EXPOSED_HEADERS,
             max_age=86400,
         ),
         exception_handlers=EXCEPTION_HANDLERS,

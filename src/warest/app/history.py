@@ -23,6 +23,7 @@ import msgspec
 from warest.app.ports import ReadModelWaiter
 from warest.app.records import Principal
 from warest.domain import values
+from warest.domain.chats import Chat
 from warest.domain.errors import InvalidValue
 from warest.domain.messages import Message
 from warest.domain.model import DomainEvent
@@ -36,7 +37,7 @@ EXPORT_PAGE = 1000
 MIN_IDLE_S = 0.02
 
 # Aggregates whose events the history shows (claims are internal and never shown).
-AGGREGATES: tuple[type, ...] = (User, Session, Message)
+AGGREGATES: tuple[type, ...] = (User, Session, Message, Chat)
 SECRET_FIELDS = frozenset({"password_hash", "api_key_digest"})
 _COMMON_FIELDS = frozenset({"originator_id", "originator_version", "timestamp"})
 
