@@ -470,8 +470,14 @@ def run_cli(args: argparse.Namespace, schema: str, children: list[Any]) -> Rebui
     with tempfile.TemporaryDirectory(prefix="warest-bench-") as data_dir:
         env["WAREST_DATA_DIR"] = data_dir
         t0 = time.perf_counter()
-        child = subprocess.Popen(
-            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
+        child = subprocess.Popen(  # not in the checkout: --pythonpath must win over ./projections
+            command,
+            env=env,
+            cwd=data_dir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
         )
         children.append(child)
 
