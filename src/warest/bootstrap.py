@@ -16,6 +16,7 @@ from typing import Any
 import asyncpg
 
 import projections
+from projections.outbox import DefaultEndpoint, OutboxProjection
 from warest import __version__
 from warest.app.actions import ActionService
 from warest.app.engine import Engine, SessionRef
@@ -30,7 +31,10 @@ from warest.app.sandbox import SandboxControl
 from warest.app.security import KeyDigester
 from warest.app.sessions import SessionService
 from warest.app.users import LoginPolicy, UserService
+from warest.app.webhook_dispatch import DeliveryPolicy, Dispatcher, Target
+from warest.app.webhooks import DeliveryDisabler, WebhookActions, WebhookService
 from warest.config import Settings
+from warest.domain.ids import DEFAULT_WEBHOOK_ENDPOINT
 from warest.infra.clock import SystemClock
 from warest.infra.db.connect import AdvisoryLock
 from warest.infra.db.embedded import EmbeddedPostgres
@@ -54,6 +58,10 @@ from warest.infra.passwords import Argon2Hasher
 from warest.infra.pepper import load_pepper
 from warest.infra.projection_runner import ProjectionRunner
 from warest.infra.readmodels import ReadModels
+from warest.infra.webhooks.egress import EgressPolicy
+from warest.infra.webhooks.secrets import AesSecretBox
+from warest.infra.webhooks.sender import EgressUrlGuard, HttpSender
+from warest.infra.webhooks.store import PgDeliveryStore, PgWebhookQueries
 
 log = logging.getLogger("warest")
 
@@ -78,6 +86,7 @@ class Services:
     history: EventHistory
     reads: ReadService
     actions: ActionService
+    webhooks: WebhookService | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,11 +104,42 @@ def build_store(settings: Settings, database_url: str) -> EventStoreApp:
     )
 
 
-def build_runners(store: EventStoreApp, settings: Settings, database_url: str) -> list[ProjectionRunner]:
-    return [
+def build_runners(
+    store: EventStoreApp, settings: Settings, database_url: str, *, with_outbox: bool = False
+) -> list[ProjectionRunner]:
+    """The read models (``projections.ALL``, which ``projections rebuild`` may rebuild) and,
+    for a server with webhooks on, the webhook outbox (a durable queue: never rebuilt)."""
+    runners = [
         ProjectionRunner(store, projection_class(), database_url, settings.database_schema)
         for projection_class in projections.ALL
     ]
+    if with_outbox and settings.webhooks_enabled:
+        default = DefaultEndpoint(settings.webhook_default_url) if settings.webhook_default_url else None
+        outbox = OutboxProjection(store.events_table, default, settings.webhook_command_prefixes)
+        runners.append(
+            ProjectionRunner(store, outbox, database_url, settings.database_schema, batch_size=5000)
+        )
+    return runners
+
+
+def delivery_policy(settings: Settings) -> DeliveryPolicy:
+    return DeliveryPolicy(
+        timeout_s=settings.webhook_timeout_ms / 1000,
+        retries=settings.webhook_retries,
+        backoff_ms=settings.webhook_backoff_ms,
+        jitter_ms=settings.webhook_jitter_ms,
+        parallel_targets=settings.webhook_parallel_targets,
+        breaker_failures=settings.webhook_breaker_failures,
+        breaker_open_s=settings.webhook_breaker_open_ms / 1000,
+        cooloff_s=settings.webhook_cooloff_ms / 1000,
+        max_in_flight=settings.webhook_max_in_flight,
+        sha2=settings.webhook_signature_sha2,
+        user_agent=f"WAREst/1 (webhook) warest/{__version__}",
+    )
+
+
+def dispatcher_lock_key(schema: str) -> int:
+    return 0x5741_5245_0000_0000 | zlib.crc32(f"webhooks:{schema}".encode())
 
 
 async def _keep_connection_state(connection: asyncpg.Connection) -> None:
@@ -164,6 +204,10 @@ class Container:
         self.manager: SessionManager | None = None
         self.network: SandboxNetwork | None = None
         self._autostart: asyncio.Task[int] | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.sender: HttpSender | None = None
+        self._lease: asyncio.Task[None] | None = None
+        self._dispatching = False
 
     async def start(self) -> Services:
         settings = self.settings
@@ -189,7 +233,7 @@ class Container:
             window_s=settings.group_commit_window_ms / 1000,
         )
         self.read_models = ReadModels(
-            build_runners(self.store, settings, self.database_url), self.store.max_position
+            build_runners(self.store, settings, self.database_url, with_outbox=True), self.store.max_position
         )
         self.committer.add_listener(self.read_models.nudge)
         self.committer.start()
@@ -225,6 +269,8 @@ class Container:
         self.manager = SessionManager(engines, event_store, messaging_queries, queue_settings(settings))
         sessions = SessionService(event_store, queries, self.read_models, self.manager, settings.engine)
         messaging = MessagingService(event_store, self.manager, settings.send_wait_ms / 1000)
+        actions = ActionService(event_store, sessions, self.manager)
+        webhooks = self._webhooks(settings, event_store, sessions, messaging, actions, pepper)
         self.services = Services(
             settings=settings,
             version=__version__,
@@ -236,10 +282,95 @@ class Container:
             health=self.health,
             history=EventHistory(PgEventHistory(self.pool, self.store.mapper), self.read_models),
             reads=ReadService(PgReadQueries(self.pool), sessions),
-            actions=ActionService(event_store, sessions, self.manager),
+            actions=actions,
+            webhooks=webhooks,
         )
         self._autostart = asyncio.create_task(self.manager.start_autostart(), name="autostart")
         return self.services
+
+    def _webhooks(
+        self,
+        settings: Settings,
+        event_store: AsyncEventStore,
+        sessions: SessionService,
+        messaging: MessagingService,
+        actions: ActionService,
+        pepper: bytes,
+    ) -> WebhookService | None:
+        """The webhook service and, once this process holds the dispatcher lease, the dispatcher."""
+        if not settings.webhooks_enabled:
+            return None
+        assert self.pool is not None and self.read_models is not None
+        secrets = AesSecretBox(pepper)
+        policy = EgressPolicy(
+            allow_private=settings.webhook_allow_private,
+            allow=settings.webhook_allow,
+            https_only=settings.webhook_https_only,
+        )
+        self.sender = HttpSender(policy, max_connections=settings.webhook_max_in_flight)
+        default = (
+            Target(
+                DEFAULT_WEBHOOK_ENDPOINT,
+                settings.webhook_default_url,
+                (settings.webhook_default_secret,),
+                True,
+            )
+            if settings.webhook_default_url
+            else None
+        )
+        self.dispatcher = Dispatcher(
+            PgDeliveryStore(self.pool, secrets),
+            self.sender,
+            DeliveryDisabler(event_store),
+            delivery_policy(settings),
+            default=default,
+            actions=WebhookActions(
+                messaging,
+                actions,
+                sessions,
+                default_country_code=settings.default_country_code,
+                default_delay_ms=settings.webhook_actions_delay_ms,
+            ),
+        )
+        self.read_models.follow(OutboxProjection.name, lambda _position: self._wake_dispatcher())
+        self._lease = asyncio.create_task(self._dispatch_when_leased(), name="webhook-lease")
+        return WebhookService(
+            event_store,
+            self.read_models,
+            sessions,
+            PgWebhookQueries(self.pool),
+            secrets,
+            EgressUrlGuard(policy),
+            self.sender,
+            rotation_grace_s=settings.webhook_rotation_grace_s,
+            preflight_timeout_s=settings.webhook_preflight_timeout_ms / 1000,
+            sha2=settings.webhook_signature_sha2,
+            rescan=self._rescan_dispatcher,
+        )
+
+    def _wake_dispatcher(self) -> None:
+        if self.dispatcher is not None and self._dispatching:
+            self.dispatcher.wake()
+
+    def _rescan_dispatcher(self) -> None:
+        if self.dispatcher is not None and self._dispatching:
+            self.dispatcher.rescan()
+
+    async def _dispatch_when_leased(self) -> None:
+        """One dispatcher per database schema: the process holding the lease delivers; the
+        others try again every few seconds (and take over when it goes away)."""
+        lock = AdvisoryLock(self.database_url, dispatcher_lock_key(self.settings.database_schema))
+        try:
+            while not await asyncio.to_thread(lock.try_acquire):  # noqa: ASYNC110 (another process's lease)
+                await asyncio.sleep(5.0)
+            assert self.dispatcher is not None
+            await self.dispatcher.start()
+            self._dispatching = True
+            self.dispatcher.wake()
+            await asyncio.Event().wait()
+        finally:
+            self._dispatching = False
+            await asyncio.to_thread(lock.release)
 
     async def _engines(self, settings: Settings) -> dict[str, Engine]:
         assert self.pool is not None
@@ -267,6 +398,14 @@ class Container:
         if self._autostart is not None:
             self._autostart.cancel()
             await asyncio.gather(self._autostart, return_exceptions=True)
+        if self._lease is not None:
+            self._lease.cancel()
+            await asyncio.gather(self._lease, return_exceptions=True)
+        if self.dispatcher is not None and self._dispatching:
+            await self.dispatcher.stop()
+        self._dispatching = False
+        if self.sender is not None:
+            await self.sender.close()
         if self.manager is not None:
             await self.manager.close()
         if self.network is not None:

@@ -35,6 +35,7 @@ SECRET_NAMES = frozenset(
         "WAREST_REDIS_URL",
         "WAREST_PROXY_URLS",
         "WAREST_NEONIZE_STORE",
+        "WEBHOOK_DEFAULT_SECRET",
     }
 )
 
@@ -171,6 +172,40 @@ def _proxies(name: str, raw: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _sha2(name: str, raw: str) -> str:
+    value = raw.strip().upper().replace("SHA", "").replace("-", "").replace("_", "")
+    if value not in {"224", "256", "384", "512"}:
+        raise ConfigError(name, f"'{raw}' is not one of 224, 256, 384, 512 (or sha256 style)")
+    return value
+
+
+def _url(name: str, raw: str) -> str:
+    value = raw.strip()
+    if value and (urlparse(value).scheme not in {"http", "https"} or not urlparse(value).hostname):
+        raise ConfigError(name, "must be an http:// or https:// URL")
+    return value
+
+
+def _prefixes(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(filter(None, (p.strip() for p in raw.split(","))))
+    if any(len(p) > 3 for p in items):
+        raise ConfigError(name, "prefixes have 1 to 3 characters, separated by commas")
+    return items
+
+
+def _allow(name: str, raw: str) -> tuple[str, ...]:
+    items = tuple(filter(None, (p.strip() for p in raw.replace("\n", ",").split(","))))
+    for item in items:
+        if "/" in item:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ConfigError(name, f"'{item}' is not a CIDR network") from None
+        elif not re.fullmatch(r"[A-Za-z0-9.:_-]{1,253}", item):
+            raise ConfigError(name, f"'{item}' is not a host name, an address or a CIDR network")
+    return items
+
+
 def _setting(env: str, default: str, parse: Callable[[str, str], Any], aliases: tuple[str, ...] = ()) -> Any:
     return field(default=None, metadata={"env": env, "default": default, "parse": parse, "aliases": aliases})
 
@@ -220,6 +255,37 @@ class Settings:
     database_embedded: bool = _setting("WAREST_DATABASE_EMBEDDED", "false", _bool)
     proxy_urls: tuple[str, ...] = _setting("WAREST_PROXY_URLS", "", _proxies)
     workers: int = _setting("WAREST_WORKERS", "1", _int(1, 64))
+    webhooks_enabled: bool = _setting("WAREST_WEBHOOK_ENABLED", "true", _bool)
+    webhook_default_url: str = _setting("WEBHOOK_DEFAULT_URL", "", _url, ("WAREST_WEBHOOK_DEFAULT_URL",))
+    webhook_default_secret: str = _setting("WEBHOOK_DEFAULT_SECRET", "", _str)
+    webhook_timeout_ms: int = _setting("WAREST_WEBHOOK_TIMEOUT_MS", "10000", _int(100, 120000))
+    webhook_retries: int = _setting("WAREST_WEBHOOK_RETRIES", "3", _int(0, 20))
+    webhook_backoff_ms: int = _setting("WAREST_WEBHOOK_BACKOFF_MS", "800", _int(1, 3600000))
+    webhook_jitter_ms: int = _setting("WAREST_WEBHOOK_JITTER_MS", "300", _int(0, 600000))
+    webhook_parallel_targets: bool = _setting("WAREST_WEBHOOK_PARALLEL_TARGETS", "true", _bool)
+    webhook_actions_delay_ms: int = _setting("WAREST_WEBHOOK_ACTIONS_DELAY_MS", "1200", _int(0, 60000))
+    webhook_preflight_timeout_ms: int = _setting(
+        "WAREST_WEBHOOK_PREFLIGHT_TIMEOUT_MS", "5000", _int(100, 60000)
+    )
+    webhook_signature_sha2: str = _setting("WAREST_WEBHOOK_SIGNATURE_SHA2", "256", _sha2)
+    webhook_allow_private: bool = _setting("WAREST_WEBHOOK_ALLOW_PRIVATE", "false", _bool)
+    webhook_allow: tuple[str, ...] = _setting("WAREST_WEBHOOK_ALLOW", "", _allow)
+    webhook_https_only: bool = _setting("WAREST_WEBHOOK_HTTPS_ONLY", "false", _bool)
+    webhook_breaker_failures: int = _setting("WAREST_WEBHOOK_BREAKER_FAILURES", "5", _int(1, 1000))
+    webhook_breaker_open_ms: int = _setting("WAREST_WEBHOOK_BREAKER_OPEN_MS", "60000", _int(1, 86400000))
+    webhook_cooloff_ms: int = _setting("WAREST_WEBHOOK_COOLOFF_MS", "900000", _int(0, 86400000))
+    webhook_max_in_flight: int = _setting("WAREST_WEBHOOK_MAX_IN_FLIGHT", "64", _int(1, 4096))
+    webhook_rotation_grace_s: int = _setting("WAREST_WEBHOOK_ROTATION_GRACE_SEC", "86400", _int(0, 2592000))
+    webhook_command_prefixes: tuple[str, ...] = _setting(
+        "WAREST_WEBHOOK_COMMAND_PREFIXES", "/,!,.", _prefixes
+    )
+
+    def __post_init__(self) -> None:
+        if self.webhook_default_url and len(self.webhook_default_secret) < 24:
+            raise ConfigError(
+                "WEBHOOK_DEFAULT_SECRET",
+                "must have at least 24 characters when WEBHOOK_DEFAULT_URL is set (no built-in default)",
+            )
 
     @classmethod
     def from_env(

@@ -23,6 +23,7 @@ from warest.api.controllers.sandbox import SandboxController
 from warest.api.controllers.server import ServerAdminController, code_table_route, healthz, ping, ready
 from warest.api.controllers.sessions import AdminSessionsController, SessionController
 from warest.api.controllers.users import UsersController
+from warest.api.controllers.webhooks import WebhooksController, preflight_legacy, preflight_v1
 from warest.api.errors import EXCEPTION_HANDLERS
 from warest.api.middleware import identity_headers
 
@@ -101,6 +102,9 @@ def create_app(
         ChatsController,
         ContactsController,
         EventsController,
+        WebhooksController,
+        preflight_v1,
+        preflight_legacy,
     ]
     if sandbox:
         handlers.append(SandboxController)

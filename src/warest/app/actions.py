@@ -20,7 +20,7 @@ from warest.app.runtime import SessionRuntime
 from warest.app.sessions import SessionService
 from warest.domain import ids
 from warest.domain.chats import Chat
-from warest.domain.errors import NotFound
+from warest.domain.errors import InvalidValue, NotFound
 from warest.domain.jid import Jid
 from warest.domain.messages import Message
 from warest.domain.sessions import Status
@@ -35,6 +35,10 @@ class EngineRefused(Exception):
         super().__init__(f"{action} failed: {error}")
         self.action = action
         self.error = error
+
+
+CHAT_STATES = ("composing", "recording", "paused")
+PRESENCE_STATES = ("available", "unavailable", *CHAT_STATES)
 
 
 def _now() -> datetime:
@@ -113,6 +117,16 @@ class ActionService:
         record = await self._sessions.get(owner, session)
         await self._chat(record, chat, lambda c: c.mark_read(_now(), [r.wa_id for r in refs]))
         return [r.wa_id for r in refs]
+
+    async def presence(self, owner: Principal, session: str, state: str, to: Jid | None) -> None:
+        """Typing indicators (composing, recording, paused) to a chat; available and
+        unavailable are the account's own presence."""
+        if state not in PRESENCE_STATES:
+            raise InvalidValue("state", f"must be one of {', '.join(PRESENCE_STATES)}")
+        runtime, _ = await self._open(owner, session)
+        if to is None and state in CHAT_STATES:
+            raise InvalidValue("to", f"is required for '{state}'")
+        await self._engine("presence", runtime.connection.send_presence(str(to) if to else "", state))
 
     # -- chat actions ---------------------------------------------------------------
 

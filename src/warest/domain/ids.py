@@ -43,3 +43,11 @@ def chat_id(registry: str, session_name: str, chat_jid: str) -> UUID:
 
 def idempotency_id(registry: str, session_name: str, key: str) -> UUID:
     return _id("idempotency", registry, session_name, key)
+
+
+def webhook_endpoint_id(registry: str, session_name: str, name: str) -> UUID:
+    return _id("webhook", registry, session_name, name)
+
+
+DEFAULT_WEBHOOK_ENDPOINT = _id("webhook-default")
+"""The endpoint of ``WEBHOOK_DEFAULT_URL`` (configuration, not an aggregate)."""

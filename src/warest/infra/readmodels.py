@@ -23,8 +23,22 @@ class ReadModels:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
+        self._followers: dict[str, list[Callable[[int], None]]] = {}
         for runner in self.runners.values():
             runner.on_advance = self._advanced
+
+    def follow(self, name: str, callback: Callable[[int], None]) -> None:
+        """Calls ``callback(position)`` on the event loop each time runner ``name`` advances."""
+        self._followers.setdefault(name, []).append(callback)
+        runner = self.runners[name]
+
+        def advanced(position: int) -> None:
+            self._advanced(position)
+            if self._loop is not None:
+                for follower in self._followers[name]:
+                    self._loop.call_soon_threadsafe(follower, position)
+
+        runner.on_advance = advanced
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop

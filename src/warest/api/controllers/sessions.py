@@ -12,6 +12,7 @@ from litestar.params import FromPath, JSONBody
 
 from warest.api.auth import admin_only
 from warest.api.codes import Code
+from warest.api.controllers.webhooks import endpoint_view, preflight_failed, service
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.middleware import set_label
@@ -19,6 +20,7 @@ from warest.api.params import session_not_found, session_param
 from warest.app.manager import EngineUnavailable
 from warest.app.records import Principal, SessionRecord
 from warest.app.sessions import LoginState
+from warest.app.webhooks import PreflightFailed
 from warest.domain.errors import InvalidValue, NotFound
 from warest.domain.jid import Jid
 from warest.domain.values import session_name
@@ -38,6 +40,9 @@ class SessionBody(msgspec.Struct, kw_only=True):
 
 class ConfigBody(msgspec.Struct, kw_only=True):
     webhookUrl: str | None = None  # noqa: N815
+    webhookSecret: str | None = None  # noqa: N815
+    preflight: bool = False
+    preflightVerify: bool = False  # noqa: N815
     label: str | None = None
     autoStart: bool | None = None  # noqa: N815
 
@@ -283,9 +288,21 @@ class SessionController(Controller):
     ) -> Response[Envelope]:
         try:
             name = session_name(session_id)
+            await state.services.sessions.get(request.user, name)
+            primary = None
+            if data.webhookUrl is not None or data.webhookSecret:
+                primary = await service(state).configure_primary(
+                    request.user,
+                    name,
+                    data.webhookUrl,
+                    data.webhookSecret,
+                    preflight=data.preflight or data.preflightVerify,
+                )
             record = await state.services.sessions.configure(
                 request.user, name, label=data.label, auto_start=data.autoStart, webhook_url=data.webhookUrl
             )
+        except PreflightFailed as error:
+            raise preflight_failed(error) from None
         except NotFound:
             raise session_not_found() from None
         except InvalidValue as error:
@@ -297,7 +314,12 @@ class SessionController(Controller):
                 [{"field": "sessionId", "reason": error.reason, "source": "path"}],
             ) from None
         set_label(request.scope, record.label)
-        return envelope(Code.SUCCESS, "Config updated", session_view(record))
+        view = session_view(record)
+        if primary is not None:
+            view["webhookUrl"] = primary.endpoint.url
+            view["webhook"] = endpoint_view(primary.endpoint, primary.secret)
+            view["webhookSecret"] = primary.secret  # only when generated: shown once
+        return envelope(Code.SUCCESS, "Config updated", view)
 
 
 class AdminSessionsController(Controller):

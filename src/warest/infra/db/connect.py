@@ -18,6 +18,16 @@ class AdvisoryLock:
         self._conn = psycopg.connect(self._url, autocommit=True)
         self._conn.execute("SELECT pg_advisory_lock(%s)", (self._key,))
 
+    def try_acquire(self) -> bool:
+        """Takes the lock if nobody holds it; False otherwise (the connection is closed)."""
+        self._conn = psycopg.connect(self._url, autocommit=True)
+        row = self._conn.execute("SELECT pg_try_advisory_lock(%s)", (self._key,)).fetchone()
+        if row is not None and row[0]:
+            return True
+        self._conn.close()
+        self._conn = None
+        return False
+
     def release(self) -> None:
         if self._conn is not None:
             try:

@@ -1,0 +1,383 @@
+"""Webhook endpoints of a session, their delivery log, redelivery, replay and preflight."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.datastructures import State
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from warest.api.codes import Code
+from warest.api.envelope import Envelope, envelope
+from warest.api.errors import ApiError
+from warest.api.params import invalid, session_not_found, session_param
+from warest.app.records import Principal
+from warest.app.webhooks import (
+    AttemptView,
+    DeliveryFilter,
+    DeliveryView,
+    EndpointView,
+    PreflightFailed,
+    PreflightResult,
+    ReplayRange,
+    Saved,
+    WebhookService,
+)
+from warest.domain.errors import InvalidValue, NotFound
+from warest.domain.webhooks import PRIMARY
+
+MAX_PAGE = 500
+
+
+class EndpointBody(msgspec.Struct, kw_only=True):
+    url: str
+    name: str = ""
+    secret: str | None = None
+    events: list[str] | None = None
+    description: str | None = None
+    preflight: bool = False
+
+
+class EndpointPatch(msgspec.Struct, kw_only=True):
+    url: str | None = None
+    events: list[str] | None = None
+    description: str | None = None
+    enabled: bool | None = None
+
+
+class RotateBody(msgspec.Struct, kw_only=True):
+    secret: str | None = None
+    graceSeconds: int | None = None  # noqa: N815
+
+
+class ReplayBody(msgspec.Struct, kw_only=True):
+    fromPosition: int | None = None  # noqa: N815
+    toPosition: int | None = None  # noqa: N815
+    since: datetime | int | None = None
+    until: datetime | int | None = None
+    events: list[str] | None = None
+
+
+class PreflightBody(msgspec.Struct, kw_only=True):
+    sessionId: str | None = None  # noqa: N815
+    url: str | list[str] | None = None
+    secret: str | None = None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def endpoint_view(view: EndpointView, secret: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": str(view.id),
+        "name": view.name,
+        "url": view.url,
+        "events": view.events or [],
+        "description": view.description,
+        "enabled": view.enabled,
+        "disabledReason": view.disabled_reason,
+        "disabledBy": view.disabled_by,
+        "createdAt": _iso(view.created_at),
+        "updatedAt": _iso(view.updated_at),
+        "previousSecretValidUntil": _iso(view.previous_until) if view.rotating else None,
+        "health": {
+            "failures": view.failures or 0,
+            "circuitOpenUntil": _iso(view.open_until),
+            "coolOffUntil": _iso(view.cooloff_until),
+            "lastSuccessAt": _iso(view.last_success_at),
+            "lastFailureAt": _iso(view.last_failure_at),
+            "lastError": view.last_error,
+        },
+    }
+    if secret is not None:
+        out["secret"] = secret  # shown once
+    return out
+
+
+def delivery_view(view: DeliveryView) -> dict[str, Any]:
+    return {
+        "id": view.delivery_id,
+        "endpoint": view.endpoint,
+        "endpointId": str(view.endpoint_id),
+        "position": view.position,
+        "sequence": view.seq,
+        "event": view.event,
+        "eventId": view.event_id,
+        "status": view.status,
+        "attempts": view.attempts,
+        "lastStatus": view.last_status,
+        "lastError": view.last_error,
+        "latencyMs": view.latency_ms,
+        "replays": view.replays,
+        "nextAttemptAt": _iso(view.next_attempt_at),
+        "createdAt": _iso(view.created_at),
+        "updatedAt": _iso(view.updated_at),
+        "deliveredAt": _iso(view.delivered_at),
+        "actions": view.actions,
+    }
+
+
+def attempt_view(view: AttemptView) -> dict[str, Any]:
+    return {
+        "attempt": view.attempt,
+        "at": _iso(view.at),
+        "status": view.status,
+        "latencyMs": view.latency_ms,
+        "error": view.error,
+    }
+
+
+def preflight_view(result: PreflightResult) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "target": result.target,
+        "ok": result.ok,
+        "status": result.status,
+        "roundTripMs": result.round_trip_ms,
+    }
+    if result.error:
+        out["error"] = result.error
+    return out
+
+
+def service(state: State) -> WebhookService:
+    webhooks: WebhookService | None = state.services.webhooks
+    if webhooks is None:
+        raise ApiError(
+            Code.SERVICE_UNAVAILABLE, "Webhooks are disabled on this server (WAREST_WEBHOOK_ENABLED)"
+        )
+    return webhooks
+
+
+def _ms(value: datetime | int | None) -> int | None:
+    if value is None or isinstance(value, int):
+        return value
+    return int(value.timestamp() * 1000)
+
+
+def preflight_failed(error: PreflightFailed) -> ApiError:
+    return ApiError(Code.BAD_REQUEST, "Webhook preflight failed", [preflight_view(error.result)])
+
+
+def _saved(saved: Saved, code: Code, message: str) -> Response[Envelope]:
+    return envelope(code, message, endpoint_view(saved.endpoint, saved.secret))
+
+
+class WebhooksController(Controller):
+    path = "/api/v1/session/{session_id:str}"
+    tags = ["webhooks"]
+
+    @get("/webhooks")
+    async def list_endpoints(
+        self, request: Request[Principal, Any, Any], state: State, session_id: FromPath[str]
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        views = await _call(service(state).endpoints(request.user, name))
+        return envelope(Code.SUCCESS, "Webhooks", [endpoint_view(v) for v in views])
+
+    @post("/webhooks", status_code=201)
+    async def add_endpoint(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        data: JSONBody[EndpointBody],
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        saved = await _call(
+            service(state).add(
+                request.user,
+                name,
+                data.name or PRIMARY,
+                data.url,
+                data.secret,
+                data.events,
+                data.description,
+                preflight=data.preflight,
+            )
+        )
+        return _saved(saved, Code.CREATED, "Webhook added")
+
+    @get("/webhooks/{endpoint:str}")
+    async def get_endpoint(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        endpoint: FromPath[str],
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        view = await _call(service(state).endpoint(request.user, name, endpoint))
+        return envelope(Code.SUCCESS, "Webhook", endpoint_view(view))
+
+    @patch("/webhooks/{endpoint:str}")
+    async def change_endpoint(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        endpoint: FromPath[str],
+        data: JSONBody[EndpointPatch],
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        view = await _call(
+            service(state).update(
+                request.user,
+                name,
+                endpoint,
+                url=data.url,
+                events=data.events,
+                description=data.description,
+                enabled=data.enabled,
+            )
+        )
+        return envelope(Code.SUCCESS, "Webhook updated", endpoint_view(view))
+
+    @delete("/webhooks/{endpoint:str}", status_code=200)
+    async def remove_endpoint(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        endpoint: FromPath[str],
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        await _call(service(state).remove(request.user, name, endpoint))
+        return envelope(Code.SUCCESS, "Webhook removed", {"name": endpoint})
+
+    @post("/webhooks/{endpoint:str}/rotate", status_code=200)
+    async def rotate_secret(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        endpoint: FromPath[str],
+        data: JSONBody[RotateBody],
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        saved = await _call(
+            service(state).rotate(request.user, name, endpoint, data.secret, data.graceSeconds)
+        )
+        return _saved(saved, Code.SUCCESS, "Secret rotated")
+
+    @post("/webhooks/{endpoint:str}/replay", status_code=202)
+    async def replay(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        endpoint: FromPath[str],
+        data: JSONBody[ReplayBody],
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        span = ReplayRange(
+            from_position=data.fromPosition,
+            to_position=data.toPosition,
+            since_ms=_ms(data.since),
+            until_ms=_ms(data.until),
+            events=tuple(data.events or ()),
+        )
+        count = await _call(service(state).replay(request.user, name, endpoint, span))
+        return envelope(Code.SCHEDULED, "Replay scheduled", {"endpoint": endpoint, "deliveries": count})
+
+    @get("/deliveries")
+    async def deliveries(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        endpoint: FromQuery[str | None] = None,
+        status: FromQuery[str | None] = None,
+        event: FromQuery[str | None] = None,
+        before: FromQuery[int | None] = None,
+        limit: FromQuery[int] = 100,
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        if not 1 <= limit <= MAX_PAGE:
+            raise invalid("limit", f"must be between 1 and {MAX_PAGE}", source="query")
+        where = DeliveryFilter(status=status, event=event, before=before, limit=limit)
+        views = await _call(service(state).deliveries(request.user, name, where, endpoint), source="query")
+        page = [delivery_view(v) for v in views]
+        headers = {"X-Next-Before": str(views[-1].position)} if len(views) == limit else {}
+        return envelope(Code.SUCCESS, "Deliveries", page, headers=headers)
+
+    @get("/deliveries/{delivery:str}")
+    async def delivery(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        delivery: FromPath[str],
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        view, attempts = await _call(service(state).delivery(request.user, name, delivery))
+        return envelope(
+            Code.SUCCESS,
+            "Delivery",
+            {**delivery_view(view), "attemptLog": [attempt_view(a) for a in attempts]},
+        )
+
+    @post("/deliveries/{delivery:str}/redeliver", status_code=202)
+    async def redeliver(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        delivery: FromPath[str],
+    ) -> Response[Envelope]:
+        name = session_param(session_id, "path")
+        await _call(service(state).redeliver(request.user, name, delivery))
+        return envelope(Code.SCHEDULED, "Redelivery scheduled", {"id": delivery})
+
+
+SessionQuery = Annotated[str | None, QueryParameter(name="sessionId")]
+
+
+async def preflight(
+    request: Request[Principal, Any, Any], state: State, data: PreflightBody
+) -> Response[Envelope]:
+    name = session_param(data.sessionId, "body")
+    urls = [data.url] if isinstance(data.url, str) else list(data.url or [])
+    if not urls:
+        raise invalid("url", "is required (a URL or a list of URLs)", code=Code.MISSING_PARAMETER)
+    if not data.secret:
+        raise invalid("secret", "is required", code=Code.MISSING_PARAMETER)
+    results = await _call(service(state).preflight(request.user, name, urls, data.secret))
+    ok = all(r.ok for r in results)
+    return envelope(
+        Code.SUCCESS if ok else Code.PARTIAL_SUCCESS,
+        "Preflight passed" if ok else "Preflight failed",
+        [preflight_view(r) for r in results],
+    )
+
+
+@post("/api/v1/webhook/preflight", status_code=200, tags=["webhooks"])
+async def preflight_v1(
+    request: Request[Principal, Any, Any], state: State, data: JSONBody[PreflightBody]
+) -> Response[Envelope]:
+    return await preflight(request, state, data)
+
+
+@post("/api/webhooks/preflight", status_code=200, tags=["webhooks"])
+async def preflight_legacy(
+    request: Request[Principal, Any, Any], state: State, data: JSONBody[PreflightBody]
+) -> Response[Envelope]:
+    return await preflight(request, state, data)
+
+
+async def _call(awaitable: Any, *, source: str = "body") -> Any:
+    """Maps a missing session to SESSION_NOT_FOUND, a preflight failure to its envelope and
+    a bad value to its field (query parameters say so)."""
+    try:
+        return await awaitable
+    except PreflightFailed as error:
+        raise preflight_failed(error) from None
+    except NotFound as error:
+        if str(error).startswith("session "):
+            raise session_not_found() from None
+        raise
+    except InvalidValue as error:
+        raise invalid(error.field, error.reason, source=source) from None

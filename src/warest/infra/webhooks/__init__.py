@@ -1,0 +1,1 @@
+"""Webhook delivery infrastructure: the egress (SSRF) guard and the HTTP sender."""
