@@ -23,6 +23,7 @@ from warest.domain.chats import Chat
 from warest.domain.messages import Message
 from warest.domain.sessions import Session
 from warest.domain.users import User
+from warest.domain.webhooks import WebhookEndpoint
 
 _Cursor = psycopg.Cursor[Any]
 _Row = tuple[UUID, str, str | None, str, int]
@@ -40,7 +41,14 @@ class StreamsProjection:
     tables: tuple[str, ...] = ("rm_streams",)
     topics: tuple[str, ...] = tuple(
         get_topic(c)
-        for c in (User.Registered, Session.Created, Message.Queued, Message.Received, Chat.Started)
+        for c in (
+            User.Registered,
+            Session.Created,
+            Message.Queued,
+            Message.Received,
+            Chat.Started,
+            WebhookEndpoint.Added,
+        )
     )
 
     def process(self, event: Any, cur: _Cursor, position: int) -> None:
@@ -95,3 +103,8 @@ def _(event: Message.Received, position: int) -> _Row | None:
 @_row.register
 def _(event: Chat.Started, position: int) -> _Row | None:
     return (event.originator_id, event.registry, event.session, "chat", position)
+
+
+@_row.register
+def _(event: WebhookEndpoint.Added, position: int) -> _Row | None:
+    return (event.originator_id, event.registry, event.session, "webhook", position)

@@ -29,6 +29,7 @@ from warest.domain.messages import Message
 from warest.domain.model import DomainEvent
 from warest.domain.sessions import Session
 from warest.domain.users import User
+from warest.domain.webhooks import WebhookEndpoint
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -37,8 +38,8 @@ EXPORT_PAGE = 1000
 MIN_IDLE_S = 0.02
 
 # Aggregates whose events the history shows (claims are internal and never shown).
-AGGREGATES: tuple[type, ...] = (User, Session, Message, Chat)
-SECRET_FIELDS = frozenset({"password_hash", "api_key_digest"})
+AGGREGATES: tuple[type, ...] = (User, Session, Message, Chat, WebhookEndpoint)
+SECRET_FIELDS = frozenset({"password_hash", "api_key_digest", "secret_sealed"})
 _COMMON_FIELDS = frozenset({"originator_id", "originator_version", "timestamp"})
 
 

@@ -212,8 +212,8 @@ class WebhookService:
         record = await self._sessions.get(owner, session)
         name = endpoint_name(name)
         event_filter(events)
-        await self._guard.check(url)
         shown, secret = self._secret(secret)
+        await self._guard.check(url)
         if preflight:
             await self._require_preflight(owner, record.session_id, record.label, url, secret)
         sealed = self._secrets.seal(secret)
