@@ -439,3 +439,75 @@ async def test_bad_input_names_the_field(app: AsyncTestClient[Any]) -> None:
         "/api/v1/session/alpha/webhooks/primary/replay", json={"fromPosition": 1}, headers=a
     )
     assert no_endpoint.status_code == 404
+
+
+@pytest.fixture
+async def strict_app(database_url: str, schema: str, tmp_path: Path) -> AsyncIterator[AsyncTestClient[Any]]:
+    """Breaker after 2 failures, open 1.5 s; cool-off 0.8 s; one retry."""
+    overrides = FAST | {
+        "WAREST_WEBHOOK_RETRIES": "1",
+        "WAREST_WEBHOOK_BREAKER_FAILURES": "2",
+        "WAREST_WEBHOOK_BREAKER_OPEN_MS": "1500",
+        "WAREST_WEBHOOK_COOLOFF_MS": "800",
+    }
+    settings = make_settings(database_url, schema, tmp_path, **overrides)
+    async with AsyncTestClient(
+        app=create_litestar(settings), base_url="http://127.0.0.1:7308"
+    ) as test_client:
+        yield test_client
+
+
+async def health(client: AsyncTestClient[Any], headers: dict[str, str]) -> dict[str, Any]:
+    view = (await client.get("/api/v1/session/alpha/webhooks/primary", headers=headers)).json()["results"][0]
+    return dict(view["health"])
+
+
+async def test_the_circuit_breaker_opens_and_closes(
+    strict_app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    app = strict_app
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    hooks.set_rules([{"status": 500, "times": 2}])
+    for text in ("one", "two"):  # "one" fails twice (its two attempts) and opens the circuit
+        await send_text(app, a, "beta", "6281000000001", text)
+    failed = await records(hooks, lambda rs: len(rs) >= 2)
+
+    async def opened() -> bool:
+        return (await health(app, a))["circuitOpenUntil"] is not None
+
+    await eventually(opened, timeout=1.0)
+    assert (await health(app, a))["failures"] == 2
+    found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
+    success = next(r for r in found if r["status"] == 200)
+    assert json.loads(success["body"])["data"]["text"] == "two"
+    assert success["t"] - failed[1]["t"] >= 1.4  # held back while the circuit was open
+
+    async def closed() -> bool:
+        state = await health(app, a)
+        return (
+            state["failures"] == 0
+            and state["circuitOpenUntil"] is None
+            and state["lastSuccessAt"] is not None
+        )
+
+    await eventually(closed)
+
+
+async def test_retry_after_and_the_401_cool_off_are_honoured(
+    strict_app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    app = strict_app
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    hooks.set_rules([{"status": 401, "times": 1}])
+    await send_text(app, a, "beta", "6281000000001", "auth")
+    found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
+    assert [r["status"] for r in found] == [401, 200]
+    assert found[1]["t"] - found[0]["t"] >= 0.75  # the cool-off (0.8 s), not the 20 ms back-off
+    assert found[1]["headers"]["webhook-id"] == found[0]["headers"]["webhook-id"]
+    hooks.clear()
+    hooks.set_rules([{"status": 429, "headers": {"Retry-After": "1"}, "times": 1}])
+    await send_text(app, a, "beta", "6281000000001", "throttled")
+    found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
+    assert [r["status"] for r in found] == [429, 200] and found[1]["t"] - found[0]["t"] >= 0.95
