@@ -307,7 +307,7 @@ class Container:
             allow=settings.webhook_allow,
             https_only=settings.webhook_https_only,
         )
-        self.sender = HttpSender(policy, max_connections=settings.webhook_max_in_flight)
+        self.sender = HttpSender(policy, connections_per_origin=settings.webhook_connections)
         default = (
             Target(
                 DEFAULT_WEBHOOK_ENDPOINT,

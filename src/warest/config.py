@@ -274,7 +274,8 @@ class Settings:
     webhook_breaker_failures: int = _setting("WAREST_WEBHOOK_BREAKER_FAILURES", "5", _int(1, 1000))
     webhook_breaker_open_ms: int = _setting("WAREST_WEBHOOK_BREAKER_OPEN_MS", "60000", _int(1, 86400000))
     webhook_cooloff_ms: int = _setting("WAREST_WEBHOOK_COOLOFF_MS", "900000", _int(0, 86400000))
-    webhook_max_in_flight: int = _setting("WAREST_WEBHOOK_MAX_IN_FLIGHT", "64", _int(1, 4096))
+    webhook_max_in_flight: int = _setting("WAREST_WEBHOOK_MAX_IN_FLIGHT", "256", _int(1, 4096))
+    webhook_connections: int = _setting("WAREST_WEBHOOK_CONNECTIONS", "8", _int(1, 1024))
     webhook_rotation_grace_s: int = _setting("WAREST_WEBHOOK_ROTATION_GRACE_SEC", "86400", _int(0, 2592000))
     webhook_command_prefixes: tuple[str, ...] = _setting(
         "WAREST_WEBHOOK_COMMAND_PREFIXES", "/,!,.", _prefixes

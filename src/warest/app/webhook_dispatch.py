@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -38,6 +38,7 @@ from warest.app.webhook_signing import standard_signatures, warest_algorithm, wa
 log = logging.getLogger("warest.webhooks")
 
 LANE_CAP = 64
+FINISHED_MEMORY = 100_000
 LOAD_PAGE = 2000
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -270,6 +271,7 @@ class Dispatcher:
         self._cursor = 0
         self._wake = asyncio.Event()
         self._sweep = asyncio.Event()
+        self._loading = asyncio.Lock()
         self._health: dict[UUID, Health] = {}
         self._targets: dict[UUID, tuple[float, Target | None]] = {}
         self._in_flight = asyncio.Semaphore(policy.max_in_flight)
@@ -319,6 +321,12 @@ class Dispatcher:
             self._wake.clear()
 
     async def _load(self) -> None:
+        """Offers new pending deliveries to their lanes (one load at a time: each page is
+        offered once, in queue order)."""
+        async with self._loading:
+            await self._load_pages()
+
+    async def _load_pages(self) -> None:
         while True:
             page = await self._store.pending_after(self._cursor, LOAD_PAGE)
             for delivery in page:
@@ -332,6 +340,8 @@ class Dispatcher:
         return (endpoint_id if self.policy.parallel_targets else None, session_id)
 
     def _offer(self, delivery: Delivery) -> None:
+        if self._recorder.finished(delivery):
+            return  # read while its outcome was being stored
         key = self._lane_key(delivery.endpoint_id, delivery.session_id)
         lane = self._lanes.get(key)
         if lane is None:
@@ -383,7 +393,7 @@ class Dispatcher:
                     lane.overflow = len(page) >= LANE_CAP
                     for delivery in page:
                         lane.tail = max(lane.tail, delivery.queue_id)
-                        if not self._recorder.finishing(delivery):
+                        if not self._recorder.finished(delivery):
                             lane.queue.append(delivery)
                 if not lane.queue:
                     return
@@ -509,7 +519,8 @@ class Dispatcher:
                 answer.latency_ms,
                 answer.error,
                 next_at,
-            )
+            ),
+            delivery.queue_id,
         )
 
     def _start_actions(self, delivery: Delivery, answer: Answer) -> None:
@@ -552,17 +563,20 @@ class _Recorder:
         self._pending: list[Outcome] = []
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
-        self._finishing: set[tuple[UUID, int]] = set()
+        self._finished: OrderedDict[tuple[UUID, int, int], None] = OrderedDict()
 
-    def add(self, outcome: Outcome) -> None:
+    def add(self, outcome: Outcome, queue_id: int) -> None:
         self._pending.append(outcome)
         if outcome.status != "pending":
-            self._finishing.add((outcome.endpoint_id, outcome.position))
+            self._finished[(outcome.endpoint_id, outcome.position, queue_id)] = None
+            if len(self._finished) > FINISHED_MEMORY:
+                self._finished.popitem(last=False)
         self._ready.set()
 
-    def finishing(self, delivery: Delivery) -> bool:
-        """Delivered or failed, but not stored as such yet: still pending in the store."""
-        return (delivery.endpoint_id, delivery.position) in self._finishing
+    def finished(self, delivery: Delivery) -> bool:
+        """Delivered or failed under this queue id: a read of the store that began before
+        the outcome was stored may still show it pending (a replay gives a new queue id)."""
+        return (delivery.endpoint_id, delivery.position, delivery.queue_id) in self._finished
 
     async def run(self) -> None:
         while True:
@@ -587,5 +601,4 @@ class _Recorder:
             except BaseException:
                 self._pending[:0] = batch
                 raise
-            for outcome in batch:
-                self._finishing.discard((outcome.endpoint_id, outcome.position))
+

@@ -335,6 +335,9 @@ class WebhookService:
             raise InvalidValue("from", "give a range: fromPosition/toPosition or since/until")
         event_filter(list(span.events))
         target = await self._endpoint_id(owner, session, endpoint)
+        if not span.events and endpoint != "default":  # the endpoint's own filter
+            wanted = (await self.endpoint(owner, session, endpoint)).events or []
+            span = dataclasses.replace(span, events=tuple(wanted))
         count = await self._queries.replay(target, record.id, span)
         self._kick()
         return count

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections import OrderedDict
 
 import httpx
 
@@ -21,22 +23,44 @@ MAX_REPLY_BYTES = 256 * 1024
 
 
 class HttpSender:
-    """``Sender`` over one pooled, guarded ``httpx.AsyncClient`` (no redirects, no proxies)."""
+    """``Sender`` over guarded ``httpx.AsyncClient`` pools (no redirects, no proxies), one per
+    receiver origin: a slow or hanging receiver holds its own connections only, and each
+    pool stays small (httpx's per-request cost grows with the connections a pool holds)."""
 
-    def __init__(self, policy: EgressPolicy, *, max_connections: int = 64) -> None:
-        self._client = guarded_client(
-            policy,
-            timeout=httpx.Timeout(10.0),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
+    def __init__(
+        self, policy: EgressPolicy, *, connections_per_origin: int = 8, max_origins: int = 256
+    ) -> None:
+        self._policy = policy
+        self._connections = connections_per_origin
+        self._max_origins = max_origins
+        self._clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
+        self._closing: set[asyncio.Future[None]] = set()
+
+    def _client(self, url: str) -> httpx.AsyncClient:
+        parts = httpx.URL(url)
+        origin = f"{parts.scheme}://{parts.netloc.decode('ascii')}"
+        client = self._clients.get(origin)
+        if client is None:
+            client = self._clients[origin] = guarded_client(
+                self._policy,
+                timeout=httpx.Timeout(10.0),
+                limits=httpx.Limits(
+                    max_connections=self._connections, max_keepalive_connections=self._connections
+                ),
+            )
+            if len(self._clients) > self._max_origins:
+                _, oldest = self._clients.popitem(last=False)
+                self._closing.add(asyncio.ensure_future(oldest.aclose()))
+        else:
+            self._clients.move_to_end(origin)
+        return client
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Answer:
         started = time.perf_counter()
         try:
-            request = self._client.build_request(
-                "POST", url, content=body, headers=headers, timeout=timeout_s
-            )
-            response = await self._client.send(request, stream=True)
+            client = self._client(url)
+            request = client.build_request("POST", url, content=body, headers=headers, timeout=timeout_s)
+            response = await client.send(request, stream=True)
             try:
                 reply = await _read_capped(response)
             finally:
@@ -45,12 +69,13 @@ class HttpSender:
             return Answer(None, _ms(started), error=f"refused by the egress guard: {error.reason}")
         except httpx.TimeoutException:
             return Answer(None, _ms(started), error=f"timed out after {timeout_s:g}s")
-        except httpx.HTTPError as error:
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             return Answer(None, _ms(started), error=f"{type(error).__name__}: {error}"[:300])
         return Answer(response.status_code, _ms(started), dict(response.headers), reply)
 
     async def close(self) -> None:
-        await self._client.aclose()
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        await asyncio.gather(*(c.aclose() for c in clients), *self._closing, return_exceptions=True)
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
