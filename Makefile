@@ -23,13 +23,13 @@ serve: $(VENV)/.installed
 
 ## Installs the dev dependencies and runs the whole suite: lint, types, import contract, tests.
 test: $(VENV)/.dev-installed
-	$(BIN)/ruff check src projections tests bench
+	$(BIN)/ruff check src projections tests bench docs/examples
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/pytest
 
 lint: $(VENV)/.dev-installed
-	$(BIN)/ruff check src projections tests bench
+	$(BIN)/ruff check src projections tests bench docs/examples
 
 typecheck: $(VENV)/.dev-installed
 	$(BIN)/mypy

@@ -514,3 +514,29 @@ async def test_retry_after_and_the_401_cool_off_are_honoured(
     await send_text(app, a, "beta", "6281000000001", "throttled")
     found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
     assert [r["status"] for r in found] == [429, 200] and found[1]["t"] - found[0]["t"] >= 0.95
+
+
+async def test_the_default_endpoint_serves_sessions_without_their_own(
+    database_url: str, schema: str, tmp_path: Path, hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    secret = "default-secret-for-all-sessions"
+    settings = make_settings(
+        database_url, schema, tmp_path, **FAST,
+        WEBHOOK_DEFAULT_URL=f"{receiver.url}/default", WEBHOOK_DEFAULT_SECRET=secret,
+    )  # fmt: skip
+    async with AsyncTestClient(app=create_litestar(settings), base_url="http://127.0.0.1:7308") as app:
+        a = await two_sessions(app)
+        await add_hook(app, a, "alpha", f"{receiver.url}/own", events=["message_received"])
+        await send_text(app, a, "alpha", "6281000000002", "to beta")
+        await send_text(app, a, "beta", "6281000000001", "to alpha")
+        found = await records(hooks, lambda rs: any(r["path"] == "/own" for r in rs) and any(
+            r["path"] == "/default" and json.loads(r["body"])["event"] == "message_received" for r in rs))  # fmt: skip
+        default = [r for r in found if r["path"] == "/default"]
+        messages = [r for r in default if json.loads(r["body"])["event"] == "message_received"]
+        # alpha's events went to the default only until it had an endpoint of its own
+        assert [r["headers"]["x-warest-session"] for r in messages] == ["beta"]
+        message = messages[0]
+        verify_standard(message["body"].encode(), message["headers"], [secret])
+        verify_warest(message["body"].encode(), message["headers"]["x-warest-signature"], secret, "hooks-a")
+        log = await deliveries(app, a, "beta", endpoint="default", event="message_received")
+        assert [d["endpoint"] for d in log] == ["default"]

@@ -90,3 +90,51 @@ def test_admin_and_schema_values_are_checked_before_start(name: str, value: str)
     with pytest.raises(ConfigError) as error:
         Settings.from_env({name: value}, dotenv=None)
     assert error.value.name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WAREST_WEBHOOK_SIGNATURE_SHA2", "md5"),
+        ("WAREST_WEBHOOK_RETRIES", "-1"),
+        ("WAREST_WEBHOOK_TIMEOUT_MS", "5"),
+        ("WAREST_WEBHOOK_ALLOW", "10.0.0.0/33"),
+        ("WAREST_WEBHOOK_ALLOW", "bad host!"),
+        ("WEBHOOK_DEFAULT_URL", "ftp://x"),
+        ("WAREST_WEBHOOK_COMMAND_PREFIXES", "/,toolong"),
+    ],
+)
+def test_a_wrong_webhook_value_names_the_variable(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({name: value}, dotenv=None)
+    assert error.value.name == name
+
+
+def test_webhook_settings() -> None:
+    settings = Settings.from_env(
+        {
+            "WAREST_WEBHOOK_SIGNATURE_SHA2": "SHA-512",
+            "WAREST_WEBHOOK_ALLOW": "10.0.0.0/8, hooks.internal",
+            "WAREST_WEBHOOK_DEFAULT_URL": "https://hooks.example.com/all",
+            "WEBHOOK_DEFAULT_SECRET": "x" * 24,
+        },
+        dotenv=None,
+    )
+    assert settings.webhook_signature_sha2 == "512"
+    assert settings.webhook_allow == ("10.0.0.0/8", "hooks.internal")
+    assert settings.webhook_default_url == "https://hooks.example.com/all"
+    assert settings.webhook_command_prefixes == ("/", "!", ".")
+    shown = {name: value for name, value, _ in settings.described()}
+    assert shown["WEBHOOK_DEFAULT_SECRET"] == "****"
+
+
+def test_a_default_webhook_url_needs_a_real_secret() -> None:
+    """The original fell back to the literal secret "supersecret"."""
+    with pytest.raises(ConfigError) as error:
+        Settings.from_env({"WEBHOOK_DEFAULT_URL": "https://hooks.example.com/x"}, dotenv=None)
+    assert error.value.name == "WEBHOOK_DEFAULT_SECRET"
+    with pytest.raises(ConfigError):
+        Settings.from_env(
+            {"WEBHOOK_DEFAULT_URL": "https://hooks.example.com/x", "WEBHOOK_DEFAULT_SECRET": "supersecret"},
+            dotenv=None,
+        )
