@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 import time
@@ -124,27 +125,29 @@ async def drive(base: str, key: str, sessions: int, rate: float, seconds: float)
     return sent, errors
 
 
-def records(receiver_url: str) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    after = 0
-    with httpx.Client(timeout=60) as client:
+class Collector:
+    """Reads the receiver's records incrementally (``after`` = the last seq seen): a poll
+    costs the receiver only the new records, so polling does not slow deliveries down."""
+
+    def __init__(self, receiver_url: str) -> None:
+        self._url = receiver_url
+        self._after = 0
+        self.found: list[dict[str, Any]] = []
+
+    def poll(self) -> None:
+        with httpx.Client(timeout=60) as client:
+            page = client.get(f"{self._url}/_control/records", params={"after": self._after}).json()
+        if page:
+            self.found.extend(page)
+            self._after = page[-1]["seq"]
+
+    def wait_for(self, count: int, timeout: float) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
         while True:
-            page = client.get(f"{receiver_url}/_control/records", params={"after": after}).json()
-            if not page:
-                return out
-            out.extend(page)
-            after = page[-1]["seq"]
-            if len(page) < 1000:
-                return out
-
-
-def wait_for(receiver_url: str, count: int, timeout: float) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = records(receiver_url)
-        if len(found) >= count or time.monotonic() > deadline:
-            return found
-        time.sleep(0.5)
+            self.poll()
+            if len(self.found) >= count or time.monotonic() > deadline:
+                return self.found
+            time.sleep(0.25)
 
 
 def report_latency(found: list[dict[str, Any]], sent: int) -> None:
@@ -177,6 +180,19 @@ def check_order(found: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def start_profiler(args: argparse.Namespace, server: ServerProcess) -> subprocess.Popen[bytes] | None:
+    """``py-spy record`` (raw collapsed stacks, GIL holder only) of the server tree."""
+    if not args.py_spy or server.proc is None:
+        return None
+    py_spy = str(Path(sys.executable).with_name("py-spy"))
+    target = ["--pid", str(server.proc.pid), "--subprocesses", "--gil", "--nonblocking"]
+    output = ["--duration", str(args.py_spy_seconds), "--format", "raw", "--output", args.py_spy]
+    command = [py_spy, "record", *target, *output]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # py-spy attaches
+    return process
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -186,6 +202,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--database-url", default=os.environ.get("WAREST_BENCH_DATABASE_URL", DEFAULT_URL))
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="server setting")
+    parser.add_argument("--py-spy", metavar="FILE", help="record the server (GIL holder) during phase 2")
+    parser.add_argument("--py-spy-seconds", type=int, default=3)
     args = parser.parse_args()
     schema = f"bench_{secrets.token_hex(4)}"
     status = 0
@@ -212,7 +230,7 @@ def main() -> int:
             started = time.perf_counter()
             sent, errors = asyncio.run(drive(server.base, key, args.sessions, args.rate, args.seconds))
             elapsed = time.perf_counter() - started
-            found = wait_for(receiver.url, sent, timeout=120)
+            found = Collector(receiver.url).wait_for(sent, timeout=120)
             rate = sent / elapsed
             print(f"phase 1: {sent} inbound messages in {elapsed:.1f}s ({rate:.0f}/s, {errors} errors)")
             report_latency(found, sent)
@@ -221,13 +239,14 @@ def main() -> int:
                 print(f"  PROBLEM: {len(found)} delivered of {sent}; order: {problems[:5]}")
                 status = 1
             hooks.clear()
+            profiler = start_profiler(args, server)
             replay_started = time.time()
             for i in range(args.sessions):
                 replayed = client.post(
                     f"/api/v1/session/s{i}/webhooks/primary/replay", json={"fromPosition": 1}
                 )
                 assert replayed.status_code == 202, replayed.text
-            again = wait_for(receiver.url, len(found), timeout=300)
+            again = Collector(receiver.url).wait_for(len(found), timeout=300)
             times = sorted(r["t"] for r in again)
             span = times[-1] - replay_started if times else float("nan")
             steady = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
@@ -240,6 +259,8 @@ def main() -> int:
                 f"targets: >= {TARGET_DELIVERIES_PER_S:.0f} deliveries/s,"
                 f" p99 <= {TARGET_P99_MS:.0f} ms at 500 events/s"
             )
+            if profiler is not None:
+                profiler.wait(timeout=60)
             problems = check_order(again)
             if problems:
                 print(f"  PROBLEM: replay order: {problems[:5]}")
