@@ -169,6 +169,20 @@ def report_latency(found: list[dict[str, Any]], sent: int) -> None:
         )
 
 
+def report_outbox_lag(database_url: str, schema: str) -> None:
+    """How long events took to enter the outbox (event time -> the outbox's fold)."""
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT extract(epoch FROM d.created_at) * 1000 - e.ts FROM {}.wh_deliveries d"
+                " JOIN {}.wh_events e ON e.position = d.position WHERE e.event = 'message_received'"
+            ).format(sql.Identifier(schema), sql.Identifier(schema))
+        ).fetchall()
+    lags = [float(r[0]) for r in rows]
+    p50, p90, p99 = (percentile(lags, q) for q in (0.5, 0.9, 0.99))
+    print(f"  of which into the outbox: p50 {p50:.1f} ms, p90 {p90:.1f} ms, p99 {p99:.1f} ms")
+
+
 def check_order(found: list[dict[str, Any]]) -> list[str]:
     problems = []
     highest: dict[str, int] = defaultdict(int)
@@ -239,6 +253,7 @@ def main() -> int:
             rate = sent / elapsed
             print(f"phase 1: {sent} inbound messages in {elapsed:.1f}s ({rate:.0f}/s, {errors} errors)")
             report_latency(found, sent)
+            report_outbox_lag(args.database_url, schema)
             problems = check_order(found)
             if len(found) < sent or problems:
                 print(f"  PROBLEM: {len(found)} delivered of {sent}; order: {problems[:5]}")
