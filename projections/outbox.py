@@ -60,25 +60,28 @@ class DefaultEndpoint:
 
 @dataclass
 class _Endpoint:
+    """An endpoint as the outbox knows it: the domain's ``WebhookEndpoint`` events apply to
+    it as they do to the aggregate (same attribute names), plus its row bookkeeping."""
+
     id: UUID
-    registry: str
-    session: str
-    session_id: UUID
-    name: str
-    url: str
-    secret_sealed: str
-    previous_secret_sealed: str | None
-    previous_until: datetime | None
-    events: tuple[str, ...]
-    description: str | None
-    enabled: bool
-    disabled_reason: str | None
-    disabled_by: str | None
-    removed: bool
     created_at: datetime
     updated_at: datetime
     version: int
     position: int
+    registry: str = ""
+    session: str = ""
+    session_id: UUID | None = None
+    name: str = ""
+    url: str = ""
+    secret_sealed: str = ""
+    previous_secret_sealed: str | None = None
+    previous_until: datetime | None = None
+    events: list[str] = field(default_factory=list)
+    description: str | None = None
+    enabled: bool = True
+    disabled_reason: str | None = None
+    disabled_by: str | None = None
+    removed: bool = False
 
     def wants(self, name: str) -> bool:
         return self.enabled and not self.removed and (not self.events or name in self.events)
@@ -209,27 +212,7 @@ class _Page(Folded):
 
 
 def _endpoint_row(e: _Endpoint) -> tuple[Any, ...]:
-    return (
-        e.id,
-        e.registry,
-        e.session,
-        e.session_id,
-        e.name,
-        e.url,
-        e.secret_sealed,
-        e.previous_secret_sealed,
-        e.previous_until,
-        ",".join(e.events),
-        e.description,
-        e.enabled,
-        e.disabled_reason,
-        e.disabled_by,
-        e.removed,
-        e.created_at,
-        e.updated_at,
-        e.version,
-        e.position,
-    )
+    return tuple(",".join(e.events) if c == "events" else getattr(e, c) for c in _ENDPOINT_COLUMNS)
 
 
 _ENDPOINT_EVENTS: tuple[type[DomainEvent], ...] = (
@@ -292,10 +275,11 @@ class OutboxProjection:
     # -- directory --------------------------------------------------------------------
 
     def _load(self, cur: _Cursor) -> _Directory:
-        endpoints = {
-            row[0]: _Endpoint(*row[:9], tuple(filter(None, row[9].split(","))), *row[10:])  # type: ignore[call-arg]
-            for row in cur.execute(f"SELECT {', '.join(_ENDPOINT_COLUMNS)} FROM wh_endpoints").fetchall()
-        }
+        endpoints: dict[UUID, _Endpoint] = {}
+        for row in cur.execute(f"SELECT {', '.join(_ENDPOINT_COLUMNS)} FROM wh_endpoints").fetchall():
+            values = dict(zip(_ENDPOINT_COLUMNS, row, strict=True))
+            values["events"] = list(filter(None, values["events"].split(",")))
+            endpoints[values["id"]] = _Endpoint(**values)
         sessions: dict[UUID, SessionInfo] = {}
         deleted: dict[UUID, bool] = {}
         users: dict[UUID, tuple[str, str]] = {}
@@ -312,20 +296,17 @@ class OutboxProjection:
 
     def _endpoint(self, event: Any, position: int, out: _Page) -> None:
         endpoints = out.directory.endpoints
+        current = endpoints.get(event.originator_id)
         if isinstance(event, WebhookEndpoint.Added):
-            row = _Endpoint(
-                event.originator_id, event.registry, event.session, event.session_id, event.name,
-                event.url, event.secret_sealed, None, None, tuple(event.events), event.description,
-                True, None, None, False, event.timestamp, event.timestamp, event.originator_version, position,
-            )  # fmt: skip
+            created = current.created_at if current is not None else event.timestamp
+            row = _Endpoint(event.originator_id, created, event.timestamp, event.originator_version, position)
+        elif current is None:
+            return
         else:
-            current = endpoints.get(event.originator_id)
-            if current is None:
-                return
             row = replace(
                 current, updated_at=event.timestamp, version=event.originator_version, position=position
             )
-            _change_endpoint(row, event)
+        event.apply(row)
         endpoints[row.id] = row
         out.endpoints[row.id] = row
 
@@ -438,24 +419,3 @@ def _remember(d: _Directory, message: UUID, info: MessageInfo) -> None:
     d.messages[message] = info
     if len(d.messages) > MESSAGE_CACHE:
         d.messages.popitem(last=False)
-
-
-def _change_endpoint(row: _Endpoint, event: Any) -> None:
-    match event:
-        case WebhookEndpoint.Changed():
-            if event.url is not None:
-                row.url = event.url
-            if event.events is not None:
-                row.events = tuple(event.events)
-            if event.description is not None:
-                row.description = event.description or None
-        case WebhookEndpoint.SecretRotated():
-            row.previous_secret_sealed = row.secret_sealed if event.previous_until else None
-            row.previous_until = event.previous_until
-            row.secret_sealed = event.secret_sealed
-        case WebhookEndpoint.Disabled():
-            row.enabled, row.disabled_reason, row.disabled_by = False, event.reason, event.by
-        case WebhookEndpoint.Enabled():
-            row.enabled, row.disabled_reason, row.disabled_by = True, None, None
-        case WebhookEndpoint.Removed():
-            row.removed = True

@@ -398,12 +398,11 @@ class Container:
         if self._autostart is not None:
             self._autostart.cancel()
             await asyncio.gather(self._autostart, return_exceptions=True)
-        if self._lease is not None:
-            self._lease.cancel()
-            await asyncio.gather(self._lease, return_exceptions=True)
         if self.dispatcher is not None and self._dispatching:
-            await self.dispatcher.stop()
-        self._dispatching = False
+            await self.dispatcher.stop()  # stores the outcomes it still holds
+        if self._lease is not None:
+            self._lease.cancel()  # then gives the lease up
+            await asyncio.gather(self._lease, return_exceptions=True)
         if self.sender is not None:
             await self.sender.close()
         if self.manager is not None:

@@ -2,10 +2,9 @@
 
 Time is fake: ``FakeClock.sleep`` records the delay, advances the clock and yields once, so
 back-off, cool-off and breaker waits cost nothing and are asserted exactly. Only the
-dispatcher's own loader and sweep timers (``asyncio.wait_for``) run on real time; tests poll
-the fakes with ``until``.
+dispatcher's own loader and sweep timers run on real time; tests poll the fakes with ``until``.
 
-Tests named ``test_BUG_...`` show defects of the dispatcher: they fail until it is fixed.
+The last section holds regression tests of defects found this way (and fixed).
 """
 
 from __future__ import annotations
@@ -389,7 +388,7 @@ class Harness:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        await self.dispatcher.stop()
+        await stop_or_fail(self.dispatcher)
 
     def add(self, *deliveries: Delivery) -> None:
         self.store.add(*deliveries)
@@ -404,6 +403,27 @@ class Harness:
     def outcomes(self, queue_id: int) -> list[Outcome]:
         position = self.store.row(queue_id).delivery.position
         return [o for batch in self.store.batches for o in batch if o.position == position]
+
+
+async def stop_or_fail(dispatcher: Dispatcher, timeout: float = 3.0) -> None:
+    """``dispatcher.stop()``; if it hangs, cancel its tasks until they end (nothing leaks into
+    the next test) and fail."""
+    stopping = asyncio.ensure_future(dispatcher.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=timeout)
+    if done:
+        await stopping
+        return
+    stuck = [t.get_name() for t in dispatcher._tasks if not t.done()]
+    for _ in range(100):
+        if stopping.done():
+            break
+        lanes = [lane.task for lane in dispatcher._lanes.values() if lane.task is not None]
+        for task in (*dispatcher._tasks, *lanes, *dispatcher._background):
+            if not task.done():
+                task.cancel()
+        await asyncio.sleep(0.01)
+    await stopping
+    raise AssertionError(f"Dispatcher.stop() hung: {stuck} ignored their cancellation")
 
 
 # -- order and lanes -----------------------------------------------------------------------
@@ -533,6 +553,7 @@ async def test_concurrent_loads_and_sweeps_never_post_a_delivery_twice(parallel:
         finally:
             stop.set()
             await task
+            await asyncio.sleep(0.05)  # the last wake()/rescan() consumed (see the stop() bug below)
 
     counts = Counter(h.sender.ids())
     assert {i: n for i, n in counts.items() if n != 1} == {}, "posted more than once"
@@ -781,15 +802,13 @@ async def test_a_2xx_answer_is_handed_to_the_actions_handler_and_its_report_stor
     assert h.store.actions == {(A.id, 1): REPORT}
 
 
-# -- defects -----------------------------------------------------------------------------------
+# -- regressions -----------------------------------------------------------------------------------
 
 
-async def test_BUG_an_offer_made_while_a_lane_reads_back_is_dropped_and_overtaken() -> None:
-    """FAILS (bug). A lane reading back from the store (overflow) sets
-    ``overflow = len(page) >= LANE_CAP`` when the page arrives, discarding an overflow that
-    ``_Lane.offer`` set meanwhile. A delivery the loader read during that query (inserted after
-    the query's snapshot) is dropped; the next one the loader offers is queued and goes out
-    before it; the dropped one waits for a sweep (``sweep_s``, 5 s by default)."""
+async def test_an_offer_made_while_a_lane_reads_back_is_not_overtaken() -> None:
+    """Regression: a lane reading back from the store (overflow) used to reset ``overflow``
+    from the page alone, forgetting a delivery the loader offered (and the lane dropped)
+    during that read: the next offered delivery then went out before it."""
     total = LANE_CAP + 1
     async with Harness(policy(sweep_s=0.05)) as h:
         h.store.lane_gate = asyncio.Event()
@@ -808,12 +827,10 @@ async def test_BUG_an_offer_made_while_a_lane_reads_back_is_dropped_and_overtake
     assert h.sender.ids()[-3:] == [f"q{total}", f"q{total + 1}", f"q{total + 2}"]
 
 
-async def test_BUG_after_re_enable_a_newer_delivery_overtakes_the_pending_ones() -> None:
-    """FAILS (bug). After a 410 the lane ends and its deliveries stay pending behind the
-    loader's cursor. When the endpoint is enabled again and a new delivery is already in the
-    outbox, ``_adopt`` first loads it (``_load`` creates a fresh lane holding only the new
-    one), then skips the lane in ``unheld_lanes`` because a task is running for it. The new
-    delivery goes out first; the older ones wait for the next sweep."""
+async def test_after_re_enable_the_pending_deliveries_go_before_newer_ones() -> None:
+    """Regression: after a 410 the lane parks with deliveries pending behind the loader's
+    cursor; a lane the loader then created for a newer delivery used to send it first. A
+    parked lane's successor now reads the store from the start."""
     async with Harness(policy(sweep_s=0.05)) as h:
         h.sender.script(A.url, Answer(410, 3))
         h.add(delivery(1), delivery(2))
@@ -827,12 +844,10 @@ async def test_BUG_after_re_enable_a_newer_delivery_overtakes_the_pending_ones()
     assert dedup(h.sender.ids()) == ["q1", "q2", "q3"]
 
 
-async def test_BUG_shared_lane_a_disabled_endpoint_lets_newer_deliveries_overtake_older_ones() -> None:
-    """FAILS (bug). With ``parallel_targets=False`` a 410 from A ends the session's lane:
-    B's deliveries queued behind A's are dropped from memory. ``lane_after(None, ...)`` does
-    not skip disabled endpoints, so every adopted lane stops again at A's first delivery: B's
-    older deliveries never go out, while a newer one for B (a fresh lane from the loader)
-    does. B must either wait or go on in order, never skip."""
+async def test_shared_lane_goes_on_without_a_disabled_endpoint_and_keeps_order() -> None:
+    """Regression: with ``parallel_targets=False`` a 410 from A used to end the session's
+    lane for good (B's deliveries never went out). The shared lane now skips A's deliveries
+    (they stay pending), keeps B in order, and delivers A's when A is enabled again."""
     async with Harness(policy(parallel_targets=False, sweep_s=0.02)) as h:
         h.sender.script(A.url, Answer(410, 3))
         h.add(delivery(1, A), delivery(2, B), delivery(3, B))
@@ -840,7 +855,23 @@ async def test_BUG_shared_lane_a_disabled_endpoint_lets_newer_deliveries_overtak
         await asyncio.sleep(0.05)
         h.add(delivery(4, B))
         h.dispatcher.rescan()
-        await asyncio.sleep(0.2)
+        await until(lambda: h.statuses(2, 3, 4) == {"delivered"})
+        assert h.status(1) == "pending"
+        h.store.set_enabled(A, True)
+        h.dispatcher.rescan()
+        await until(lambda: h.status(1) == "delivered")
 
-    to_b = h.sender.ids(url=B.url)
-    assert to_b == ["q2", "q3", "q4"][: len(to_b)], f"B received {to_b}"
+    assert h.sender.ids(url=B.url) == ["q2", "q3", "q4"]
+    assert h.sender.ids(url=A.url) == ["q1", "q1"]  # the 410, then after the re-enable
+
+
+@pytest.mark.parametrize("kick", ["wake", "rescan"])
+async def test_stop_right_after_a_wake_or_rescan_returns(kick: str) -> None:
+    """Regression (Python 3.11): the loops waited with ``asyncio.wait_for(event.wait(), ...)``,
+    which swallows a cancellation when the event is set in the same iteration (CPython
+    gh-86296): ``stop()`` right after ``wake()`` hung forever."""
+    h = Harness()
+    await h.dispatcher.start()
+    await asyncio.sleep(0.05)  # both loops are waiting for their event
+    getattr(h.dispatcher, kick)()
+    await stop_or_fail(h.dispatcher, timeout=2.0)

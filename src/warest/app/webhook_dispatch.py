@@ -14,8 +14,8 @@ the API; its deliveries wait); 401/403 start a cool-off for the endpoint; 429, 5
 timeouts and network errors are retried with exponential back-off and jitter, honouring
 ``Retry-After``; other answers (3xx, 4xx) fail at once. After the last retry the
 delivery is failed and the lane moves on. A circuit breaker per endpoint opens after
-``breaker_failures`` failures in a row and lets one attempt through after
-``breaker_open_s``. Breaker, cool-off, attempts and next attempt times are stored: all of
+``breaker_failures`` failures in a row; its lanes wait ``breaker_open_s`` (spending no
+attempt), then try again. Breaker, cool-off, attempts and next attempt times are stored: all of
 it survives a restart.
 """
 
@@ -38,6 +38,8 @@ from warest.app.webhook_signing import standard_signatures, warest_algorithm, wa
 log = logging.getLogger("warest.webhooks")
 
 LANE_CAP = 64
+TARGET_TTL_S = 1.0  # how long an endpoint read from the store is used
+DISABLED_TTL_S = 5.0  # an endpoint this process disabled, until the outbox has seen it
 FINISHED_MEMORY = 100_000
 LOAD_PAGE = 2000
 MAX_RETRY_AFTER_S = 3600.0
@@ -228,22 +230,43 @@ def header_safe(value: str) -> str:
 
 
 class _Lane:
+    """The deliveries of one (endpoint, session), or of one session (``endpoint_id`` None),
+    in queue order.
+
+    ``overflow``: pending deliveries exist in the store beyond what the lane holds; it
+    reads them back (queue id > ``tail``) when its queue drains, and offers made meanwhile
+    are dropped (``dropped``): they are in the store. ``blocked``: in a shared lane, the
+    endpoints found disabled (their deliveries stay pending and are skipped). ``reset``:
+    read everything pending again from the start (a blocked endpoint was enabled).
+    """
+
     def __init__(self, endpoint_id: UUID | None, session_id: UUID) -> None:
         self.endpoint_id = endpoint_id
         self.session_id = session_id
         self.queue: deque[Delivery] = deque()
         self.tail = 0
         self.overflow = False
+        self.dropped = False
+        self.reset = False
+        self.blocked: set[UUID] = set()
         self.task: asyncio.Task[None] | None = None
 
     def offer(self, delivery: Delivery) -> None:
         if delivery.queue_id <= self.tail:
             return
         if self.overflow or len(self.queue) >= LANE_CAP:
-            self.overflow = True  # read back from the store once the queue drains
+            self.overflow = self.dropped = True  # read back from the store once the queue drains
             return
         self.queue.append(delivery)
         self.tail = delivery.queue_id
+
+    def restart(self) -> None:
+        """Forget what is held and read every pending delivery again, in queue order."""
+        self.reset = False
+        self.queue.clear()
+        self.tail = 0
+        self.overflow = True
+        self.blocked.clear()
 
 
 class Dispatcher:
@@ -268,12 +291,13 @@ class Dispatcher:
         self._now = now
         self._sleep = sleep
         self._lanes: dict[tuple[UUID | None, UUID], _Lane] = {}
+        self._parked: set[tuple[UUID | None, UUID]] = set()  # lanes that stopped with deliveries pending
         self._cursor = 0
         self._wake = asyncio.Event()
         self._sweep = asyncio.Event()
         self._loading = asyncio.Lock()
         self._health: dict[UUID, Health] = {}
-        self._targets: dict[UUID, tuple[float, Target | None]] = {}
+        self._targets: dict[UUID, tuple[float, Target | None]] = {}  # endpoint -> (valid until, target)
         self._in_flight = asyncio.Semaphore(policy.max_in_flight)
         self._recorder = _Recorder(store)
         self._tasks: list[asyncio.Task[None]] = []
@@ -302,7 +326,9 @@ class Dispatcher:
         self._wake.set()
 
     def rescan(self) -> None:
-        """Pending deliveries may exist that no lane holds (enable, replay, redeliver)."""
+        """Pending deliveries may exist that no lane holds, or endpoints changed (enable,
+        replay, redeliver): endpoints are read again and such deliveries adopted."""
+        self._targets.clear()
         self._sweep.set()
 
     # -- loading ------------------------------------------------------------------------
@@ -316,8 +342,7 @@ class Dispatcher:
             except Exception:
                 log.exception("webhook loader failed; retrying")
                 await self._sleep(1.0)
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            await _wait(self._wake, 1.0)
             self._wake.clear()
 
     async def _load(self) -> None:
@@ -345,9 +370,16 @@ class Dispatcher:
         key = self._lane_key(delivery.endpoint_id, delivery.session_id)
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane(*key)
+            lane = self._new_lane(key)
         lane.offer(delivery)
         self._ensure_running(key, lane)
+
+    def _new_lane(self, key: tuple[UUID | None, UUID]) -> _Lane:
+        lane = self._lanes[key] = _Lane(*key)
+        if key in self._parked:  # older deliveries wait in the store: read them first
+            self._parked.discard(key)
+            lane.overflow = True
+        return lane
 
     def _ensure_running(self, key: tuple[UUID | None, UUID], lane: _Lane) -> None:
         if lane.task is None or lane.task.done():
@@ -355,8 +387,7 @@ class Dispatcher:
 
     async def _sweep_loop(self) -> None:
         while True:
-            with suppress(TimeoutError):
-                await asyncio.wait_for(self._sweep.wait(), timeout=self.policy.sweep_s)
+            await _wait(self._sweep, self.policy.sweep_s)
             self._sweep.clear()
             try:
                 await self._adopt()
@@ -376,44 +407,54 @@ class Dispatcher:
             key = self._lane_key(endpoint_id, session_id)
             lane = self._lanes.get(key)
             if lane is not None and lane.task is not None and not lane.task.done():
-                continue  # it reads them back itself (overflow) or holds them
-            lane = self._lanes[key] = _Lane(*key)
-            lane.overflow = True
-            self._ensure_running(key, lane)
+                if endpoint_id in lane.blocked:
+                    lane.reset = True  # a shared lane skipped this endpoint: enabled again
+                continue  # otherwise it holds them or reads them back (overflow)
+            self._parked.add(key)
+            self._ensure_running(key, self._new_lane(key))
 
     # -- lanes --------------------------------------------------------------------------
 
     async def _run_lane(self, key: tuple[UUID | None, UUID], lane: _Lane) -> None:
         try:
             while True:
+                if lane.reset:
+                    lane.restart()
                 if not lane.queue and lane.overflow:
-                    page = await self._store.lane_after(
-                        lane.endpoint_id, lane.session_id, lane.tail, LANE_CAP
-                    )
-                    lane.overflow = len(page) >= LANE_CAP
-                    for delivery in page:
-                        lane.tail = max(lane.tail, delivery.queue_id)
-                        if not self._recorder.finished(delivery):
-                            lane.queue.append(delivery)
+                    await self._read_back(lane)
                 if not lane.queue:
                     return
                 delivery = lane.queue[0]
-                if not await self._deliver(delivery):
-                    return  # endpoint disabled or removed: its deliveries wait in the store
+                if delivery.endpoint_id not in lane.blocked and not await self._deliver(delivery):
+                    # The endpoint is disabled or removed: its deliveries wait in the store.
+                    if lane.endpoint_id is not None:
+                        self._parked.add(key)
+                        return
+                    lane.blocked.add(delivery.endpoint_id)  # a shared lane goes on without it
                 lane.queue.popleft()
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
+
+    async def _read_back(self, lane: _Lane) -> None:
+        lane.dropped = False
+        page = await self._store.lane_after(lane.endpoint_id, lane.session_id, lane.tail, LANE_CAP)
+        for delivery in page:
+            lane.tail = max(lane.tail, delivery.queue_id)
+            if not self._recorder.finished(delivery):
+                lane.queue.append(delivery)
+        # Offers dropped during the read may be newer than the page: read again after it.
+        lane.overflow = len(page) >= LANE_CAP or lane.dropped
 
     async def _target(self, endpoint_id: UUID) -> Target | None:
         if self._default is not None and endpoint_id == self._default.id:
             return self._default
         loop = asyncio.get_running_loop()
         cached = self._targets.get(endpoint_id)
-        if cached is not None and loop.time() - cached[0] < 1.0:
+        if cached is not None and loop.time() < cached[0]:
             return cached[1]
         target = await self._store.target(endpoint_id)
-        self._targets[endpoint_id] = (loop.time(), target)
+        self._targets[endpoint_id] = (loop.time() + TARGET_TTL_S, target)
         return target
 
     async def _deliver(self, delivery: Delivery) -> bool:
@@ -461,7 +502,9 @@ class Dispatcher:
         if status in (404, 410) and not is_default:
             self._record(delivery, attempt, now, answer, "pending", None)
             await self._control.disable_for_delivery(target.id, f"the receiver answered {status}")
-            self._targets.pop(target.id, None)
+            # Other lanes must not read it as enabled before the outbox has seen the event.
+            disabled = Target(target.id, target.url, target.secrets, False, target.removed)
+            self._targets[target.id] = (asyncio.get_running_loop().time() + DISABLED_TTL_S, disabled)
             await self._store.save_health(target.id, health)
             return False, None
         retryable = status is None or status == 429 or status >= 500 or status in (401, 403)
@@ -555,6 +598,14 @@ class Dispatcher:
         return self._health.get(endpoint_id)
 
 
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    """``event.wait()`` for at most ``timeout`` seconds. (``asyncio.wait_for`` can swallow a
+    cancellation on Python 3.11 when the event is set in the same iteration: gh-86296.)"""
+    with suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            await event.wait()
+
+
 class _Recorder:
     """Stores outcomes in batches behind the lanes (one round trip per batch)."""
 
@@ -601,4 +652,3 @@ class _Recorder:
             except BaseException:
                 self._pending[:0] = batch
                 raise
-
