@@ -87,7 +87,8 @@ def test_fan_out_filters_sequences_and_follow_ups(
         database_url,
         schema,
         "SELECT w.name, d.event FROM wh_deliveries d LEFT JOIN wh_endpoints w ON w.id = d.endpoint_id"
-        " WHERE d.session_id = (SELECT session_id FROM wh_events WHERE session = 's1' LIMIT 1) ORDER BY d.queue_id",
+        " WHERE d.session_id = (SELECT session_id FROM wh_events WHERE session = 's1' LIMIT 1)"
+        " ORDER BY d.queue_id",
     )
     # "all" exists from m1 on: m0 and the create event went to the default endpoint (s1 had none then)
     assert deliveries == [
