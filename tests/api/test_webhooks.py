@@ -5,8 +5,10 @@ delivery log, redelivery and replay, and actions in the reply."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -544,3 +546,73 @@ async def test_the_default_endpoint_serves_sessions_without_their_own(
         verify_warest(message["body"].encode(), message["headers"]["x-warest-signature"], secret, "hooks-a")
         log = await deliveries(app, a, "beta", endpoint="default", event="message_received")
         assert [d["endpoint"] for d in log] == ["default"]
+
+
+async def test_secrets_are_never_stored_or_shown_in_clear(
+    app: AsyncTestClient[Any], database_url: str, schema: str, receiver: ReceiverProcess
+) -> None:
+    """The original stored webhook secrets in plaintext (DB and sessions.json) and echoed them."""
+    a = await two_sessions(app)
+    given = "my-own-secret-0123456789-abcdef"
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", secret=given, name="mine")
+    generated = (await add_hook(app, a, "beta", f"{receiver.url}/hook"))["secret"]
+    assert len(base64.b64decode(generated.removeprefix("whsec_"))) == 32
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(database_url) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        dump = "\n".join(
+            str(row)
+            for table in ("warest_events", "wh_endpoints", "rm_sessions")
+            for row in conn.execute(f"SELECT * FROM {table}").fetchall()
+        )
+    for secret in (given, generated):
+        assert secret not in dump and base64.b64encode(secret.encode()).decode() not in dump
+    for session in ("alpha", "beta"):
+        listed = await app.get(f"/api/v1/session/{session}/webhooks", headers=a)
+        assert given not in listed.text and generated not in listed.text
+
+
+async def test_preflight_and_webhooks_are_scoped_to_the_tenant(
+    app: AsyncTestClient[Any], receiver: ReceiverProcess
+) -> None:
+    """The original's preflight had no ownership check (any key could make the server POST)."""
+    a = await two_sessions(app)
+    other = await tenant(app, "hooks-b")
+    preflight = await app.post(
+        "/api/v1/webhook/preflight",
+        json={"sessionId": "alpha", "url": f"{receiver.url}/x", "secret": "x" * 24},
+        headers=other,
+    )
+    assert preflight.status_code == 404 and preflight.json()["code"] == 1101
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook")
+    for method, path in (
+        ("GET", "/api/v1/session/alpha/webhooks"),
+        ("GET", "/api/v1/session/alpha/deliveries"),
+        ("DELETE", "/api/v1/session/alpha/webhooks/primary"),
+    ):
+        response = await app.request(method, path, headers=other)
+        assert response.status_code == 404 and response.json()["code"] == 1101, (method, path)
+    assert len((await app.get("/api/v1/session/alpha/webhooks", headers=a)).json()["results"]) == 1
+
+
+async def test_replay_by_time_range(
+    app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    await send_text(app, a, "beta", "6281000000001", "early")
+    first = await records(hooks, lambda rs: len(rs) == 1)
+    middle = json.loads(first[0]["body"])["ts"] + 1
+    await send_text(app, a, "beta", "6281000000001", "late")
+    await records(hooks, lambda rs: len(rs) == 2)
+    hooks.clear()
+    since = datetime.fromtimestamp(middle / 1000, UTC).isoformat()
+    replay = await app.post("/api/v1/session/alpha/webhooks/primary/replay", json={"since": since}, headers=a)
+    assert replay.status_code == 202 and replay.json()["results"][0]["deliveries"] == 1
+    again = await records(hooks, lambda rs: len(rs) == 1)
+    assert json.loads(again[0]["body"])["data"]["text"] == "late"
+    hooks.clear()
+    until = await app.post("/api/v1/session/alpha/webhooks/primary/replay", json={"until": middle}, headers=a)
+    assert until.json()["results"][0]["deliveries"] == 1
+    assert json.loads((await records(hooks, lambda rs: len(rs) == 1))[0]["body"])["data"]["text"] == "early"
