@@ -41,6 +41,7 @@ LANE_CAP = 64
 TARGET_TTL_S = 1.0  # how long an endpoint read from the store is used
 DISABLED_TTL_S = 5.0  # an endpoint this process disabled, until the outbox has seen it
 FINISHED_MEMORY = 100_000
+RECORD_EVERY_S = 0.02  # outcomes are stored at most this long after the attempt
 LOAD_PAGE = 2000
 MAX_RETRY_AFTER_S = 3600.0
 
@@ -632,6 +633,7 @@ class _Recorder:
     async def run(self) -> None:
         while True:
             await self._ready.wait()
+            await asyncio.sleep(RECORD_EVERY_S)  # gather a batch: one round trip for many outcomes
             self._ready.clear()
             try:
                 await self.flush()
