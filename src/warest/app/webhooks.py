@@ -40,6 +40,8 @@ from warest.domain.webhooks import PRIMARY, WebhookEndpoint, endpoint_id, endpoi
 
 MAX_PREFLIGHT_URLS = 5
 MAX_REPLAY = 100_000
+MAX_PENDING_REPLIES = 20
+ACTIONS_TIMEOUT_S = 300.0
 
 
 # -- ports and views ------------------------------------------------------------------------
@@ -533,7 +535,9 @@ class _SessionActions:
 
 class WebhookActions:
     """Runs the actions of 2xx replies, one reply at a time per session, never blocking
-    the delivery lane that received them."""
+    the delivery lane that received them. A session holds at most ``MAX_PENDING_REPLIES``
+    replies waiting to run, and a reply runs for at most ``ACTIONS_TIMEOUT_S``: a receiver
+    cannot pile up work in the gateway."""
 
     def __init__(self, messaging: MessagingService, actions: ActionService, sessions: SessionService,
                  *, default_country_code: str, default_delay_ms: int) -> None:  # fmt: skip
@@ -543,16 +547,30 @@ class WebhookActions:
         self._country = default_country_code
         self._delay_ms = default_delay_ms
         self._locks: dict[UUID, asyncio.Lock] = {}
+        self._pending: dict[UUID, int] = {}
 
     def accept(self, delivery: Delivery, answer: Answer) -> Awaitable[list[dict[str, Any]] | None] | None:
         content_type = next((v for k, v in answer.headers.items() if k.lower() == "content-type"), None)
         try:
             reply = parse_reply(answer.body, content_type)
         except ActionsInvalid as error:
-            return _done([{"path": "", "kind": "reply", "ok": False, "error": str(error)}])
+            return _done([_refused(str(error))])
         if reply is None:
             return None
-        return self._run(delivery, reply)
+        if self._pending.get(delivery.session_id, 0) >= MAX_PENDING_REPLIES:
+            return _done([_refused(f"{MAX_PENDING_REPLIES} replies of this session are waiting to run")])
+        self._pending[delivery.session_id] = self._pending.get(delivery.session_id, 0) + 1
+        task = asyncio.ensure_future(self._run(delivery, reply))
+        task.add_done_callback(lambda _: self._release(delivery.session_id))  # also when cancelled
+        return task
+
+    def _release(self, session_id: UUID) -> None:
+        left = self._pending.get(session_id, 1) - 1
+        if left:
+            self._pending[session_id] = left
+        else:
+            self._pending.pop(session_id, None)
+            self._locks.pop(session_id, None)
 
     async def _run(self, delivery: Delivery, reply: Any) -> list[dict[str, Any]]:
         owner = Principal(
@@ -564,9 +582,19 @@ class WebhookActions:
         port = _SessionActions(owner, delivery.session, self._messaging, self._actions, self._sessions)
         runner = ActionRunner(port, default_country_code=self._country, default_delay_ms=self._delay_ms)
         context = template_context(msgspec.json.decode(delivery.body))
-        async with self._locks.setdefault(delivery.session_id, asyncio.Lock()):
-            results = await runner.run(reply, context)
+        try:
+            async with self._locks.setdefault(delivery.session_id, asyncio.Lock()):
+                async with asyncio.timeout(ACTIONS_TIMEOUT_S):
+                    results = await runner.run(reply, context)
+        except TimeoutError:
+            return [
+                _refused(f"the actions did not finish within {ACTIONS_TIMEOUT_S:g}s; the rest was cancelled")
+            ]
         return [dataclasses.asdict(r) for r in results]
+
+
+def _refused(reason: str) -> dict[str, Any]:
+    return {"path": "", "kind": "reply", "ok": False, "error": reason, "message_id": None}
 
 
 async def _done(report: list[dict[str, Any]]) -> list[dict[str, Any]]:
