@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 
@@ -155,6 +155,30 @@ class Folded:
         out = Writes(cur, deferred=deferred)
         self.store(out)
         return out.run
+
+
+class PagedProjection:
+    """A projection that folds pages of events (``fold``) and writes them set-based; one
+    event on its own is a page of one."""
+
+    def fold(self, page: Page, cur: Cursor, previous: Any = None) -> Folded:
+        raise NotImplementedError
+
+    def process(self, event: Any, cur: Cursor, position: int) -> None:
+        self.fold([(event, position)], cur).write(cur)()
+
+
+S = TypeVar("S", bound=Folded)
+
+
+def fold_page(state_class: Callable[[Cursor, Page, Any], S], handler: Any, page: Page, cur: Cursor,
+              previous: Any) -> S:  # fmt: skip
+    """``state_class(cur, page, previous)`` with ``handler`` applied to each event; ``previous``
+    is passed on only when it is a state of the same class (the page before, still in the
+    tables' place)."""
+    state = state_class(cur, page, previous if isinstance(previous, state_class) else None)  # type: ignore[arg-type]
+    apply_all(handler, page, state)
+    return state
 
 
 def apply_all(handler: Any, page: Page, state: Any) -> None:

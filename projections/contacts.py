@@ -14,7 +14,7 @@ from typing import Any
 import psycopg
 from eventsourcing.utils import get_topic
 
-from projections._page import Folded, Page, Writes
+from projections._page import Folded, Page, PagedProjection, Writes
 from warest.domain.jid import Jid
 from warest.domain.messages import Message
 
@@ -46,13 +46,10 @@ def _greatest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b)
 
 
-class ContactsProjection:
+class ContactsProjection(PagedProjection):
     name: str = "contacts"
     tables: tuple[str, ...] = ("rm_contacts",)
     topics: tuple[str, ...] = (get_topic(Message.Received),)
-
-    def process(self, event: Any, cur: _Cursor, position: int) -> None:
-        self.fold([(event, position)], cur).write(cur)()
 
     def fold(self, page: Page, cur: _Cursor, previous: object = None) -> _Rows:
         """The page's upserts folded per contact (nothing is read first)."""

@@ -15,7 +15,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.utils import get_topic
 
-from projections._page import Folded, Page, Writes, apply_all, select_rows
+from projections._page import Folded, Page, PagedProjection, Writes, fold_page, select_rows
 from warest.domain.messages import Message
 
 _Cursor = psycopg.Cursor[Any]
@@ -92,21 +92,16 @@ class _State(Folded):
         )
 
 
-class MessagingProjection:
+class MessagingProjection(PagedProjection):
     name: str = "messaging"
     tables: tuple[str, ...] = ("rm_message_index", "rm_pending_outbound")
     topics: tuple[str, ...] = tuple(
         get_topic(c) for c in (Message.Queued, Message.Sent, Message.SendFailed, Message.Received)
     )
 
-    def process(self, event: Any, cur: _Cursor, position: int) -> None:
-        self.fold([(event, position)], cur).write(cur)()
-
     def fold(self, page: Page, cur: _Cursor, previous: object = None) -> _State:
         """The page applied in memory (see ``_State``)."""
-        state = _State(cur, page, previous if isinstance(previous, _State) else None)
-        apply_all(_apply, page, state)
-        return state
+        return fold_page(_State, _apply, page, cur, previous)
 
 
 @singledispatch

@@ -24,7 +24,7 @@ import msgspec
 import psycopg
 from eventsourcing.utils import get_topic
 
-from projections._page import Folded, Writes, select_rows
+from projections._page import Folded, PagedProjection, Writes, select_rows
 from warest.app.webhook_events import (
     COMMAND_PREFIXES,
     MESSAGE_FOLLOW_UPS,
@@ -236,7 +236,7 @@ _TOPIC_CLASSES: tuple[type[DomainEvent], ...] = (
 )
 
 
-class OutboxProjection:
+class OutboxProjection(PagedProjection):
     name: str = "webhook_outbox"
     tables: tuple[str, ...] = ()  # never truncated: see the module docstring
     topics: tuple[str, ...] = tuple(get_topic(c) for c in _TOPIC_CLASSES)
@@ -251,11 +251,8 @@ class OutboxProjection:
         self._default = default
         self._renderer = Renderer(command_prefixes)
 
-    def process(self, event: Any, cur: _Cursor, position: int) -> None:
-        self.fold([(event, position)], cur, None).write(cur)()
-
-    def fold(self, page: Sequence[tuple[Any, int]], cur: _Cursor, previous: _Page | None) -> _Page:
-        directory = previous.directory.copy() if previous is not None else self._load(cur)
+    def fold(self, page: Sequence[tuple[Any, int]], cur: _Cursor, previous: Any = None) -> _Page:
+        directory = previous.directory.copy() if isinstance(previous, _Page) else self._load(cur)
         out = _Page(directory)
         self._lookup_messages(page, cur, directory)
         now = datetime.now(UTC)

@@ -18,7 +18,7 @@ from uuid import UUID
 import psycopg
 from eventsourcing.utils import get_topic
 
-from projections._page import Folded, Page, Writes
+from projections._page import Folded, Page, PagedProjection, Writes
 from warest.domain.chats import Chat
 from warest.domain.messages import Message
 from warest.domain.sessions import Session
@@ -36,7 +36,7 @@ _COLUMNS = {
 }
 
 
-class StreamsProjection:
+class StreamsProjection(PagedProjection):
     name: str = "streams"
     tables: tuple[str, ...] = ("rm_streams",)
     topics: tuple[str, ...] = tuple(
@@ -50,9 +50,6 @@ class StreamsProjection:
             WebhookEndpoint.Added,
         )
     )
-
-    def process(self, event: Any, cur: _Cursor, position: int) -> None:
-        self.fold([(event, position)], cur).write(cur)()
 
     def fold(self, page: Page, cur: _Cursor, previous: object = None) -> _Rows:
         """The page's rows (nothing is read first)."""
