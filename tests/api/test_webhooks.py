@@ -616,3 +616,19 @@ async def test_replay_by_time_range(
     until = await app.post("/api/v1/session/alpha/webhooks/primary/replay", json={"until": middle}, headers=a)
     assert until.json()["results"][0]["deliveries"] == 1
     assert json.loads((await records(hooks, lambda rs: len(rs) == 1))[0]["body"])["data"]["text"] == "early"
+
+
+async def test_webhooks_can_be_switched_off(database_url: str, schema: str, tmp_path: Path) -> None:
+    settings = make_settings(database_url, schema, tmp_path, WAREST_WEBHOOK_ENABLED="false")
+    async with AsyncTestClient(app=create_litestar(settings), base_url="http://127.0.0.1:7308") as app:
+        a = await two_sessions(app)
+        response = await app.get("/api/v1/session/alpha/webhooks", headers=a)
+        assert response.status_code == 503 and response.json()["code"] == 8001
+        assert "WAREST_WEBHOOK_ENABLED" in response.json()["message"]
+    import psycopg  # noqa: PLC0415
+
+    with psycopg.connect(database_url) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        tracked = conn.execute("SELECT name FROM projection_tracking ORDER BY name").fetchall()
+        assert ("webhook_outbox",) not in tracked
+        assert conn.execute("SELECT count(*) FROM wh_events").fetchone() == (0,)

@@ -4,6 +4,7 @@ a host name resolves to, follows no redirects and caps replies."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator
 
 import pytest
@@ -100,3 +101,28 @@ async def test_the_url_guard_names_the_field() -> None:
             await guard.check(url)
         assert error.value.field == "url"
     await guard.check("https://93.184.216.34/hook")  # a public literal address needs no DNS
+
+
+async def test_a_receiver_that_never_answers_times_out() -> None:
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        await asyncio.sleep(5)
+        writer.close()
+
+    listener = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = listener.sockets[0].getsockname()[1]
+    sender = HttpSender(EgressPolicy(allow_private=True))
+    try:
+        answer = await sender.post(f"http://127.0.0.1:{port}/x", b"{}", {}, 0.2)
+    finally:
+        await sender.close()
+        listener.close()
+    assert answer.status is None and answer.error == "timed out after 0.2s"
+
+
+async def test_a_refused_connection_is_an_answerless_attempt() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # nothing listens there once closed
+    status, error, _ = await post(HttpSender(EgressPolicy(allow_private=True)), f"http://127.0.0.1:{port}/x")
+    assert status is None and error is not None and "Connect" in error
