@@ -22,7 +22,7 @@ def create(settings: Settings | None = None) -> AccessLogMiddleware:
     setup_logging(settings.log_level)
     if settings.supervisor_pid and settings.supervisor_pid != os.getpid():
         exit_with_supervisor(settings.supervisor_pid)
-    return AccessLogMiddleware(create_litestar(settings))
+    return AccessLogMiddleware(create_litestar(settings, server=True))
 
 
 def exit_with_supervisor(supervisor_pid: int, interval_s: float = 0.5) -> None:
@@ -39,9 +39,10 @@ def exit_with_supervisor(supervisor_pid: int, interval_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
-def create_litestar(settings: Settings | None = None) -> Litestar:
+def create_litestar(settings: Settings | None = None, *, server: bool = False) -> Litestar:
+    """``server``: this process is a ``warest serve`` worker (not a test harness)."""
     settings = settings or Settings.from_env()
-    container = Container(settings)
+    container = Container(settings, settle_gc=server)
     return create_app(
         container.start,
         container.stop,

@@ -7,6 +7,7 @@ made only of application services and ports.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import zlib
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +65,19 @@ from warest.infra.webhooks.sender import EgressUrlGuard, HttpSender
 from warest.infra.webhooks.store import PgDeliveryStore, PgWebhookQueries
 
 log = logging.getLogger("warest")
+
+
+GC_THRESHOLDS = (20_000, 20, 100)
+
+
+def settle_garbage_collector() -> None:
+    """Takes what startup built (code, the framework, pools: ~100,000 objects) out of the
+    cyclic collector's reach and makes its passes rarer. Full collections used to scan all
+    of it and stop the process for 45-65 ms a few times a minute under load, which was the
+    tail of webhook latency (docs/performance.md)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def startup_lock_key(schema: str) -> int:
@@ -189,8 +203,11 @@ def build_neonize(settings: Settings, database_url: str) -> Engine:
 class Container:
     """Owns every long-lived component of one server process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, settle_gc: bool = False) -> None:
+        """``settle_gc``: the process is a server (see ``settle_garbage_collector``); tests
+        that start many apps in one process leave the collector alone."""
         self.settings = settings
+        self._settle_gc = settle_gc
         self.embedded: EmbeddedPostgres | None = None
         self.database_url = ""
         self.pool: asyncpg.Pool | None = None
@@ -286,6 +303,8 @@ class Container:
             webhooks=webhooks,
         )
         self._autostart = asyncio.create_task(self.manager.start_autostart(), name="autostart")
+        if self._settle_gc:
+            settle_garbage_collector()
         return self.services
 
     def _webhooks(
