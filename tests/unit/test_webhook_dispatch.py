@@ -875,3 +875,24 @@ async def test_stop_right_after_a_wake_or_rescan_returns(kick: str) -> None:
     await asyncio.sleep(0.05)  # both loops are waiting for their event
     getattr(h.dispatcher, kick)()
     await stop_or_fail(h.dispatcher, timeout=2.0)
+
+
+async def test_a_failure_of_the_gateway_itself_retries_the_same_delivery_in_order() -> None:
+    """The store failing (say, the database restarting) must not end the lane and let a
+    newer delivery of the session overtake the one it was working on."""
+    async with Harness() as h:
+        real_target = h.store.target
+        failures = {"left": 2}
+
+        async def flaky_target(endpoint_id: Any) -> Any:
+            if failures["left"]:
+                failures["left"] -= 1
+                raise ConnectionError("database restarting")
+            return await real_target(endpoint_id)
+
+        h.store.target = flaky_target  # type: ignore[method-assign]
+        h.add(delivery(1), delivery(2), delivery(3))
+        await until(lambda: h.statuses(1, 2, 3) == {"delivered"})
+
+    assert h.sender.ids() == ["q1", "q2", "q3"]
+    assert h.clock.waits() == [1.0, 1.0]  # the lane waited after each failure

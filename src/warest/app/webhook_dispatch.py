@@ -418,24 +418,39 @@ class Dispatcher:
 
     async def _run_lane(self, key: tuple[UUID | None, UUID], lane: _Lane) -> None:
         try:
-            while True:
-                if lane.reset:
-                    lane.restart()
-                if not lane.queue and lane.overflow:
-                    await self._read_back(lane)
-                if not lane.queue:
-                    return
-                delivery = lane.queue[0]
-                if delivery.endpoint_id not in lane.blocked and not await self._deliver(delivery):
-                    # The endpoint is disabled or removed: its deliveries wait in the store.
-                    if lane.endpoint_id is not None:
-                        self._parked.add(key)
-                        return
-                    lane.blocked.add(delivery.endpoint_id)  # a shared lane goes on without it
-                lane.queue.popleft()
+            while await self._step(lane):
+                pass
         finally:
             if self._lanes.get(key) is lane:
                 del self._lanes[key]
+            if lane.queue or lane.overflow:  # ended with deliveries pending (parked, stopped)
+                self._parked.add(key)
+
+    async def _step(self, lane: _Lane) -> bool:
+        """Delivers the lane's next delivery; False when the lane ends. A failure of the
+        gateway itself (the database, say) is logged and the same delivery retried: the
+        lane keeps its order."""
+        try:
+            if lane.reset:
+                lane.restart()
+            if not lane.queue and lane.overflow:
+                await self._read_back(lane)
+            if not lane.queue:
+                return False
+            delivery = lane.queue[0]
+            if delivery.endpoint_id not in lane.blocked and not await self._deliver(delivery):
+                # The endpoint is disabled or removed: its deliveries wait in the store.
+                if lane.endpoint_id is not None:
+                    return False
+                lane.blocked.add(delivery.endpoint_id)  # a shared lane goes on without it
+            lane.queue.popleft()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("webhook lane of session %s failed; retrying in 1 s", lane.session_id)
+            await self._sleep(1.0)
+            return True
 
     async def _read_back(self, lane: _Lane) -> None:
         lane.dropped = False
