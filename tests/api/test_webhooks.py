@@ -632,3 +632,27 @@ async def test_webhooks_can_be_switched_off(database_url: str, schema: str, tmp_
         tracked = conn.execute("SELECT name FROM projection_tracking ORDER BY name").fetchall()
         assert ("webhook_outbox",) not in tracked
         assert conn.execute("SELECT count(*) FROM wh_events").fetchone() == (0,)
+
+
+async def test_the_delivery_log_pages_and_names_are_unique(
+    app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    again = await app.post("/api/v1/session/alpha/webhooks", json={"url": f"{receiver.url}/x"}, headers=a)
+    assert again.status_code == 409 and "exists" in again.json()["message"]
+    for i in range(5):
+        await send_text(app, a, "beta", "6281000000001", f"n{i}")
+    await records(hooks, lambda rs: len(rs) == 5)
+    first = await app.get("/api/v1/session/alpha/deliveries", params={"limit": 3}, headers=a)
+    page = first.json()["results"]
+    assert len(page) == 3
+    assert first.headers["x-warest-next-before"] == f"{page[-1]['position']}:{page[-1]['endpointId']}"
+    rest = await app.get(
+        "/api/v1/session/alpha/deliveries",
+        params={"limit": 3, "before": first.headers["x-warest-next-before"]},
+        headers=a,
+    )
+    positions = [d["position"] for d in page + rest.json()["results"]]
+    assert len(positions) == 5 and positions == sorted(positions, reverse=True)
+    assert "x-warest-next-before" not in rest.headers

@@ -33,6 +33,7 @@ EXPOSED_HEADERS = [
     "X-WAREST-Version",
     "X-WAREST-Label",
     "X-WAREST-Next-After",
+    "X-WAREST-Next-Before",
     "Retry-After",
 ]
 ALLOWED_HEADERS = ["Content-Type", "X-WAREST-API-KEY", "Authorization", "Idempotency-Key", "Last-Event-ID"]

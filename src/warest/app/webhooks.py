@@ -112,7 +112,7 @@ class DeliveryFilter:
     endpoint_id: UUID | None = None
     status: str | None = None
     event: str | None = None
-    before: int | None = None
+    before: tuple[int, UUID | None] | None = None  # (position, endpoint id): page after this row
     limit: int = 100
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Annotated, Any
+from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
@@ -152,6 +153,20 @@ def service(state: State) -> WebhookService:
     return webhooks
 
 
+def _cursor(raw: str | None) -> tuple[int, UUID | None] | None:
+    """``before``: ``<position>`` or the ``X-WAREST-Next-Before`` of the page before
+    (``<position>:<endpoint id>``)."""
+    if raw is None:
+        return None
+    position, _, endpoint = raw.partition(":")
+    try:
+        return int(position), UUID(endpoint) if endpoint else None
+    except ValueError:
+        raise invalid(
+            "before", "must be a position or a X-WAREST-Next-Before value", source="query"
+        ) from None
+
+
 def _ms(value: datetime | int | None) -> int | None:
     if value is None or isinstance(value, int):
         return value
@@ -292,16 +307,17 @@ class WebhooksController(Controller):
         endpoint: FromQuery[str | None] = None,
         status: FromQuery[str | None] = None,
         event: FromQuery[str | None] = None,
-        before: FromQuery[int | None] = None,
+        before: FromQuery[str | None] = None,
         limit: FromQuery[int] = 100,
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
         if not 1 <= limit <= MAX_PAGE:
             raise invalid("limit", f"must be between 1 and {MAX_PAGE}", source="query")
-        where = DeliveryFilter(status=status, event=event, before=before, limit=limit)
+        where = DeliveryFilter(status=status, event=event, before=_cursor(before), limit=limit)
         views = await _call(service(state).deliveries(request.user, name, where, endpoint), source="query")
         page = [delivery_view(v) for v in views]
-        headers = {"X-Next-Before": str(views[-1].position)} if len(views) == limit else {}
+        last = views[-1] if len(views) == limit else None
+        headers = {"X-WAREST-Next-Before": f"{last.position}:{last.endpoint_id}"} if last else {}
         return envelope(Code.SUCCESS, "Deliveries", page, headers=headers)
 
     @get("/deliveries/{delivery:str}")

@@ -22,6 +22,7 @@ from warest.app.webhooks import (
 )
 
 OUTBOX = "webhook_outbox"
+MIN_UUID = UUID(int=0)  # a bare position as cursor: rows before that position
 
 _DELIVERY_SELECT = (
     "SELECT d.queue_id, d.endpoint_id, d.position, d.delivery_id, d.session_id, d.event, e.event_id,"
@@ -203,11 +204,12 @@ class PgWebhookQueries:
                 args.append(value)
                 clauses.append(f"{column} = ${len(args)}")
         if where.before is not None:
-            args.append(where.before)
-            clauses.append(f"d.position < ${len(args)}")
+            position, endpoint = where.before
+            args.extend([position, endpoint or MIN_UUID])
+            clauses.append(f"(d.position, d.endpoint_id) < (${len(args) - 1}, ${len(args)})")
         args.append(where.limit)
         rows = await self._pool.fetch(
-            f"{_DELIVERY_VIEW} WHERE {' AND '.join(clauses)} ORDER BY d.position DESC, d.endpoint_id"
+            f"{_DELIVERY_VIEW} WHERE {' AND '.join(clauses)} ORDER BY d.position DESC, d.endpoint_id DESC"
             f" LIMIT ${len(args)}",
             *args,
         )
