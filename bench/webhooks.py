@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.receiver import ReceiverProcess  # noqa: E402
-from tests.e2e.server import ServerProcess  # noqa: E402
+from tests.e2e.server import ServerProcess, sandbox_env  # noqa: E402
 
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/test"
 ADMIN_KEY = "wrst_bench-webhooks-admin-key-0123456789abcdefghijkl"
@@ -227,19 +227,16 @@ def main() -> int:
     schema = f"bench_{secrets.token_hex(4)}"
     status = 0
     with tempfile.TemporaryDirectory() as tmp, ReceiverProcess() as receiver:
-        server = ServerProcess(
-            {
-                "WAREST_DATABASE_URL": args.database_url,
-                "WAREST_DATABASE_SCHEMA": schema,
-                "WAREST_ENGINE": "sandbox",
-                "WAREST_ADMIN_APIKEY": ADMIN_KEY,
-                "WAREST_DATA_DIR": str(Path(tmp) / "data"),
-                "WAREST_WEBHOOK_ALLOW_PRIVATE": "true",
-                "PYTHONPATH": str(ROOT / "src") + os.pathsep + str(ROOT),
-                **dict(item.split("=", 1) for item in args.set),
-            },
-            Path(tmp),
+        env = sandbox_env(
+            args.database_url,
+            schema,
+            Path(tmp) / "data",
+            ADMIN_KEY,
+            WAREST_WEBHOOK_ALLOW_PRIVATE="true",
+            PYTHONPATH=str(ROOT / "src") + os.pathsep + str(ROOT),
+            **dict(item.split("=", 1) for item in args.set),
         )
+        server = ServerProcess(env, Path(tmp))
         server.start()
         try:
             client = setup(server, args.sessions, receiver.url)

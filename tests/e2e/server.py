@@ -19,6 +19,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def sandbox_env(
+    database_url: str, schema: str, data_dir: Path, admin_key: str, **extra: str
+) -> dict[str, str]:
+    """The environment of a sandbox server on a test schema."""
+    return {
+        "WAREST_DATABASE_URL": database_url,
+        "WAREST_DATABASE_SCHEMA": schema,
+        "WAREST_ENGINE": "sandbox",
+        "WAREST_ADMIN_APIKEY": admin_key,
+        "WAREST_DATA_DIR": str(data_dir),
+        **extra,
+    }
+
+
 class ServerProcess:
     def __init__(self, env: dict[str, str], cwd: Path) -> None:
         self.port = free_port()

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import ServerProcess, sandbox_env
 
 ADMIN_KEY = "wrst_e2e-sandbox-admin-key-0123456789abcdefghijklmno"
 
@@ -28,17 +28,8 @@ def until(check: Callable[[], bool], timeout: float = 15, what: str = "condition
 
 @pytest.fixture
 def server(database_url: str, schema: str, tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        {
-            "WAREST_DATABASE_URL": database_url,
-            "WAREST_DATABASE_SCHEMA": schema,
-            "WAREST_ENGINE": "sandbox",
-            "WAREST_ADMIN_APIKEY": ADMIN_KEY,
-            "WAREST_DATA_DIR": str(tmp_path / "data"),
-            "WAREST_SEND_WAIT_MS": "300",
-        },
-        tmp_path,
-    )
+    env = sandbox_env(database_url, schema, tmp_path / "data", ADMIN_KEY, WAREST_SEND_WAIT_MS="300")
+    process = ServerProcess(env, tmp_path)
     process.start()
     yield process
     process.stop()

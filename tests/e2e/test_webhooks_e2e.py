@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.receiver import ReceiverClient, ReceiverProcess
-from tests.e2e.server import ServerProcess
+from tests.e2e.server import ServerProcess, sandbox_env
 from tests.e2e.test_sandbox_e2e import ADMIN_KEY, events, status, tenant, until
 
 PER_SESSION = 15
@@ -28,21 +28,18 @@ def receiver() -> Iterator[ReceiverProcess]:
 
 @pytest.fixture
 def server(database_url: str, schema: str, tmp_path: Path) -> Iterator[ServerProcess]:
-    process = ServerProcess(
-        {
-            "WAREST_DATABASE_URL": database_url,
-            "WAREST_DATABASE_SCHEMA": schema,
-            "WAREST_ENGINE": "sandbox",
-            "WAREST_ADMIN_APIKEY": ADMIN_KEY,
-            "WAREST_DATA_DIR": str(tmp_path / "data"),
-            "WAREST_WEBHOOK_ALLOW_PRIVATE": "true",
-            "WAREST_WEBHOOK_BACKOFF_MS": "50",
-            "WAREST_WEBHOOK_JITTER_MS": "10",
-            "WAREST_WEBHOOK_RETRIES": "10",
-            "WAREST_WEBHOOK_TIMEOUT_MS": "2000",
-        },
-        tmp_path,
+    env = sandbox_env(
+        database_url,
+        schema,
+        tmp_path / "data",
+        ADMIN_KEY,
+        WAREST_WEBHOOK_ALLOW_PRIVATE="true",
+        WAREST_WEBHOOK_BACKOFF_MS="50",
+        WAREST_WEBHOOK_JITTER_MS="10",
+        WAREST_WEBHOOK_RETRIES="10",
+        WAREST_WEBHOOK_TIMEOUT_MS="2000",
     )
+    process = ServerProcess(env, tmp_path)
     process.start()
     yield process
     process.stop()
