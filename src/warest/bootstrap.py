@@ -40,6 +40,7 @@ from warest.infra.clock import SystemClock
 from warest.infra.db.connect import AdvisoryLock
 from warest.infra.db.embedded import EmbeddedPostgres
 from warest.infra.db.history import PgEventHistory
+from warest.infra.db.lease import Lease
 from warest.infra.db.migrations import migrate
 from warest.infra.db.queries import (
     PgAuthSessionStore,
@@ -223,8 +224,8 @@ class Container:
         self._autostart: asyncio.Task[int] | None = None
         self.dispatcher: Dispatcher | None = None
         self.sender: HttpSender | None = None
-        self._lease: asyncio.Task[None] | None = None
-        self._dispatching = False
+        self.lease: Lease | None = None
+        self._lease_task: asyncio.Task[None] | None = None
 
     async def start(self) -> Services:
         settings = self.settings
@@ -352,7 +353,13 @@ class Container:
             ),
         )
         self.read_models.follow(OutboxProjection.name, lambda _position: self._wake_dispatcher())
-        self._lease = asyncio.create_task(self._dispatch_when_leased(), name="webhook-lease")
+        self.lease = Lease(
+            AdvisoryLock(self.database_url, dispatcher_lock_key(settings.database_schema)),
+            self._start_dispatcher,
+            self.dispatcher.stop,
+            name="webhook dispatcher",
+        )
+        self._lease_task = asyncio.create_task(self.lease.run(), name="webhook-lease")
         return WebhookService(
             event_store,
             self.read_models,
@@ -368,28 +375,18 @@ class Container:
         )
 
     def _wake_dispatcher(self) -> None:
-        if self.dispatcher is not None and self._dispatching:
+        if self.dispatcher is not None and self.lease is not None and self.lease.held:
             self.dispatcher.wake()
 
     def _rescan_dispatcher(self) -> None:
-        if self.dispatcher is not None and self._dispatching:
+        if self.dispatcher is not None and self.lease is not None and self.lease.held:
             self.dispatcher.rescan()
 
-    async def _dispatch_when_leased(self) -> None:
-        """One dispatcher per database schema: the process holding the lease delivers; the
-        others try again every few seconds (and take over when it goes away)."""
-        lock = AdvisoryLock(self.database_url, dispatcher_lock_key(self.settings.database_schema))
-        try:
-            while not await asyncio.to_thread(lock.try_acquire):  # noqa: ASYNC110 (another process's lease)
-                await asyncio.sleep(5.0)
-            assert self.dispatcher is not None
-            await self.dispatcher.start()
-            self._dispatching = True
-            self.dispatcher.wake()
-            await asyncio.Event().wait()
-        finally:
-            self._dispatching = False
-            await asyncio.to_thread(lock.release)
+    async def _start_dispatcher(self) -> None:
+        """One dispatcher per database schema: the process holding the lease delivers."""
+        assert self.dispatcher is not None
+        await self.dispatcher.start()
+        self.dispatcher.wake()
 
     async def _engines(self, settings: Settings) -> dict[str, Engine]:
         assert self.pool is not None
@@ -417,11 +414,9 @@ class Container:
         if self._autostart is not None:
             self._autostart.cancel()
             await asyncio.gather(self._autostart, return_exceptions=True)
-        if self.dispatcher is not None and self._dispatching:
-            await self.dispatcher.stop()  # stores the outcomes it still holds
-        if self._lease is not None:
-            self._lease.cancel()  # then gives the lease up
-            await asyncio.gather(self._lease, return_exceptions=True)
+        if self._lease_task is not None:
+            self._lease_task.cancel()  # stops the dispatcher (its outcomes stored), gives the lease up
+            await asyncio.gather(self._lease_task, return_exceptions=True)
         if self.sender is not None:
             await self.sender.close()
         if self.manager is not None:

@@ -308,6 +308,11 @@ class Dispatcher:
     # -- life ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Starts (or starts again, after ``stop``) from the store's state: the pending
+        deliveries are read from the beginning of the queue."""
+        self._cursor = 0
+        self._parked.clear()
+        self._targets.clear()
         self._health = await self._store.health()
         self._tasks = [
             asyncio.create_task(self._load_loop(), name="webhook-loader"),

@@ -28,10 +28,26 @@ class AdvisoryLock:
         self._conn = None
         return False
 
+    def alive(self) -> bool:
+        """Whether the lock is still held: its connection still answers."""
+        if self._conn is None or self._conn.closed:
+            return False
+        try:
+            self._conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
+
+    @property
+    def backend_pid(self) -> int | None:
+        return self._conn.info.backend_pid if self._conn is not None and not self._conn.closed else None
+
     def release(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+            except psycopg.Error:
+                pass  # the connection is gone, and the lock with it
             finally:
                 self._conn.close()
                 self._conn = None
