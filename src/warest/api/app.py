@@ -23,9 +23,15 @@ from warest.api.controllers.sandbox import SandboxController
 from warest.api.controllers.server import ServerAdminController, code_table_route, healthz, ping, ready
 from warest.api.controllers.sessions import AdminSessionsController, SessionController
 from warest.api.controllers.users import UsersController
-from warest.api.controllers.webhooks import WebhooksController, preflight_legacy, preflight_v1
+from warest.api.controllers.webhooks import (
+    WebhooksController,
+    preflight_failed_handler,
+    preflight_legacy,
+    preflight_v1,
+)
 from warest.api.errors import EXCEPTION_HANDLERS
 from warest.api.middleware import identity_headers
+from warest.app.webhooks import PreflightFailed
 
 EXPOSED_HEADERS = [
     "X-WAREST-Registry",
@@ -122,7 +128,7 @@ def create_app(
             expose_headers=EXPOSED_HEADERS,
             max_age=86400,
         ),
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers={**EXCEPTION_HANDLERS, PreflightFailed: preflight_failed_handler},
         openapi_config=openapi,
         request_max_body_size=max_body_bytes,
         debug=debug,

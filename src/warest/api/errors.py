@@ -14,7 +14,7 @@ from warest.api.envelope import Envelope, envelope
 from warest.app.errors import Forbidden, LoginLocked, Unauthorized, Unavailable
 from warest.app.manager import EngineUnavailable
 from warest.app.ports import ConcurrencyConflict
-from warest.domain.errors import AlreadyExists, DomainError, InvalidValue, NotFound
+from warest.domain.errors import AlreadyExists, DomainError, InvalidValue, NotFound, SessionNotFound
 
 log = logging.getLogger("warest.api")
 
@@ -100,6 +100,8 @@ def _domain(_: Request[Any, Any, Any], exc: DomainError) -> Response[Envelope]:
             f"Invalid '{exc.field}': {exc.reason}",
             [{"field": exc.field, "reason": exc.reason, "source": "body"}],
         )
+    if isinstance(exc, SessionNotFound):  # the same answer for a foreign session: no oracle
+        return envelope(Code.SESSION_NOT_FOUND, "Session not found")
     if isinstance(exc, NotFound):
         return envelope(Code.NOT_FOUND, str(exc))
     if isinstance(exc, AlreadyExists):

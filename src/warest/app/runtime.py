@@ -31,7 +31,7 @@ from warest.app.engine import (
 from warest.app.outbound import Job, OutboundQueue, RetryPolicy
 from warest.app.ports import ConcurrencyConflict, EventStore, MessagingQueries
 from warest.domain import ids
-from warest.domain.errors import DomainError, NotFound
+from warest.domain.errors import DomainError, NotFound, SessionNotFound
 from warest.domain.messages import Message
 from warest.domain.messages import Status as MessageStatus
 from warest.domain.sessions import Session, Status
@@ -110,7 +110,7 @@ class SessionRuntime:
         if self._session is None:
             session = await self._store.get(ids.session_id(self.ref.registry, self.ref.name))
             if session is None or session.deleted:
-                raise NotFound(f"session '{self.ref.name}' not found")
+                raise SessionNotFound(f"session '{self.ref.name}' not found")
             self._session = session
         return self._session
 

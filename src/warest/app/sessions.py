@@ -16,7 +16,7 @@ from warest.app.ports import ConcurrencyConflict, EventStore, ReadModelWaiter, R
 from warest.app.records import Principal, SessionRecord
 from warest.app.runtime import QrCode, SessionRuntime
 from warest.domain import ids, values
-from warest.domain.errors import AlreadyExists, InvalidValue, NotFound
+from warest.domain.errors import AlreadyExists, InvalidValue, SessionNotFound
 from warest.domain.sessions import Session, Status
 
 ENGINES = ("neonize", "sandbox")
@@ -94,7 +94,7 @@ class SessionService:
         name = values.session_name(name)
         record = await self._queries.session(owner.registry, name)
         if record is None:
-            raise NotFound(f"session '{name}' not found")
+            raise SessionNotFound(f"session '{name}' not found")
         return record
 
     async def owned(self, owner: Principal) -> list[SessionRecord]:
@@ -192,7 +192,7 @@ class SessionService:
     async def _load(self, owner: Principal, name: str) -> Session:
         session: Session | None = await self._store.get(ids.session_id(owner.registry, name))
         if session is None or session.deleted:
-            raise NotFound(f"session '{name}' not found")
+            raise SessionNotFound(f"session '{name}' not found")
         return session
 
     async def _settle(self, position: int) -> None:

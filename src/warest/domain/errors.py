@@ -13,6 +13,11 @@ class NotFound(DomainError):
     """No aggregate with that identity (or it was deleted)."""
 
 
+class SessionNotFound(NotFound):
+    """No session of that name in the caller's registry (or it was deleted); another
+    tenant's session is reported the same way."""
+
+
 class InvalidValue(DomainError):
     """A value object could not be built from the given input."""
 

@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from warest.domain import ids, model, values
-from warest.domain.errors import AlreadyExists, NotFound
+from warest.domain.errors import AlreadyExists, SessionNotFound
 
 
 class Status(StrEnum):
@@ -254,7 +254,7 @@ class Session(model.Aggregate):
 
     def _ensure_live(self) -> None:
         if self.deleted:
-            raise NotFound(f"session '{self.name}' not found")
+            raise SessionNotFound(f"session '{self.name}' not found")
 
 
 Session.Created.aggregate_class = Session

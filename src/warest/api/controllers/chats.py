@@ -14,10 +14,10 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
-from warest.api.params import invalid, session_not_found, session_param
+from warest.api.params import invalid, session_param
 from warest.app.readside import MessageFilter
 from warest.app.records import ChatRecord, ContactRecord, MessageRecord, Principal
-from warest.domain.errors import InvalidValue, NotFound
+from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
 
 
@@ -158,13 +158,6 @@ class ChatBody(msgspec.Struct, kw_only=True):
     messages: list[str] | None = None
 
 
-async def _session_not_found(coro: Any) -> Any:
-    try:
-        return await coro
-    except NotFound:
-        raise session_not_found() from None
-
-
 class ChatsController(Controller):
     path = "/api/v1/chats"
     tags = ["chats"]
@@ -186,8 +179,8 @@ class ChatsController(Controller):
         if cursor:
             at, jid = decode_cursor(cursor, 2)
             before = (parse_time("cursor", at) if at else None, jid)
-        chats = await _session_not_found(
-            state.services.reads.chats(request.user, name, limit, before, search, _bool("archived", archived))
+        chats = await state.services.reads.chats(
+            request.user, name, limit, before, search, _bool("archived", archived)
         )
         last = chats[-1] if len(chats) == max(1, min(limit, 500)) else None
         next_cursor = encode_cursor(_iso(last.last_message_at) or "", last.jid) if last else None
@@ -232,7 +225,7 @@ class ChatsController(Controller):
                 raise invalid("cursor", "is not a cursor returned by this API", source="query")
             before = (when, message_id)
         reads = state.services.reads
-        items = await _session_not_found(reads.messages(request.user, name, chat, limit, before, filters))
+        items = await reads.messages(request.user, name, chat, limit, before, filters)
         info = await reads.chat(request.user, name, chat)
         last = items[-1] if len(items) == max(1, min(limit, 500)) else None
         next_cursor = encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None
@@ -260,12 +253,8 @@ class ChatsController(Controller):
         name = session_param(data.sessionId or request.query_params.get("sessionId"))
         chat = chat_jid(chat_id, state.services.settings.default_country_code)
         services = state.services
-        wa_ids = data.messages or await _session_not_found(
-            services.reads.unread(request.user, name, chat, 500)
-        )
-        marked = await _session_not_found(
-            services.actions.mark_read(request.user, name, Jid.parse(chat), wa_ids)
-        )
+        wa_ids = data.messages or await services.reads.unread(request.user, name, chat, 500)
+        marked = await services.actions.mark_read(request.user, name, Jid.parse(chat), wa_ids)
         return envelope(
             Code.SUCCESS,
             "Chat marked as read",
@@ -285,9 +274,7 @@ class ChatsController(Controller):
             raise invalid("pin", "is required (true or false)", source="body")
         chat = chat_jid(chat_id, state.services.settings.default_country_code)
         pinned = bool(data.pin)
-        await _session_not_found(
-            state.services.actions.chat_action(request.user, name, Jid.parse(chat), lambda c: c.pin(pinned))
-        )
+        await state.services.actions.chat_action(request.user, name, Jid.parse(chat), lambda c: c.pin(pinned))
         return envelope(
             Code.SUCCESS,
             "Chat pinned" if pinned else "Chat unpinned",
@@ -308,9 +295,7 @@ class ChatsController(Controller):
             raise invalid("pin", "is required (true or false)", source="body")
         chat = chat_jid(chat_id, state.services.settings.default_country_code)
         duration = (data.duration or "7d") if data.pin else None
-        message = await _session_not_found(
-            state.services.actions.pin(request.user, name, message_id, duration)
-        )
+        message = await state.services.actions.pin(request.user, name, message_id, duration)
         if message.chat != chat:
             raise ApiError(Code.NOT_FOUND, f"message '{message_id}' not found in {chat}")
         return envelope(
@@ -340,7 +325,7 @@ class ContactsController(Controller):
         offset: FromQuery[int] = 0,
     ) -> Response[Envelope]:
         name = session_param(session_id)
-        contacts = await _session_not_found(state.services.reads.contacts(request.user, name, limit, offset))
+        contacts = await state.services.reads.contacts(request.user, name, limit, offset)
         return envelope(
             Code.SUCCESS,
             f"{len(contacts)} contacts",

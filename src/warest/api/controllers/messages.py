@@ -19,7 +19,7 @@ from warest.api.params import invalid, session_not_found
 from warest.app.actions import EngineRefused
 from warest.app.messaging import IdempotencyMismatch, QueueIsFull, SendOutcome, SessionNotOpen
 from warest.app.records import Principal, SessionRecord
-from warest.domain.errors import InvalidValue, NotFound
+from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid, recipients
 from warest.domain.messages import ActionNotAllowed
 from warest.domain.values import session_name
@@ -59,8 +59,6 @@ async def resolve_session(
             return await sessions.get(request.user, session_name(body.sessionId))  # type: ignore[no-any-return]
         except InvalidValue as error:
             raise invalid("sessionId", error.reason, code=Code.SESSION_REQUIRED) from None
-        except NotFound:
-            raise session_not_found() from None
     if body.phone:
         digits = "".join(c for c in body.phone if c.isdigit())
         for record in await sessions.owned(request.user):
@@ -182,8 +180,6 @@ async def _act(
         raise ApiError(_NOT_ALLOWED.get(action, Code.FORBIDDEN), str(error)) from None
     except EngineRefused as error:
         raise ApiError(_ACTION_FAILURE.get(action, Code.DOWNSTREAM_ERROR), str(error)) from None
-    except NotFound as error:
-        raise ApiError(Code.NOT_FOUND, str(error)) from None
 
 
 def _action_result(record: SessionRecord, message: Any, status: str) -> dict[str, Any]:

@@ -12,18 +12,16 @@ from litestar.params import FromPath, JSONBody
 
 from warest.api.auth import admin_only
 from warest.api.codes import Code
-from warest.api.controllers.webhooks import endpoint_view, preflight_failed, service
+from warest.api.controllers.webhooks import endpoint_view, service
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.middleware import set_label
-from warest.api.params import session_not_found, session_param
+from warest.api.params import session_param
 from warest.app.manager import EngineUnavailable
 from warest.app.records import Principal, SessionRecord
 from warest.app.sessions import LoginState
-from warest.app.webhooks import PreflightFailed
-from warest.domain.errors import InvalidValue, NotFound
+from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
-from warest.domain.values import session_name
 
 
 class SessionBody(msgspec.Struct, kw_only=True):
@@ -216,10 +214,7 @@ class SessionController(Controller):
     @get("/info")
     async def info(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
         name = _session_name(request, SessionBody())
-        try:
-            record = await state.services.sessions.get(request.user, name)
-        except NotFound:
-            raise session_not_found() from None
+        record = await state.services.sessions.get(request.user, name)
         set_label(request.scope, record.label)
         return envelope(Code.SUCCESS, "Session", session_view(record))
 
@@ -227,10 +222,7 @@ class SessionController(Controller):
     async def logout(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
         """Unlinks the device; the session stays (log in again with create)."""
         name = _session_name(request, await _body(request))
-        try:
-            await state.services.sessions.logout(request.user, name)
-        except NotFound:
-            raise session_not_found() from None
+        await state.services.sessions.logout(request.user, name)
         return envelope(
             Code.SUCCESS, "Logout success", {"sessionId": name, "steps": {"runtime": True, "creds": True}}
         )
@@ -240,8 +232,6 @@ class SessionController(Controller):
         name = _session_name(request, await _body(request))
         try:
             await state.services.sessions.reconnect(request.user, name)
-        except NotFound:
-            raise session_not_found() from None
         except EngineUnavailable as error:
             raise ApiError(Code.SERVICE_UNAVAILABLE, str(error)) from None
         return envelope(Code.SESSION_RECONNECT_SCHEDULED, "Reconnect scheduled", {"sessionId": name})
@@ -249,10 +239,7 @@ class SessionController(Controller):
     @route("/delete", http_method=["DELETE", "POST"], status_code=200)
     async def delete_session(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
         name = _session_name(request, await _body(request))
-        try:
-            await state.services.sessions.delete(request.user, name)
-        except NotFound:
-            raise session_not_found() from None
+        await state.services.sessions.delete(request.user, name)
         return envelope(
             Code.SUCCESS,
             "Session deleted",
@@ -262,10 +249,7 @@ class SessionController(Controller):
     @get("/devices")
     async def devices(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
         name = _session_name(request, SessionBody())
-        try:
-            record, device = await state.services.sessions.device(request.user, name)
-        except NotFound:
-            raise session_not_found() from None
+        record, device = await state.services.sessions.device(request.user, name)
         set_label(request.scope, record.label)
         return envelope(
             Code.SUCCESS,
@@ -286,33 +270,19 @@ class SessionController(Controller):
         session_id: FromPath[str],
         data: JSONBody[ConfigBody],
     ) -> Response[Envelope]:
-        try:
-            name = session_name(session_id)
-            await state.services.sessions.get(request.user, name)
-            primary = None
-            if data.webhookUrl is not None or data.webhookSecret:
-                primary = await service(state).configure_primary(
-                    request.user,
-                    name,
-                    data.webhookUrl,
-                    data.webhookSecret,
-                    preflight=data.preflight or data.preflightVerify,
-                )
-            record = await state.services.sessions.configure(
-                request.user, name, label=data.label, auto_start=data.autoStart, webhook_url=data.webhookUrl
+        name = session_param(session_id, "path")
+        primary = None
+        if data.webhookUrl is not None or data.webhookSecret:
+            primary = await service(state).configure_primary(
+                request.user,
+                name,
+                data.webhookUrl,
+                data.webhookSecret,
+                preflight=data.preflight or data.preflightVerify,
             )
-        except PreflightFailed as error:
-            raise preflight_failed(error) from None
-        except NotFound:
-            raise session_not_found() from None
-        except InvalidValue as error:
-            if error.field != "sessionId":
-                raise
-            raise ApiError(
-                Code.SESSION_REQUIRED,
-                "sessionId is invalid",
-                [{"field": "sessionId", "reason": error.reason, "source": "path"}],
-            ) from None
+        record = await state.services.sessions.configure(
+            request.user, name, label=data.label, auto_start=data.autoStart, webhook_url=data.webhookUrl
+        )
         set_label(request.scope, record.label)
         view = session_view(record)
         if primary is not None:

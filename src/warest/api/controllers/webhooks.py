@@ -14,7 +14,7 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
-from warest.api.params import invalid, session_not_found, session_param
+from warest.api.params import invalid, session_param
 from warest.app.records import Principal
 from warest.app.webhooks import (
     AttemptView,
@@ -27,7 +27,7 @@ from warest.app.webhooks import (
     Saved,
     WebhookService,
 )
-from warest.domain.errors import InvalidValue, NotFound
+from warest.domain.errors import InvalidValue
 from warest.domain.webhooks import PRIMARY
 
 MAX_PAGE = 500
@@ -173,10 +173,6 @@ def _ms(value: datetime | int | None) -> int | None:
     return int(value.timestamp() * 1000)
 
 
-def preflight_failed(error: PreflightFailed) -> ApiError:
-    return ApiError(Code.BAD_REQUEST, "Webhook preflight failed", [preflight_view(error.result)])
-
-
 def _saved(saved: Saved, code: Code, message: str) -> Response[Envelope]:
     return envelope(code, message, endpoint_view(saved.endpoint, saved.secret))
 
@@ -190,7 +186,7 @@ class WebhooksController(Controller):
         self, request: Request[Principal, Any, Any], state: State, session_id: FromPath[str]
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        views = await _call(service(state).endpoints(request.user, name))
+        views = await service(state).endpoints(request.user, name)
         return envelope(Code.SUCCESS, "Webhooks", [endpoint_view(v) for v in views])
 
     @post("/webhooks", status_code=201)
@@ -202,17 +198,15 @@ class WebhooksController(Controller):
         data: JSONBody[EndpointBody],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        saved = await _call(
-            service(state).add(
-                request.user,
-                name,
-                data.name or PRIMARY,
-                data.url,
-                data.secret,
-                data.events,
-                data.description,
-                preflight=data.preflight,
-            )
+        saved = await service(state).add(
+            request.user,
+            name,
+            data.name or PRIMARY,
+            data.url,
+            data.secret,
+            data.events,
+            data.description,
+            preflight=data.preflight,
         )
         return _saved(saved, Code.CREATED, "Webhook added")
 
@@ -225,7 +219,7 @@ class WebhooksController(Controller):
         endpoint: FromPath[str],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        view = await _call(service(state).endpoint(request.user, name, endpoint))
+        view = await service(state).endpoint(request.user, name, endpoint)
         return envelope(Code.SUCCESS, "Webhook", endpoint_view(view))
 
     @patch("/webhooks/{endpoint:str}")
@@ -238,16 +232,14 @@ class WebhooksController(Controller):
         data: JSONBody[EndpointPatch],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        view = await _call(
-            service(state).update(
-                request.user,
-                name,
-                endpoint,
-                url=data.url,
-                events=data.events,
-                description=data.description,
-                enabled=data.enabled,
-            )
+        view = await service(state).update(
+            request.user,
+            name,
+            endpoint,
+            url=data.url,
+            events=data.events,
+            description=data.description,
+            enabled=data.enabled,
         )
         return envelope(Code.SUCCESS, "Webhook updated", endpoint_view(view))
 
@@ -260,7 +252,7 @@ class WebhooksController(Controller):
         endpoint: FromPath[str],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        await _call(service(state).remove(request.user, name, endpoint))
+        await service(state).remove(request.user, name, endpoint)
         return envelope(Code.SUCCESS, "Webhook removed", {"name": endpoint})
 
     @post("/webhooks/{endpoint:str}/rotate", status_code=200)
@@ -273,9 +265,7 @@ class WebhooksController(Controller):
         data: JSONBody[RotateBody],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        saved = await _call(
-            service(state).rotate(request.user, name, endpoint, data.secret, data.graceSeconds)
-        )
+        saved = await service(state).rotate(request.user, name, endpoint, data.secret, data.graceSeconds)
         return _saved(saved, Code.SUCCESS, "Secret rotated")
 
     @post("/webhooks/{endpoint:str}/replay", status_code=202)
@@ -295,7 +285,7 @@ class WebhooksController(Controller):
             until_ms=_ms(data.until),
             events=tuple(data.events or ()),
         )
-        count = await _call(service(state).replay(request.user, name, endpoint, span))
+        count = await service(state).replay(request.user, name, endpoint, span)
         return envelope(Code.SCHEDULED, "Replay scheduled", {"endpoint": endpoint, "deliveries": count})
 
     @get("/deliveries")
@@ -314,7 +304,7 @@ class WebhooksController(Controller):
         if not 1 <= limit <= MAX_PAGE:
             raise invalid("limit", f"must be between 1 and {MAX_PAGE}", source="query")
         where = DeliveryFilter(status=status, event=event, before=_cursor(before), limit=limit)
-        views = await _call(service(state).deliveries(request.user, name, where, endpoint), source="query")
+        views = await _query(service(state).deliveries(request.user, name, where, endpoint))
         page = [delivery_view(v) for v in views]
         last = views[-1] if len(views) == limit else None
         headers = {"X-WAREST-Next-Before": f"{last.position}:{last.endpoint_id}"} if last else {}
@@ -329,7 +319,7 @@ class WebhooksController(Controller):
         delivery: FromPath[str],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        view, attempts = await _call(service(state).delivery(request.user, name, delivery))
+        view, attempts = await service(state).delivery(request.user, name, delivery)
         return envelope(
             Code.SUCCESS,
             "Delivery",
@@ -345,7 +335,7 @@ class WebhooksController(Controller):
         delivery: FromPath[str],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        await _call(service(state).redeliver(request.user, name, delivery))
+        await service(state).redeliver(request.user, name, delivery)
         return envelope(Code.SCHEDULED, "Redelivery scheduled", {"id": delivery})
 
 
@@ -361,7 +351,7 @@ async def preflight(
         raise invalid("url", "is required (a URL or a list of URLs)", code=Code.MISSING_PARAMETER)
     if not data.secret:
         raise invalid("secret", "is required", code=Code.MISSING_PARAMETER)
-    results = await _call(service(state).preflight(request.user, name, urls, data.secret))
+    results = await service(state).preflight(request.user, name, urls, data.secret)
     ok = all(r.ok for r in results)
     return envelope(
         Code.SUCCESS if ok else Code.PARTIAL_SUCCESS,
@@ -384,16 +374,14 @@ async def preflight_legacy(
     return await preflight(request, state, data)
 
 
-async def _call(awaitable: Any, *, source: str = "body") -> Any:
-    """Maps a missing session to SESSION_NOT_FOUND, a preflight failure to its envelope and
-    a bad value to its field (query parameters say so)."""
+async def _query(awaitable: Any) -> Any:
+    """A bad value of a query parameter names the query as its source."""
     try:
         return await awaitable
-    except PreflightFailed as error:
-        raise preflight_failed(error) from None
-    except NotFound as error:
-        if str(error).startswith("session "):
-            raise session_not_found() from None
-        raise
     except InvalidValue as error:
-        raise invalid(error.field, error.reason, source=source) from None
+        raise invalid(error.field, error.reason, source="query") from None
+
+
+def preflight_failed_handler(_: Request[Any, Any, Any], error: PreflightFailed) -> Response[Envelope]:
+    """A URL saved with ``preflight: true`` whose preflight failed: nothing was saved."""
+    return envelope(Code.BAD_REQUEST, "Webhook preflight failed", [preflight_view(error.result)])
