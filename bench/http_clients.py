@@ -1,9 +1,10 @@
-"""CPU per webhook POST: httpx (with the egress guard) against aiohttp (the gateway's sender).
+"""CPU per webhook POST: httpx against aiohttp (the gateway's sender), why deliveries use aiohttp.
 
 Starts the receiver (``tests/e2e/receiver.py``) and sends ``--requests`` POSTs of a 0.5 kB
 body from ``--lanes`` concurrent sequential lanes, with pools of 4, 8 and 32 connections,
-through ``guarded_client`` (httpx) and through ``HttpSender`` (aiohttp, what the dispatcher
-uses). Prints requests/s and microseconds of CPU per request of this process.
+through an ``httpx.AsyncClient`` (no redirects, no proxies, ``check_url`` before each request,
+as a guarded sender would) and through ``HttpSender`` (aiohttp, what the dispatcher uses).
+Prints requests/s and microseconds of CPU per request of this process.
 
     .venv/bin/python bench/http_clients.py [--requests 6000] [--lanes 50]
 """
@@ -22,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.e2e.receiver import ReceiverProcess  # noqa: E402
-from warest.infra.webhooks.egress import EgressPolicy, guarded_client  # noqa: E402
+from warest.infra.webhooks.egress import EgressPolicy, check_url  # noqa: E402
 from warest.infra.webhooks.sender import HttpSender  # noqa: E402
 
 BODY = b'{"event":"message_received","data":{"x":"' + b"1" * 500 + b'"}}'
@@ -43,9 +44,13 @@ async def measure(post: object, requests: int, lanes: int) -> tuple[float, float
 
 async def with_httpx(url: str, connections: int, requests: int, lanes: int) -> tuple[float, float]:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with guarded_client(POLICY, timeout=httpx.Timeout(10.0), limits=limits) as client:
+    client = httpx.AsyncClient(
+        timeout=httpx.Timeout(10.0), limits=limits, follow_redirects=False, trust_env=False
+    )
+    async with client:
 
         async def post() -> None:
+            check_url(url, POLICY)
             response = await client.post(url, content=BODY, headers=HEADERS)
             assert response.status_code == 200
 

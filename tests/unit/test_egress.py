@@ -1,81 +1,31 @@
-"""The egress (SSRF) guard: URL checks, address classification, and the guarded httpx client.
+"""The egress (SSRF) guard: URL checks, address classification and checked resolution (the
+aiohttp sender that uses it is tested in test_webhook_sender.py).
 
-No internet: every request goes to a loopback server started by the test, and names other than
-``localhost`` are answered by a fake resolver patched onto the running loop.
+No internet: names other than ``localhost`` are answered by a fake resolver patched onto the
+running loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime
 import ipaddress
 import socket
-import ssl
-from collections.abc import AsyncIterator, Callable, Iterable
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import httpcore
-import httpx
 import pytest
 
 from warest.infra.webhooks.egress import (
     EgressDenied,
     EgressPolicy,
-    GuardedNetworkBackend,
-    GuardedTransport,
     blocked,
     check_url,
-    guarded_client,
     literal_ip,
     resolve_checked,
 )
 
 STRICT = EgressPolicy()
 PRIVATE_OK = EgressPolicy(allow_private=True)
-TIMEOUT = httpx.Timeout(5.0)
-
-
-# --- a minimal loopback HTTP server ----------------------------------------------------------
-
-
-class Server:
-    def __init__(self, status: int = 200, location: str | None = None) -> None:
-        self.status, self.location = status, location
-        self.connections = 0
-        self.requests: list[bytes] = []
-        self.port = 0
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            self.requests.append(await reader.readuntil(b"\r\n\r\n"))
-            extra = f"Location: {self.location}\r\n" if self.location else ""
-            head = f"HTTP/1.1 {self.status} X\r\nContent-Length: 2\r\nConnection: close\r\n{extra}\r\n"
-            writer.write(head.encode() + b"ok")
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
-            pass
-        finally:
-            writer.close()
-
-    def url(self, path: str = "/", host: str = "127.0.0.1", scheme: str = "http") -> str:
-        return f"{scheme}://{host}:{self.port}{path}"
-
-
-@asynccontextmanager
-async def serve(
-    status: int = 200, location: str | None = None, tls: ssl.SSLContext | None = None
-) -> AsyncIterator[Server]:
-    server = Server(status, location)
-    listener = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=tls)
-    server.port = listener.sockets[0].getsockname()[1]
-    try:
-        yield server
-    finally:
-        listener.close()
-        await listener.wait_closed()
 
 
 @pytest.fixture
@@ -337,176 +287,3 @@ async def test_resolve_checked_refuses_if_any_address_is_blocked(
     ]
     with pytest.raises(EgressDenied):
         await resolve_checked("hooks.internal", 443, STRICT)
-
-
-# --- the guarded httpx client -----------------------------------------------------------------
-
-
-async def test_client_reaches_loopback_only_when_private_is_allowed() -> None:
-    async with serve() as server:
-        async with guarded_client(PRIVATE_OK, timeout=TIMEOUT) as client:
-            response = await client.post(server.url("/hook"), content=b"{}")
-        assert response.status_code == 200 and response.content == b"ok"
-        assert server.connections == 1 and server.requests[0].startswith(b"POST /hook HTTP/1.1")
-
-    async with serve() as server:
-        async with guarded_client(STRICT, timeout=TIMEOUT) as client:
-            with pytest.raises(EgressDenied) as caught:
-                await client.post(server.url("/hook"), content=b"{}")
-        assert not isinstance(caught.value, httpx.HTTPError)
-        assert "a loopback address 127.0.0.1" in caught.value.reason
-        for host in ("localhost", "127.1", "[::ffff:127.0.0.1]"):
-            async with guarded_client(STRICT, timeout=TIMEOUT) as client:
-                with pytest.raises(EgressDenied):
-                    await client.get(server.url(host=host))
-        assert server.connections == 0
-
-
-async def test_backend_checks_the_connected_address_even_without_the_url_hook(
-    fake_dns: Callable[[dict[str, list[str]]], None],
-) -> None:
-    fake_dns({"rebind.example": ["127.0.0.1"]})
-    async with serve() as server:
-        check_url(server.url(host="rebind.example"), STRICT)  # syntactically fine: a name
-        async with guarded_client(STRICT, timeout=TIMEOUT) as client:
-            with pytest.raises(EgressDenied, match=r"host rebind\.example resolves to a loopback"):
-                await client.get(server.url(host="rebind.example"))
-        async with httpx.AsyncClient(transport=GuardedTransport(STRICT)) as bare:
-            with pytest.raises(EgressDenied, match=r"resolves to a loopback address 127\.0\.0\.1"):
-                await bare.get(server.url())
-        assert server.connections == 0
-        async with guarded_client(PRIVATE_OK, timeout=TIMEOUT) as client:
-            assert (await client.get(server.url(host="rebind.example"))).status_code == 200
-        assert server.connections == 1
-        assert b"host: rebind.example:" in server.requests[0].lower()
-
-
-async def test_redirects_are_not_followed() -> None:
-    async with serve(status=302) as server:
-        server.location = server.url("/elsewhere")
-        async with guarded_client(PRIVATE_OK, timeout=TIMEOUT) as client:
-            response = await client.post(server.url("/hook"), content=b"{}")
-        assert response.status_code == 302 and response.headers["location"] == server.location
-        assert server.connections == 1 and response.next_request is not None
-        assert client.follow_redirects is False
-
-
-async def test_proxy_environment_is_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "all_proxy"):
-        monkeypatch.setenv(name, "http://203.0.113.1:3128")
-    monkeypatch.setenv("NO_PROXY", "")
-    async with serve() as server:
-        async with guarded_client(PRIVATE_OK, timeout=httpx.Timeout(2.0)) as client:
-            assert (await client.get(server.url())).status_code == 200
-        assert server.connections == 1
-
-
-async def test_dns_failure_is_an_httpx_connect_error(
-    fake_dns: Callable[[dict[str, list[str]]], None],
-) -> None:
-    fake_dns({"nowhere.example": []})
-    async with guarded_client(STRICT, timeout=TIMEOUT) as client:
-        with pytest.raises(httpx.ConnectError, match=r"cannot resolve nowhere\.example"):
-            await client.get("http://nowhere.example/")
-
-
-async def test_unix_sockets_are_refused() -> None:
-    with pytest.raises(EgressDenied, match="unix sockets"):
-        await GuardedNetworkBackend(PRIVATE_OK).connect_unix_socket("/var/run/docker.sock")
-
-
-def test_guarded_client_refuses_overrides() -> None:
-    for key in ("follow_redirects", "trust_env", "transport", "proxy", "mounts"):
-        with pytest.raises(TypeError, match=key):
-            guarded_client(STRICT, timeout=TIMEOUT, **{key: None})
-
-
-async def test_caller_request_hooks_run_after_the_url_check() -> None:
-    seen: list[str] = []
-
-    async def hook(request: httpx.Request) -> None:
-        seen.append(str(request.url))
-
-    async with serve() as server:
-        async with guarded_client(PRIVATE_OK, timeout=TIMEOUT, event_hooks={"request": [hook]}) as client:
-            await client.get(server.url())
-        async with guarded_client(STRICT, timeout=TIMEOUT, event_hooks={"request": [hook]}) as client:
-            with pytest.raises(EgressDenied):
-                await client.get(server.url("/denied"))
-    assert seen == [server.url()]
-
-
-# --- TLS: SNI and certificate checks use the host name, the socket uses the checked IP ---------
-
-
-def _self_signed(tmp_path: Path) -> tuple[Path, Path, bytes]:
-    # cryptography is present through optional extras only: skip rather than fail without it
-    x509 = pytest.importorskip("cryptography.x509")
-    hashes = pytest.importorskip("cryptography.hazmat.primitives.hashes")
-    serialization = pytest.importorskip("cryptography.hazmat.primitives.serialization")
-    ec = pytest.importorskip("cryptography.hazmat.primitives.asymmetric.ec")
-    NameOID = pytest.importorskip("cryptography.x509.oid").NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
-    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_path.write_bytes(cert_pem)
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return cert_path, key_path, cert_pem
-
-
-class RecordingBackend(httpcore.AnyIOBackend):
-    def __init__(self) -> None:
-        self.hosts: list[str] = []
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        self.hosts.append(host)
-        return await super().connect_tcp(host, port, timeout, local_address, socket_options)
-
-
-async def test_tls_uses_host_name_for_sni_and_the_checked_ip_for_the_socket(tmp_path: Path) -> None:
-    cert_path, key_path, cert_pem = _self_signed(tmp_path)
-    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_tls.load_cert_chain(cert_path, key_path)
-    sni: list[str | None] = []
-    server_tls.sni_callback = lambda _sock, name, _ctx: sni.append(name)
-    client_tls = ssl.create_default_context(cadata=cert_pem.decode())
-
-    policy = EgressPolicy(allow=("localhost",))
-    inner = RecordingBackend()
-    transport = GuardedTransport(
-        policy, verify=client_tls, network_backend=GuardedNetworkBackend(policy, inner=inner)
-    )
-    async with (
-        serve(tls=server_tls) as server,
-        httpx.AsyncClient(transport=transport, trust_env=False) as client,
-    ):
-        response = await client.get(server.url(host="localhost", scheme="https"))
-    assert response.status_code == 200
-    assert sni == ["localhost"]
-    assert inner.hosts and all(ipaddress.ip_address(h).is_loopback for h in inner.hosts)

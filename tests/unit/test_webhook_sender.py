@@ -126,3 +126,13 @@ async def test_a_refused_connection_is_an_answerless_attempt() -> None:
         port = probe.getsockname()[1]  # nothing listens there once closed
     status, error, _ = await post(HttpSender(EgressPolicy(allow_private=True)), f"http://127.0.0.1:{port}/x")
     assert status is None and error is not None and "Connect" in error
+
+
+async def test_proxy_environment_variables_are_ignored(
+    server: tuple[Server, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, port = server
+    for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+    status, error, _ = await post(HttpSender(EgressPolicy(allow_private=True)), f"http://127.0.0.1:{port}/x")
+    assert (status, error) == (200, None)

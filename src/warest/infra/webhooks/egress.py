@@ -6,25 +6,18 @@ Two layers:
   literal addresses in any spelling ``getaddrinfo`` accepts: ``127.1``, ``0x7f.1``,
   ``2130706433``, ``[::ffff:127.0.0.1]`` ...). Use it to reject a URL early, e.g. when a
   webhook is configured; it does not resolve names.
-* ``guarded_client`` returns an ``httpx.AsyncClient`` whose connection pool uses
-  ``GuardedNetworkBackend``: at connect time the backend resolves the host itself, refuses if
-  *any* address is blocked, then opens the TCP connection to one of the checked addresses (so a
-  DNS answer that changes between check and connect, "DNS rebinding", cannot slip through).
-  TLS SNI and certificate verification still use the host name: httpcore takes them from the
-  request origin, not from the address the socket was opened to. The client does not follow
-  redirects and ignores proxy environment variables; each request's URL also passes
-  ``check_url`` (an httpx request hook).
+* ``resolve_checked`` resolves a host and refuses if *any* of its addresses is blocked. An
+  HTTP client calls it at connect time and connects to the addresses it returned, so a DNS
+  answer that changes between check and connect ("DNS rebinding") cannot slip through:
+  ``sender.GuardedResolver`` does this for aiohttp.
 
-Denials raise ``EgressDenied`` (not an ``httpx.HTTPError``) straight out of ``client.post``
-and friends: httpx only maps httpcore's own exceptions, so callers ``except EgressDenied`` and
-read ``.reason``. DNS failures surface as ``httpx.ConnectError``, a resolution+connect that
-exceeds the connect timeout as ``httpx.ConnectTimeout``.
+Denials raise ``EgressDenied`` with a ``reason``.
 
 Policy: an address is blocked when it is not publicly routable (see ``blocked``).
 ``allow_private`` permits every such address except the cloud metadata endpoints (meant for
 tests and trusted single-host setups). ``allow`` lists CIDRs or exact host names that are
 permitted whatever they resolve to (metadata included: an explicit entry is deliberate).
-The backend is asyncio-only (it resolves with the running loop).
+Resolution is asyncio-only (it uses the running loop).
 """
 
 from __future__ import annotations
@@ -34,14 +27,8 @@ import functools
 import ipaddress
 import re
 import socket
-import ssl
-from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import SplitResult, urlsplit
-
-import httpcore
-import httpx
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -294,129 +281,3 @@ async def resolve_checked(host: str, port: int, policy: EgressPolicy) -> list[st
         if reason is not None:
             raise EgressDenied(f"host {host} resolves to {reason}")
     return addresses
-
-
-# --- httpx integration ----------------------------------------------------------------------
-
-
-class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
-    """httpcore backend that resolves and checks the host, then connects to a checked address."""
-
-    def __init__(self, policy: EgressPolicy, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self.policy = policy
-        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await resolve_checked(host, port, self.policy)
-                return await self._connect_first(addresses, port, local_address, socket_options)
-        except TimeoutError as error:
-            raise httpcore.ConnectTimeout(f"connecting to {host}:{port} timed out") from error
-        except OSError as error:
-            raise httpcore.ConnectError(f"cannot resolve {host}: {error}") from error
-
-    async def _connect_first(
-        self,
-        addresses: list[str],
-        port: int,
-        local_address: str | None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None,
-    ) -> httpcore.AsyncNetworkStream:
-        options = list(socket_options or ())
-        last: httpcore.ConnectError | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address, port, local_address=local_address, socket_options=options
-                )
-            except httpcore.ConnectError as error:
-                last = error
-        assert last is not None
-        raise last
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise EgressDenied("unix sockets are not allowed")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """``AsyncHTTPTransport`` whose pool connects through ``GuardedNetworkBackend`` (no proxy)."""
-
-    def __init__(
-        self,
-        policy: EgressPolicy,
-        *,
-        limits: httpx.Limits | None = None,
-        verify: ssl.SSLContext | bool = True,
-        http2: bool = False,
-        network_backend: httpcore.AsyncNetworkBackend | None = None,
-    ) -> None:
-        if limits is None:
-            limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        ssl_context = httpx.create_ssl_context(verify=verify, trust_env=False)
-        super().__init__(verify=ssl_context, trust_env=False, limits=limits, http2=http2)
-        if not isinstance(self._pool, httpcore.AsyncConnectionPool):  # an httpx upgrade moved things
-            raise TypeError("unexpected httpx transport internals; the egress guard cannot be installed")
-        self.network_backend = network_backend or GuardedNetworkBackend(policy)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=ssl_context,
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            http1=True,
-            http2=http2,
-            network_backend=self.network_backend,
-        )
-
-
-def _url_hook(policy: EgressPolicy) -> Callable[[httpx.Request], Awaitable[None]]:
-    async def check_request(request: httpx.Request) -> None:
-        check_url(str(request.url), policy)
-
-    return check_request
-
-
-_RESERVED_CLIENT_ARGS = frozenset({"transport", "mounts", "follow_redirects", "trust_env", "proxy", "app"})
-
-
-def guarded_client(
-    policy: EgressPolicy, *, timeout: httpx.Timeout, limits: httpx.Limits | None = None, **kw: Any
-) -> httpx.AsyncClient:
-    """An ``httpx.AsyncClient`` that only reaches what ``policy`` permits.
-
-    No redirects are followed (a 3xx is returned as is), proxy environment variables are
-    ignored. ``verify`` and ``http2`` go to the transport; other keywords to ``AsyncClient``.
-    """
-    clash = _RESERVED_CLIENT_ARGS & kw.keys()
-    if clash:
-        raise TypeError(f"guarded_client does not accept {sorted(clash)}")
-    hooks: dict[str, list[Callable[..., Any]]] = {
-        key: list(value) for key, value in (kw.pop("event_hooks", None) or {}).items()
-    }
-    hooks["request"] = [_url_hook(policy), *hooks.get("request", [])]
-    transport = GuardedTransport(
-        policy, limits=limits, verify=kw.pop("verify", True), http2=kw.pop("http2", False)
-    )
-    return httpx.AsyncClient(
-        transport=transport,
-        timeout=timeout,
-        follow_redirects=False,
-        trust_env=False,
-        event_hooks=hooks,
-        **kw,
-    )

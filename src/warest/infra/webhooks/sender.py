@@ -1,7 +1,7 @@
 """The HTTP side of webhooks: posting through the egress guard, and checking URLs.
 
-Deliveries go through aiohttp: on the dispatcher's hot path it costs ~70 us of CPU per
-request against ~700 us for httpx with the same guard (``bench`` figures in
+Deliveries go through aiohttp: on the dispatcher's hot path it costs ~90 us of CPU per
+request against ~700 us for httpx (``bench/http_clients.py``, figures in
 docs/performance.md), and the gateway delivers from the same process that serves the API.
 The egress policy is the one of ``egress.py``, enforced twice: ``check_url`` refuses literal
 addresses (aiohttp does not resolve those) and ``GuardedResolver`` checks every address a
