@@ -25,7 +25,7 @@ import asyncio
 import logging
 import random
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -33,6 +33,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from warest.app.webhook_events import SessionInfo
 from warest.app.webhook_signing import standard_signatures, warest_algorithm, warest_signature
 
 log = logging.getLogger("warest.webhooks")
@@ -187,40 +188,59 @@ def retry_after_s(headers: Mapping[str, str], now: datetime) -> float | None:
     return (when - now).total_seconds()
 
 
-def request_headers(
-    delivery: Delivery, target: Target, attempt: int, now: datetime, policy: DeliveryPolicy
+def signed_headers(
+    body: bytes,
+    message_id: str,
+    event: str,
+    ts_ms: int,
+    about: SessionInfo,
+    secrets: Sequence[str],
+    now: datetime,
+    *,
+    sha2: str,
+    user_agent: str,
 ) -> dict[str, str]:
-    """The original's ``X-WAREST-*`` headers and Standard Webhooks' ``webhook-*`` headers.
+    """The original's ``X-WAREST-*`` headers and Standard Webhooks' ``webhook-*`` headers of
+    one request (a delivery or a preflight).
 
     With a rotated secret in its grace period both signatures are sent: comma-separated in
     ``X-WAREST-Signature``, space-separated in ``webhook-signature`` (as the spec says).
     """
     seconds = int(now.timestamp())
-    signatures = ", ".join(
-        warest_signature(delivery.body, secret, delivery.username, policy.sha2) for secret in target.secrets
-    )
     return {
         "content-type": "application/json",
-        "user-agent": policy.user_agent,
-        "x-warest-signature": signatures,
-        "x-warest-signature-alg": warest_algorithm(policy.sha2),
-        "x-warest-timestamp": str(delivery.ts),
-        "x-warest-event": delivery.event,
-        "x-warest-event-id": delivery.event_id,
-        "x-warest-delivery-id": delivery.delivery_id,
-        "x-warest-session": delivery.session,
-        "x-warest-registry": delivery.registry,
-        "x-warest-label": header_safe(delivery.label),
-        "x-warest-username": delivery.username or "",
+        "user-agent": user_agent,
+        "x-warest-signature": ", ".join(warest_signature(body, s, about.username, sha2) for s in secrets),
+        "x-warest-signature-alg": warest_algorithm(sha2),
+        "x-warest-timestamp": str(ts_ms),
+        "x-warest-event": event,
+        "x-warest-session": about.name,
+        "x-warest-registry": about.registry,
+        "x-warest-label": header_safe(about.label),
+        "x-warest-username": about.username or "",
         "x-warest-version": "1",
-        "x-warest-delivery-attempt": str(attempt),
-        "x-warest-sequence": str(delivery.seq),
-        "webhook-id": delivery.delivery_id,
+        "webhook-id": message_id,
         "webhook-timestamp": str(seconds),
-        "webhook-signature": standard_signatures(
-            delivery.delivery_id, seconds, delivery.body, target.secrets
-        ),
+        "webhook-signature": standard_signatures(message_id, seconds, body, secrets),
     }
+
+
+def request_headers(
+    delivery: Delivery, target: Target, attempt: int, now: datetime, policy: DeliveryPolicy
+) -> dict[str, str]:
+    """The headers of one attempt of a delivery."""
+    about = SessionInfo(
+        delivery.session_id, delivery.session, delivery.registry, delivery.label, delivery.username
+    )
+    headers = signed_headers(
+        delivery.body, delivery.delivery_id, delivery.event, delivery.ts, about, target.secrets, now,
+        sha2=policy.sha2, user_agent=policy.user_agent,
+    )  # fmt: skip
+    headers["x-warest-event-id"] = delivery.event_id
+    headers["x-warest-delivery-id"] = delivery.delivery_id
+    headers["x-warest-delivery-attempt"] = str(attempt)
+    headers["x-warest-sequence"] = str(delivery.seq)
+    return headers
 
 
 def header_safe(value: str) -> str:

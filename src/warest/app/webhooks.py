@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -25,14 +24,9 @@ from warest.app.ports import ConcurrencyConflict, EventStore, ReadModelWaiter
 from warest.app.records import Principal
 from warest.app.sessions import SessionService
 from warest.app.webhook_actions import ActionRunner, ActionsInvalid, parse_reply, template_context
-from warest.app.webhook_dispatch import Answer, Delivery, Sender, header_safe
-from warest.app.webhook_signing import (
-    new_webhook_secret,
-    standard_signatures,
-    validate_secret,
-    warest_algorithm,
-    warest_signature,
-)
+from warest.app.webhook_dispatch import Answer, Delivery, Sender, signed_headers
+from warest.app.webhook_events import SessionInfo, epoch_ms, render_body
+from warest.app.webhook_signing import new_webhook_secret, validate_secret
 from warest.domain import ids
 from warest.domain.errors import InvalidValue, NotFound
 from warest.domain.jid import Jid
@@ -136,10 +130,6 @@ class WebhookQueries(Protocol):
     async def replay(self, endpoint_id: UUID, session_id: UUID, span: ReplayRange) -> int: ...
 
 
-class Rescan(Protocol):
-    def __call__(self) -> None: ...
-
-
 @dataclass(frozen=True)
 class Saved:
     endpoint: EndpointView
@@ -156,7 +146,6 @@ class PreflightResult:
 
 
 STATUSES = ("pending", "delivered", "failed")
-DELIVERY_STATUSES = STATUSES
 
 
 class WebhookService:
@@ -173,7 +162,7 @@ class WebhookService:
         rotation_grace_s: int,
         preflight_timeout_s: float,
         sha2: str,
-        rescan: Rescan | None = None,
+        rescan: Callable[[], None] | None = None,
     ) -> None:
         self._store = store
         self._waiter = waiter
@@ -313,7 +302,7 @@ class WebhookService:
         if where.event is not None:
             event_filter([where.event], "event")
         if endpoint is not None:
-            where = _with_endpoint(where, await self._endpoint_id(owner, session, endpoint))
+            where = dataclasses.replace(where, endpoint_id=await self._endpoint_id(owner, session, endpoint))
         return await self._queries.deliveries(record.id, where)
 
     async def delivery(
@@ -368,29 +357,16 @@ class WebhookService:
         except InvalidValue as refused:
             return PreflightResult(url, False, None, 0, refused.reason)
         now = datetime.now(UTC)
-        ts = int(now.timestamp() * 1000)
-        about = {"id": session, "label": label, "registry": owner.registry, "username": owner.username}
-        body = json.dumps(
-            {"event": "preflight", "data": {"ping": True}, "ts": ts, "session": about}, separators=(",", ":")
-        ).encode()
-        message = f"msg_preflight_{ts}"
-        headers = {
-            "content-type": "application/json",
-            "user-agent": "WAREst/1 (preflight) warest",
-            "x-warest-preflight": "1",
-            "x-warest-signature": warest_signature(body, secret, owner.username, self._sha2),
-            "x-warest-signature-alg": warest_algorithm(self._sha2),
-            "x-warest-timestamp": str(ts),
-            "x-warest-event": "preflight",
-            "x-warest-session": session,
-            "x-warest-registry": owner.registry,
-            "x-warest-label": header_safe(label),
-            "x-warest-username": owner.username,
-            "x-warest-version": "1",
-            "webhook-id": message,
-            "webhook-timestamp": str(int(now.timestamp())),
-            "webhook-signature": standard_signatures(message, int(now.timestamp()), body, [secret]),
-        }
+        ts = epoch_ms(now)
+        about = SessionInfo(
+            ids.session_id(owner.registry, session), session, owner.registry, label, owner.username
+        )
+        body = render_body("preflight", {"ping": True}, ts, about)
+        headers = signed_headers(
+            body, f"msg_preflight_{ts}", "preflight", ts, about, [secret], now,
+            sha2=self._sha2, user_agent="WAREst/1 (preflight) warest",
+        )  # fmt: skip
+        headers["x-warest-preflight"] = "1"
         answer = await self._sender.post(url, body, headers, self._preflight_timeout_s)
         ok = answer.status is not None and 200 <= answer.status < 300
         error = None if ok else (answer.error or f"HTTP {answer.status}")
@@ -476,10 +452,6 @@ def _grace(seconds: int) -> int:
     if not isinstance(seconds, int) or not 0 <= seconds <= 30 * 86400:
         raise InvalidValue("graceSeconds", "must be between 0 and 2592000 (30 days)")
     return seconds
-
-
-def _with_endpoint(where: DeliveryFilter, endpoint_id_: UUID) -> DeliveryFilter:
-    return DeliveryFilter(endpoint_id_, where.status, where.event, where.before, where.limit)
 
 
 # -- actions in response --------------------------------------------------------------------
