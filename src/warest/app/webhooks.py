@@ -19,8 +19,9 @@ from uuid import UUID
 import msgspec
 
 from warest.app.actions import ActionService
+from warest.app.commands import retry_on_conflict
 from warest.app.messaging import MessagingService
-from warest.app.ports import ConcurrencyConflict, EventStore, ReadModelWaiter
+from warest.app.ports import EventStore, ReadModelWaiter
 from warest.app.records import Principal
 from warest.app.sessions import SessionService
 from warest.app.webhook_actions import ActionRunner, ActionsInvalid, parse_reply, template_context
@@ -36,6 +37,8 @@ MAX_PREFLIGHT_URLS = 5
 MAX_REPLAY = 100_000
 MAX_PENDING_REPLIES = 20
 ACTIONS_TIMEOUT_S = 300.0
+REPLY_ACTOR = UUID(int=0)
+"""Reply actions act for the session's registry; no user (and never the admin) is behind them."""
 
 
 # -- ports and views ------------------------------------------------------------------------
@@ -404,11 +407,8 @@ class WebhookService:
         return (await self._aggregate(owner, session, name)).id
 
     async def _save(self, aggregate: WebhookEndpoint) -> None:
-        try:
-            position = await self._store.save(aggregate)
-        except ConcurrencyConflict:
-            raise InvalidValue("name", "the webhook was changed at the same time; retry") from None
-        await self._waiter.wait(position)
+        """Saves and waits for the outbox to know (a concurrent change answers 409)."""
+        await self._waiter.wait(await self._store.save(aggregate))
 
     def _kick(self) -> None:
         if self._rescan is not None:
@@ -423,16 +423,13 @@ class DeliveryDisabler:
         self._store = store
 
     async def disable_for_delivery(self, endpoint_id_: UUID, reason: str) -> None:
-        for _ in range(3):
+        async def command() -> None:
             aggregate = await self._store.get(endpoint_id_)
-            if not isinstance(aggregate, WebhookEndpoint) or aggregate.removed or not aggregate.enabled:
-                return
-            aggregate.disable(reason, by="delivery")
-            try:
+            if isinstance(aggregate, WebhookEndpoint) and not aggregate.removed and aggregate.enabled:
+                aggregate.disable(reason, by="delivery")
                 await self._store.save(aggregate)
-                return
-            except ConcurrencyConflict:
-                continue
+
+        await retry_on_conflict(command)
 
 
 class PreflightFailed(Exception):
@@ -545,8 +542,8 @@ class WebhookActions:
             self._locks.pop(session_id, None)
 
     async def _run(self, delivery: Delivery, reply: Any) -> list[dict[str, Any]]:
-        owner = Principal(
-            user_id=ids.seeded_admin_id(),
+        owner = Principal(  # the session's owner, as the services scope by registry only
+            user_id=REPLY_ACTOR,
             username=delivery.username or "",
             registry=delivery.registry,
             role="user",
