@@ -251,6 +251,11 @@ class OutboxProjection(PagedProjection):
         self._default = default
         self._renderer = Renderer(command_prefixes)
 
+    def idle(self, folded: _Page) -> _Page:
+        """What the runner keeps between catch-ups: the directory, not the page's rows (so a
+        live batch does not read every endpoint, session and user again)."""
+        return _Page(folded.directory)
+
     def fold(self, page: Sequence[tuple[Any, int]], cur: _Cursor, previous: Any = None) -> _Page:
         directory = previous.directory.copy() if isinstance(previous, _Page) else self._load(cur)
         out = _Page(directory)

@@ -151,3 +151,34 @@ def test_pipelined_catch_up_writes_what_page_by_page_does(
         database_url, schema, "SELECT count(*) FROM wh_deliveries WHERE event = 'message_reaction'"
     )
     assert reactions == [(len(messages[::7]),)]
+
+
+def test_the_directory_is_read_once_while_the_runner_follows_the_log(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str
+) -> None:
+    """Live batches reuse the outbox's directory; it is read again only when the tracked
+    position moved without this runner (another process)."""
+    loads: list[int] = []
+
+    class Counting(OutboxProjection):
+        def _load(self, cur: Any) -> Any:
+            loads.append(1)
+            return super()._load(cur)
+
+    committer.save(Session.create(REG, "s1", None, True, "sandbox"))
+    committer.save(WebhookEndpoint.add(REG, "s1", "all", "https://a.example/h", "v1:sealed"))
+    runner = ProjectionRunner(store, Counting(store.events_table), database_url, schema)
+    for i in range(5):
+        committer.save(inbound("s1", f"m{i}", "hi"))
+        runner.catch_up()
+    assert len(loads) == 1
+    other = outbox(store, database_url, schema)  # another process takes the next event
+    committer.save(inbound("s1", "m9", "hi"))
+    other.catch_up()
+    other.stop()
+    committer.save(inbound("s1", "m10", "hi"))
+    runner.catch_up()
+    runner.stop()
+    assert len(loads) == 2  # the position had moved: read again, so sequences stay right
+    seqs = rows(database_url, schema, "SELECT seq FROM wh_events ORDER BY position")
+    assert [s for (s,) in seqs] == list(range(1, len(seqs) + 1))

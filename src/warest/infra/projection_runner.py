@@ -201,6 +201,7 @@ class ProjectionRunner:
             start = int(row[0]) if row else 0
             upper = self.store.max_position()
             if upper <= start:
+                self._carry = carry  # nothing changed: the state still holds for the next page
                 self._set_position(start)
                 return 0
             page = self._read(conn, start, upper)
@@ -258,7 +259,11 @@ class ProjectionRunner:
                 if progress:
                     progress(self._position, self.store.max_position())
         finally:
-            self._carry = None  # a page of rows: not kept while idle
+            # A page of rows is not kept while idle; a projection may keep a small part of
+            # it (``idle``: e.g. the outbox's directory, which it would otherwise read again).
+            idle = getattr(self.projection, "idle", None)
+            carry = self._carry
+            self._carry = _Carry(carry.position, idle(carry.state)) if idle and carry else None
 
     def _backlog(self) -> int:
         return self.store.max_position() - self._position
