@@ -656,3 +656,23 @@ async def test_the_delivery_log_pages_and_names_are_unique(
     positions = [d["position"] for d in page + rest.json()["results"]]
     assert len(positions) == 5 and positions == sorted(positions, reverse=True)
     assert "x-warest-next-before" not in rest.headers
+
+
+async def test_the_session_shows_its_primary_endpoint_url(
+    app: AsyncTestClient[Any], receiver: ReceiverProcess
+) -> None:
+    """One source of truth: the session's webhookUrl is the endpoint "primary", however it
+    was set, changed or removed."""
+    a = await two_sessions(app)
+
+    async def shown() -> str:
+        info = await app.get("/api/v1/session/info", params={"sessionId": "alpha"}, headers=a)
+        return str(info.json()["results"][0]["webhookUrl"])
+
+    assert await shown() == ""
+    await add_hook(app, a, "alpha", f"{receiver.url}/one")  # through the webhooks API
+    assert await shown() == f"{receiver.url}/one"
+    await app.patch("/api/v1/session/alpha/webhooks/primary", json={"url": f"{receiver.url}/two"}, headers=a)
+    assert await shown() == f"{receiver.url}/two"
+    await app.delete("/api/v1/session/alpha/webhooks/primary", headers=a)
+    assert await shown() == ""

@@ -50,8 +50,8 @@ def test_session_lifecycle_rules() -> None:
     session = Session.create("A", "main", None, True, "sandbox")
     assert session.label == "main"
     session.configure(label="main")  # unchanged: no event
-    session.configure(webhook_url="https://h.example")
-    session.configure(webhook_url="")
+    session.configure(auto_start=False)
+    session.configure(auto_start=False)  # unchanged: no event
     session.delete()
     with pytest.raises(NotFound):
         session.configure(label="x")
@@ -60,7 +60,7 @@ def test_session_lifecycle_rules() -> None:
     with pytest.raises(AlreadyExists):
         session.recreate(None, True, "sandbox")
     kinds = [type(e).__name__ for e in session.collect_events()]
-    assert kinds == ["Created", "Configured", "Configured", "Deleted", "Created"]
+    assert kinds == ["Created", "Configured", "Deleted", "Created"]
 
 
 def test_claims() -> None:

@@ -111,13 +111,12 @@ class SessionService:
         *,
         label: str | None = None,
         auto_start: bool | None = None,
-        webhook_url: str | None = None,
     ) -> SessionRecord:
         await self.get(owner, name)
 
         async def command() -> int:
             session = await self._load(owner, name)
-            session.configure(label=label, auto_start=auto_start, webhook_url=webhook_url)
+            session.configure(label=label, auto_start=auto_start)
             return await self._store.save(session)
 
         await self._settle(await retry_on_conflict(command))

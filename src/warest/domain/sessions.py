@@ -62,7 +62,8 @@ class Session(model.Aggregate):
             aggregate.push_name = None
 
     class Configured(model.DomainEvent, frozen=True, kw_only=True):
-        """Owner-set options changed. ``None`` means "unchanged"; "" clears the URL."""
+        """Owner-set options changed. ``None`` means "unchanged". ``webhook_url`` is only in
+        events written before webhook endpoints existed ("" cleared it)."""
 
         label: str | None = None
         auto_start: bool | None = None
@@ -186,20 +187,13 @@ class Session(model.Aggregate):
             engine=engine,
         )
 
-    def configure(
-        self,
-        label: str | None = None,
-        auto_start: bool | None = None,
-        webhook_url: str | None = None,
-    ) -> None:
+    def configure(self, label: str | None = None, auto_start: bool | None = None) -> None:
+        """The session's own options (its webhooks are ``WebhookEndpoint`` aggregates)."""
         self._ensure_live()
         label = values.label(label)
         changed = {
             "label": label if label is not None and label != self.label else None,
             "auto_start": auto_start if auto_start is not None and auto_start != self.auto_start else None,
-            "webhook_url": webhook_url
-            if webhook_url is not None and (webhook_url or None) != self.webhook_url
-            else None,
         }
         if any(v is not None for v in changed.values()):
             self._trigger(Session.Configured, **changed)

@@ -281,7 +281,7 @@ class SessionController(Controller):
                 preflight=data.preflight or data.preflightVerify,
             )
         record = await state.services.sessions.configure(
-            request.user, name, label=data.label, auto_start=data.autoStart, webhook_url=data.webhookUrl
+            request.user, name, label=data.label, auto_start=data.autoStart
         )
         set_label(request.scope, record.label)
         view = session_view(record)

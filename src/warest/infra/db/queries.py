@@ -15,8 +15,11 @@ _USER_COLUMNS = (
     " key_rotated_at, created_at, updated_at"
 )
 _SESSION_COLUMNS = (
-    "id, registry, session_id, label, auto_start, engine, webhook_url, status, created_at, updated_at,"
-    " me_jid, me_lid, push_name, status_reason, status_at, last_connected_at"
+    "id, registry, session_id, label, auto_start, engine, status, created_at, updated_at,"
+    " me_jid, me_lid, push_name, status_reason, status_at, last_connected_at,"
+    # The URL of the session's endpoint "primary" (the original's single webhook URL).
+    " (SELECT w.url FROM wh_endpoints w WHERE w.session_id = rm_sessions.id AND w.name = 'primary'"
+    " AND NOT w.removed) AS webhook_url"
 )
 AUTOSTART_STATUSES = ("created", "qr", "pairing", "connecting", "open", "reconnecting", "banned")
 
