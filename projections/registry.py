@@ -117,10 +117,10 @@ class RegistryProjection:
     def _(self, event: Session.Created, cur: _Cursor, position: int) -> None:
         cur.execute(
             "INSERT INTO rm_sessions (id, registry, session_id, label, auto_start, engine,"
-            " webhook_url, status, status_at, created_at, updated_at, version, position)"
-            " VALUES (%s, %s, %s, %s, %s, %s, NULL, 'created', %s, %s, %s, %s, %s)"
+            " status, status_at, created_at, updated_at, version, position)"
+            " VALUES (%s, %s, %s, %s, %s, %s, 'created', %s, %s, %s, %s, %s)"
             " ON CONFLICT (id) DO UPDATE SET label = EXCLUDED.label,"
-            " auto_start = EXCLUDED.auto_start, engine = EXCLUDED.engine, webhook_url = NULL,"
+            " auto_start = EXCLUDED.auto_start, engine = EXCLUDED.engine,"
             " status = 'created', status_at = EXCLUDED.status_at, status_reason = NULL,"
             " me_jid = NULL, me_lid = NULL, push_name = NULL, created_at = EXCLUDED.created_at,"
             " updated_at = EXCLUDED.updated_at, version = EXCLUDED.version,"
@@ -145,13 +145,10 @@ class RegistryProjection:
         cur.execute(
             "UPDATE rm_sessions SET label = COALESCE(%s, label),"
             " auto_start = COALESCE(%s, auto_start),"
-            " webhook_url = CASE WHEN %s::text IS NULL THEN webhook_url ELSE NULLIF(%s, '') END,"
             " updated_at = %s, version = %s, position = %s WHERE id = %s",
             (
                 event.label,
                 event.auto_start,
-                event.webhook_url,
-                event.webhook_url,
                 event.timestamp,
                 event.originator_version,
                 position,

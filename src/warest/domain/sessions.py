@@ -1,6 +1,6 @@
 """The Session aggregate: one WhatsApp account linked to the gateway, owned by a registry.
 
-It holds what the owner configures (label, auto-start, engine, webhook URL) and every
+It holds what the owner configures (label, auto-start, engine) and every
 lifecycle happening reported by the engine (QR, pairing code, connecting, open,
 reconnecting, logged out, replaced, closed, banned).
 """
@@ -34,7 +34,6 @@ class Session(model.Aggregate):
     label: str
     auto_start: bool
     engine: str
-    webhook_url: str | None
     deleted: bool
     status: Status
     me_jid: str | None
@@ -54,7 +53,6 @@ class Session(model.Aggregate):
             aggregate.label = self.label
             aggregate.auto_start = self.auto_start
             aggregate.engine = self.engine
-            aggregate.webhook_url = None
             aggregate.deleted = False
             aggregate.status = Status.CREATED
             aggregate.me_jid = None
@@ -63,7 +61,8 @@ class Session(model.Aggregate):
 
     class Configured(model.DomainEvent, frozen=True, kw_only=True):
         """Owner-set options changed. ``None`` means "unchanged". ``webhook_url`` is only in
-        events written before webhook endpoints existed ("" cleared it)."""
+        events written before webhook endpoints existed; it is read and ignored (a session's
+        webhooks are ``WebhookEndpoint`` aggregates)."""
 
         label: str | None = None
         auto_start: bool | None = None
@@ -74,8 +73,6 @@ class Session(model.Aggregate):
                 aggregate.label = self.label
             if self.auto_start is not None:
                 aggregate.auto_start = self.auto_start
-            if self.webhook_url is not None:
-                aggregate.webhook_url = self.webhook_url or None
 
     class Deleted(model.DomainEvent, frozen=True, kw_only=True):
         def apply(self, aggregate: Any) -> None:
