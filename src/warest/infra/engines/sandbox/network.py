@@ -326,8 +326,13 @@ class SandboxNetwork:
 
     async def _flush(self) -> None:
         while self._inbox_buffer:
-            phone, item = self._inbox_buffer.popleft()
-            await self.store.record_inbox(phone, item)
+            batch = list(self._inbox_buffer)
+            self._inbox_buffer.clear()
+            try:
+                await self.store.record_inbox(batch)
+            except BaseException:
+                self._inbox_buffer.extendleft(reversed(batch))  # kept, in order, for the next flush
+                raise
 
 
 def ban_until(seconds: float) -> datetime:

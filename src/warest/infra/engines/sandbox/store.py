@@ -65,18 +65,14 @@ class SandboxStore:
             "DELETE FROM sandbox_devices WHERE registry = $1 AND session_id = $2", registry, session
         )
 
-    async def record_inbox(self, phone: str, item: InboxItem) -> None:
-        await self._pool.execute(
-            "INSERT INTO sandbox_inbox (phone, wa_id, sender, chat, kind, text, at)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            phone,
-            item.wa_id,
-            item.sender,
-            item.chat,
-            item.kind,
-            item.text,
-            item.at,
-        )
+    async def record_inbox(self, items: list[tuple[str, InboxItem]]) -> None:
+        """Stores what external accounts received, ``(phone, item)`` in order, in one transaction."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.executemany(
+                "INSERT INTO sandbox_inbox (phone, wa_id, sender, chat, kind, text, at)"
+                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                [(phone, i.wa_id, i.sender, i.chat, i.kind, i.text, i.at) for phone, i in items],
+            )
 
     async def inbox(self, phone: str, limit: int) -> list[InboxItem]:
         rows = await self._pool.fetch(
