@@ -194,6 +194,8 @@ class OutboundQueue:
     async def _wait_online(self) -> None:
         """Until the session is online; re-checks every few seconds in case a reconnect
         was not reported (the engine answers NotConnected again if it is really down)."""
+        if self._online.is_set():
+            return  # without a suspension: a backlog is sent in one turn of the event loop
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._online.wait(), 5.0)
 
