@@ -177,6 +177,21 @@ async def test_send_rules_not_open_unknown_foreign_and_validation_first(client: 
     assert no_session.status_code == 400 and no_session.json()["code"] == 1100
 
 
+async def test_a_deleted_session_is_not_found_at_once_by_sends(client: AsyncTestClient[Any]) -> None:
+    """Sends look the session up through a short-lived cache: a delete must still be seen
+    by the very next send (not found, nothing queued), not answered from the cache."""
+    a = await tenant(client, "gone-a")
+    await open_by_scan(client, a, "main", "6281111111190")
+    sent = await send_text(client, a, "main", "6281234567890", "before")
+    assert sent.status_code == 200 and sent.json()["results"][0]["status"] != "failed"
+    deleted = await client.delete("/api/v1/session/delete?sessionId=main", headers=a)
+    assert deleted.status_code == 200, deleted.text
+    after = await send_text(client, a, "main", "6281234567890", "after")
+    assert after.status_code == 404 and after.json()["code"] == 1101
+    events = await client.get("/api/v1/events?type=Message.Queued", headers=a)
+    assert [e["data"]["text"] for e in events.json()["results"]] == ["before"]
+
+
 async def test_recipient_forms_lid_kept_cus_mapped(client: AsyncTestClient[Any]) -> None:
     a = await tenant(client, "forms-a")
     await open_by_scan(client, a, "s", "6283000000001")

@@ -6,6 +6,7 @@ tenants may both name a session "main": ids are derived from (registry, session 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from warest.app.commands import retry_on_conflict
@@ -22,6 +23,10 @@ from warest.domain.sessions import Session, Status
 ENGINES = ("neonize", "sandbox")
 QR_WAIT_S = 2.5
 PAIR_WAIT_S = 3.5
+
+
+RECENT_S = 1.0
+RECENT_MAX = 10_000
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class SessionService:
         self._waiter = waiter
         self._manager = manager
         self.default_engine = default_engine
+        self._recent: dict[tuple[str, str], tuple[float, SessionRecord]] = {}
 
     # -- registry -----------------------------------------------------------------
 
@@ -95,6 +101,22 @@ class SessionService:
         record = await self._queries.session(owner.registry, name)
         if record is None:
             raise SessionNotFound(f"session '{name}' not found")
+        return record
+
+    async def recent(self, owner: Principal, name: str) -> SessionRecord:
+        """``get`` for the hot paths (sends, message actions): a record read at most
+        ``RECENT_S`` ago. They rely only on what never changes (the session exists and is the
+        caller's); whether it may send is the runtime's live status. A delete made here is
+        seen at once, one made by another process within ``RECENT_S``."""
+        key = (owner.registry, values.session_name(name))
+        now = time.monotonic()
+        hit = self._recent.get(key)
+        if hit is not None and now - hit[0] < RECENT_S:
+            return hit[1]
+        record = await self.get(owner, name)
+        if len(self._recent) >= RECENT_MAX:
+            self._recent.clear()
+        self._recent[key] = (now, record)
         return record
 
     async def owned(self, owner: Principal) -> list[SessionRecord]:
@@ -169,6 +191,7 @@ class SessionService:
 
     async def delete(self, owner: Principal, name: str) -> None:
         record = await self.get(owner, name)
+        self._recent.pop((record.registry, record.session_id), None)
         await self._manager.discard(record.registry, record.session_id)
 
         async def command() -> int:

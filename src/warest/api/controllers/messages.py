@@ -56,7 +56,7 @@ async def resolve_session(
     sessions = state.services.sessions
     if body.sessionId:
         try:
-            return await sessions.get(request.user, session_name(body.sessionId))  # type: ignore[no-any-return]
+            return await sessions.recent(request.user, session_name(body.sessionId))  # type: ignore[no-any-return]
         except InvalidValue as error:
             raise invalid("sessionId", error.reason, code=Code.SESSION_REQUIRED) from None
     if body.phone:
