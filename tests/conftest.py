@@ -50,6 +50,7 @@ def make_settings(database_url: str, schema: str, data_dir: Path, **overrides: s
         "WAREST_ENGINE": "sandbox",
         "LOG_LEVEL": "info",
         "WAREST_SEND_WAIT_MS": "3000",
+        "WAREST_PROJECTOR": "inline",  # in-process apps; the e2e servers run a projector process
     }
     environ.update(overrides)
     return Settings.from_env(environ, dotenv=None)

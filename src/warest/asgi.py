@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-import time
 
 from litestar import Litestar
 
@@ -14,6 +11,7 @@ from warest.api.middleware import AccessLogMiddleware
 from warest.bootstrap import Container
 from warest.config import Settings
 from warest.logs import setup_logging
+from warest.supervision import exit_with_supervisor
 
 
 def create(settings: Settings | None = None) -> AccessLogMiddleware:
@@ -23,20 +21,6 @@ def create(settings: Settings | None = None) -> AccessLogMiddleware:
     if settings.supervisor_pid and settings.supervisor_pid != os.getpid():
         exit_with_supervisor(settings.supervisor_pid)
     return AccessLogMiddleware(create_litestar(settings, server=True))
-
-
-def exit_with_supervisor(supervisor_pid: int, interval_s: float = 0.5) -> None:
-    """A worker process whose supervisor died (SIGKILL leaves no time to stop workers)
-    would keep serving stale sessions next to a restarted server: it exits instead."""
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval_s)
-            if os.getppid() != supervisor_pid:
-                logging.getLogger("warest").error("supervisor %s is gone; worker exits", supervisor_pid)
-                os._exit(70)
-
-    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
 
 
 def create_litestar(settings: Settings | None = None, *, server: bool = False) -> Litestar:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
+import signal
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -59,11 +61,13 @@ from warest.infra.eventstore.store import EventStoreApp, postgres_env
 from warest.infra.passwords import Argon2Hasher
 from warest.infra.pepper import load_pepper
 from warest.infra.projection_runner import ProjectionRunner
-from warest.infra.readmodels import ReadModels
+from warest.infra.projector import ProjectorProcess, projector_channel, projector_lock_key
+from warest.infra.readmodels import LocalReadModels, ReadModels, RemoteReadModels
 from warest.infra.webhooks.egress import EgressPolicy
 from warest.infra.webhooks.secrets import AesSecretBox
 from warest.infra.webhooks.sender import EgressUrlGuard, HttpSender
 from warest.infra.webhooks.store import PgDeliveryStore, PgWebhookQueries
+from warest.supervision import exit_with_supervisor
 
 log = logging.getLogger("warest")
 
@@ -120,21 +124,90 @@ def build_store(settings: Settings, database_url: str) -> EventStoreApp:
 
 
 def build_runners(
-    store: EventStoreApp, settings: Settings, database_url: str, *, with_outbox: bool = False
+    store: EventStoreApp,
+    settings: Settings,
+    database_url: str,
+    *,
+    with_outbox: bool = False,
+    announce: str | None = None,
 ) -> list[ProjectionRunner]:
     """The read models (``projections.ALL``, which ``projections rebuild`` may rebuild) and,
     for a server with webhooks on, the webhook outbox (a durable queue: never rebuilt)."""
+    schema = settings.database_schema
     runners = [
-        ProjectionRunner(store, projection_class(), database_url, settings.database_schema)
+        ProjectionRunner(
+            store,
+            projection_class(),
+            database_url,
+            schema,
+            announce=announce,
+            min_interval_s=settings.projection_interval_ms / 1000,
+        )
         for projection_class in projections.ALL
     ]
     if with_outbox and settings.webhooks_enabled:
         default = DefaultEndpoint(settings.webhook_default_url) if settings.webhook_default_url else None
         outbox = OutboxProjection(store.events_table, default, settings.webhook_command_prefixes)
         runners.append(
-            ProjectionRunner(store, outbox, database_url, settings.database_schema, batch_size=5000)
+            ProjectionRunner(store, outbox, database_url, schema, batch_size=5000, announce=announce)
         )
     return runners
+
+
+def server_read_model_names(settings: Settings) -> list[str]:
+    """What a server reads: every read model, and the outbox when webhooks are on."""
+    names = [projection_class.name for projection_class in projections.ALL]
+    if settings.webhooks_enabled:
+        names.append(OutboxProjection.name)
+    return names
+
+
+async def run_projector(settings: Settings, database_url: str, *, migrate_first: bool = True) -> None:
+    """The projector process (``warest projector``): until SIGTERM or SIGINT, takes the
+    projector lease of the schema and, while it holds it, keeps every read model of a server
+    (outbox included) and announces each batch on the schema's channel.
+
+    ``migrate_first``: false for a server worker's child, started by the worker while it
+    holds the startup lock, after migrating."""
+    if settings.supervisor_pid and settings.supervisor_pid != os.getpid():
+        exit_with_supervisor(settings.supervisor_pid)
+    schema = settings.database_schema
+    if migrate_first:
+        startup = AdvisoryLock(database_url, startup_lock_key(schema))
+        await asyncio.to_thread(startup.acquire)
+        try:
+            await asyncio.to_thread(migrate, database_url, schema)
+        finally:
+            await asyncio.to_thread(startup.release)
+    store = await asyncio.to_thread(build_store, settings, database_url)
+    current: list[LocalReadModels] = []
+
+    async def start() -> None:
+        runners = build_runners(
+            store, settings, database_url, with_outbox=True, announce=projector_channel(schema)
+        )
+        read_models = LocalReadModels(runners, store.max_position)
+        current.append(read_models)
+        await asyncio.to_thread(read_models.start)
+        settle_garbage_collector()
+
+    async def stop() -> None:
+        while current:
+            await asyncio.to_thread(current.pop().stop)
+
+    lease = Lease(
+        AdvisoryLock(database_url, projector_lock_key(schema)), start, stop, name="projector", retry_s=1.0
+    )
+    work = asyncio.create_task(lease.run(), name="projector-lease")
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, work.cancel)
+    try:
+        await work
+    except asyncio.CancelledError:
+        log.info("projector stopped")
+    finally:
+        store.close()
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
@@ -226,6 +299,7 @@ class Container:
         self.sender: HttpSender | None = None
         self.lease: Lease | None = None
         self._lease_task: asyncio.Task[None] | None = None
+        self.projector: ProjectorProcess | None = None
 
     async def start(self) -> Services:
         settings = self.settings
@@ -250,12 +324,14 @@ class Container:
             enabled=settings.group_commit,
             window_s=settings.group_commit_window_ms / 1000,
         )
-        self.read_models = ReadModels(
-            build_runners(self.store, settings, self.database_url, with_outbox=True), self.store.max_position
-        )
+        self.read_models = self._read_models(settings, self.store)
         self.committer.add_listener(self.read_models.nudge)
         self.committer.start()
         await asyncio.to_thread(self.read_models.start, asyncio.get_running_loop())
+        if self.projector is not None:
+            self.projector.start()
+        if settings.projector != "inline":
+            await self._caught_up(self.read_models)
         self.pool = await asyncpg.create_pool(
             self.database_url,
             min_size=1,
@@ -307,6 +383,40 @@ class Container:
         if self._settle_gc:
             settle_garbage_collector()
         return self.services
+
+    def _read_models(self, settings: Settings, store: EventStoreApp) -> ReadModels:
+        """In this process (``inline``), or followed from a projector: this worker's child
+        (``process``) or one run elsewhere (``external``)."""
+        schema = settings.database_schema
+        if settings.projector == "inline":
+            return LocalReadModels(
+                build_runners(store, settings, self.database_url, with_outbox=True), store.max_position
+            )
+        if settings.projector == "process":
+            env = {"WAREST_DATABASE_URL": self.database_url}
+            if self.embedded is not None or settings.database_embedded:
+                env["WAREST_DATABASE_EMBEDDED"] = "true"
+            self.projector = ProjectorProcess(env)
+        return RemoteReadModels(
+            server_read_model_names(settings),
+            store.max_position,
+            self.database_url,
+            schema,
+            projector_channel(schema),
+            projector_lock_key(schema),
+        )
+
+    async def _caught_up(self, read_models: ReadModels) -> None:
+        """Serves only once the projector has caught up with the log as it was at startup."""
+        assert self.store is not None
+        latest = await asyncio.to_thread(self.store.max_position)
+        while not await read_models.wait(latest, timeout=15):
+            log.warning(
+                "waiting for the projector to catch up: read models at %d of %d%s",
+                read_models.position,
+                latest,
+                "" if self.projector is None or self.projector.alive() else " (projector not running)",
+            )
 
     def _webhooks(
         self,
@@ -405,9 +515,7 @@ class Container:
 
     async def health(self) -> dict[str, bool]:
         pool_ok = self.pool is not None and await database_ok(self.pool)
-        runners_ok = self.read_models is not None and all(
-            r.error is None for r in self.read_models.runners.values()
-        )
+        runners_ok = self.read_models is not None and self.read_models.healthy()
         return {"database": pool_ok, "projections": runners_ok}
 
     async def stop(self) -> None:
@@ -423,6 +531,8 @@ class Container:
             await self.manager.close()
         if self.network is not None:
             await self.network.close()
+        if self.projector is not None:
+            await self.projector.stop()
         if self.read_models is not None:
             await asyncio.to_thread(self.read_models.stop)
         if self.committer is not None:

@@ -98,6 +98,27 @@ async def _with_services(settings: Settings, action: Callable[[Any], Coroutine[A
 
 
 @main.command()
+@click.option("--no-migrate", is_flag=True, hidden=True, help="Internal: a server worker migrated already.")
+def projector(no_migrate: bool) -> None:
+    """Keeps the read models (servers start one each; one at a time works, the others stand by)."""
+    settings = _settings()
+    from warest.bootstrap import run_projector  # noqa: PLC0415
+    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from warest.logs import setup_logging  # noqa: PLC0415
+
+    setup_logging(settings.log_level)
+    embedded = None if settings.database_url else EmbeddedPostgres(settings.data_path)
+    url = settings.database_url or (embedded.start() if embedded else "")
+    try:
+        asyncio.run(run_projector(settings, url, migrate_first=not no_migrate))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+@main.command()
 def migrate() -> None:
     """Applies pending read-model migrations."""
     from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415

@@ -255,6 +255,8 @@ class Settings:
     database_embedded: bool = _setting("WAREST_DATABASE_EMBEDDED", "false", _bool)
     proxy_urls: tuple[str, ...] = _setting("WAREST_PROXY_URLS", "", _proxies)
     workers: int = _setting("WAREST_WORKERS", "1", _int(1, 64))
+    projector: str = _setting("WAREST_PROJECTOR", "process", _choice("process", "inline", "external"))
+    projection_interval_ms: int = _setting("WAREST_PROJECTION_INTERVAL_MS", "50", _int(0, 1000))
     webhooks_enabled: bool = _setting("WAREST_WEBHOOK_ENABLED", "true", _bool)
     webhook_default_url: str = _setting("WEBHOOK_DEFAULT_URL", "", _url, ("WAREST_WEBHOOK_DEFAULT_URL",))
     webhook_default_secret: str = _setting("WEBHOOK_DEFAULT_SECRET", "", _str)

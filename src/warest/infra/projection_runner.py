@@ -97,6 +97,28 @@ class _Carry(NamedTuple):
     state: Any
 
 
+BUSY_EVENTS_PER_S = 500
+
+
+class _Load:
+    """Events a following runner took over the last full second, and when its last batch ended."""
+
+    def __init__(self) -> None:
+        self.ended = 0.0
+        self.busy = False
+        self._since = time.monotonic()
+        self._events = 0
+
+    def count(self, events: int) -> None:
+        now = time.monotonic()
+        if events:
+            self.ended = now
+            self._events += events
+        if now - self._since >= 1.0:
+            self.busy = self._events / (now - self._since) >= BUSY_EVENTS_PER_S
+            self._since, self._events = now, 0
+
+
 class Projection(Protocol):
     """A read model: its name, its tables and how one event changes them."""
 
@@ -117,7 +139,18 @@ class ProjectionRunner:
         *,
         batch_size: int = 20_000,
         poll_interval_s: float = 1.0,
+        announce: str | None = None,
+        min_interval_s: float = 0.0,
     ) -> None:
+        """``announce``: a channel on which every committed batch sends ``name:position``
+        (in its transaction), for processes that read this read model (``RemoteReadModels``).
+
+        ``min_interval_s``: under load (``BUSY_EVENTS_PER_S`` or more over the last second),
+        a batch starts at least this long after the previous one ended, so the runner takes a
+        steady stream of events in fewer, larger transactions (each costs a tracking-row
+        lock, a notification read, a commit and a WAL flush whatever its size); the read
+        model then lags by at most about this interval. Below that load every event is
+        taken at once."""
         self.store = store
         self.projection = projection
         self.name = projection.name
@@ -134,6 +167,8 @@ class ProjectionRunner:
         self.error: BaseException | None = None
         self.on_advance: Callable[[int], None] | None = None
         self._carry: _Carry | None = None
+        self._announce = announce
+        self._min_interval_s = min_interval_s
         events = sql.SQL("{}.{}").format(
             sql.Identifier(store.recorder.datastore.schema),  # type: ignore[attr-defined]
             sql.Identifier(store.recorder.events_table_name),  # type: ignore[attr-defined]
@@ -218,14 +253,20 @@ class ProjectionRunner:
             else:
                 for event, position in page:
                     self.projection.process(event, cur, position)
-            cur.execute(
-                "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
-                (new_position, self.name),
-            )
+            self._track(cur, new_position)
         if fold is not None:
             self._carry = _Carry(new_position, folded)
         self._set_position(new_position)
         return len(page) if page else new_position - start
+
+    def _track(self, cur: psycopg.Cursor[Any], position: int) -> None:
+        """Moves the tracking row (and announces it) in the caller's transaction."""
+        cur.execute(
+            "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
+            (position, self.name),
+        )
+        if self._announce is not None:
+            cur.execute("SELECT pg_notify(%s, %s)", (self._announce, f"{self.name}:{position}"))
 
     def _read(self, conn: psycopg.Connection, start: int, upper: int) -> Page:
         """The projection's events in (start, upper], at most one page, decoded, with positions.
@@ -319,10 +360,7 @@ class ProjectionRunner:
                     pipeline.enter_context(writer.pipeline())
                     in_flight = _InFlight(pipeline, end, len(page) if page else end - start, folded)
                     statements()
-                    cur.execute(
-                        "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
-                        (end, self.name),
-                    )
+                    self._track(cur, end)
                     cur.execute("COMMIT")
                     previous, start = folded, end
                 if in_flight is not None:
@@ -362,10 +400,8 @@ class ProjectionRunner:
                         sql.SQL(", ").join(map(sql.Identifier, self.projection.tables))
                     )
                 )
-            conn.execute(
-                "UPDATE projection_tracking SET position = 0, updated_at = now() WHERE name = %s",
-                (self.name,),
-            )
+            with conn.cursor() as cur:
+                self._track(cur, 0)
         self._set_position(0)
         return self.catch_up(progress)
 
@@ -389,10 +425,18 @@ class ProjectionRunner:
 
     def _run(self) -> None:
         backoff = 0.1
+        load = _Load()
         while not self._stop.is_set():
+            spaced = load.busy and self._min_interval_s > 0
+            if spaced:
+                pause = load.ended + self._min_interval_s - time.monotonic()
+                if pause > 0:
+                    self._stop.wait(pause)
             self._wake.clear()
             try:
-                self.catch_up()
+                # Spaced: one batch per interval (catching up would chase the commits that
+                # arrive meanwhile, in small batches).
+                load.count(self.process_batch() if spaced else self.catch_up())
                 backoff = 0.1
                 self.error = None
             except Exception as error:  # keep following; the next batch retries

@@ -1,47 +1,126 @@
-"""All projection runners of this process, and read-your-writes waiting across them."""
+"""Where the read models are, and read-your-writes waiting on them.
+
+Two ways to have read models, one waiting logic:
+
+- ``LocalReadModels``: the projection runners run in this process (threads), as in the
+  projector process, a CLI command or an in-process test app;
+- ``RemoteReadModels``: a projector process runs them (``warest projector``, started by each
+  server worker by default) and announces every batch it commits on a PostgreSQL channel;
+  this process follows those announcements.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 
 import psycopg
 from psycopg import sql
 
+from warest.infra.db.connect import psycopg_connect
 from warest.infra.projection_runner import ProjectionRunner
+
+log = logging.getLogger("warest.projections")
 
 
 class ReadModels:
-    def __init__(self, runners: Iterable[ProjectionRunner], max_position: Callable[[], int]) -> None:
-        self.runners = {runner.name: runner for runner in runners}
+    """The positions of a set of read models, waiters on them and followers of each."""
+
+    def __init__(self, names: Iterable[str], max_position: Callable[[], int]) -> None:
+        self._positions = dict.fromkeys(names, 0)
         self._max_position = max_position
-        self._stopping = threading.Event()
-        self._listener: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
         self._followers: dict[str, list[Callable[[int], None]]] = {}
-        for runner in self.runners.values():
-            runner.on_advance = self._advanced
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._positions)
 
     def follow(self, name: str, callback: Callable[[int], None]) -> None:
-        """Calls ``callback(position)`` on the event loop each time runner ``name`` advances."""
+        """Calls ``callback(position)`` on the event loop each time read model ``name`` moves."""
+        if name not in self._positions:
+            raise KeyError(name)
         self._followers.setdefault(name, []).append(callback)
-        runner = self.runners[name]
-
-        def advanced(position: int) -> None:
-            self._advanced(position)
-            if self._loop is not None:
-                for follower in self._followers[name]:
-                    self._loop.call_soon_threadsafe(follower, position)
-
-        runner.on_advance = advanced
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop
+
+    def stop(self) -> None:
+        pass
+
+    def nudge(self, position: int) -> None:
+        """Something was committed in this process (the local runners need not wait for a poll)."""
+
+    def healthy(self) -> bool:
+        raise NotImplementedError
+
+    def advanced(self, name: str, position: int) -> None:
+        """Read model ``name`` is at ``position`` now (from any thread)."""
+        if self._positions.get(name) == position:
+            return
+        self._positions[name] = position
+        loop = self._loop
+        if loop is None:
+            return
+        if self._waiters:
+            loop.call_soon_threadsafe(self._release)
+        for follower in self._followers.get(name, ()):
+            loop.call_soon_threadsafe(follower, position)
+
+    def position_of(self, name: str) -> int:
+        return self._positions[name]
+
+    @property
+    def position(self) -> int:
+        """The position every read model has reached."""
+        return min(self._positions.values(), default=0)
+
+    async def wait(self, position: int, timeout: float = 5.0) -> bool:
+        if self.position >= position:
+            return True
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (position, next(self._counter), future))
+        self._release()  # a runner may have moved between the check and the push
+        self.nudge(position)
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            return self.position >= position
+        return True
+
+    async def wait_latest(self, timeout: float = 5.0) -> bool:
+        """Waits until the read models include everything committed so far (by anyone)."""
+        latest = await asyncio.to_thread(self._max_position)
+        return await self.wait(latest, timeout)
+
+    def _release(self) -> None:
+        reached = self.position
+        while self._waiters and self._waiters[0][0] <= reached:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+
+
+class LocalReadModels(ReadModels):
+    """Runners in this process: caught up on start, then following the log in threads."""
+
+    def __init__(self, runners: Iterable[ProjectionRunner], max_position: Callable[[], int]) -> None:
+        self.runners = {runner.name: runner for runner in runners}
+        super().__init__(self.runners, max_position)
+        self._stopping = threading.Event()
+        self._listener: threading.Thread | None = None
+        for name, runner in self.runners.items():
+            runner.on_advance = lambda position, name=name: self.advanced(name, position)
+
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().start(loop)
         for runner in self.runners.values():
             runner.catch_up()
             runner.start()
@@ -55,6 +134,9 @@ class ReadModels:
             self._listener.join(timeout=5)
         for runner in self.runners.values():
             runner.stop()
+
+    def healthy(self) -> bool:
+        return all(runner.error is None for runner in self.runners.values())
 
     def _listen(self) -> None:
         """One LISTEN connection wakes every runner when any process commits events."""
@@ -73,36 +155,82 @@ class ReadModels:
         for runner in self.runners.values():
             runner.nudge(position)
 
-    @property
-    def position(self) -> int:
-        """The position every read model of this process has reached."""
-        return min((r.position for r in self.runners.values()), default=0)
 
-    async def wait(self, position: int, timeout: float = 5.0) -> bool:
-        if self.position >= position:
-            return True
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiters, (position, next(self._counter), future))
-        self.nudge(position)
-        try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
-            return self.position >= position
-        return True
+class RemoteReadModels(ReadModels):
+    """Read models a projector process keeps: this process follows what it announces.
 
-    async def wait_latest(self, timeout: float = 5.0) -> bool:
-        """Waits until the read models include everything committed so far (by anyone)."""
-        latest = await asyncio.to_thread(self._max_position)
-        return await self.wait(latest, timeout)
+    The projector sends ``name:position`` on ``channel`` in the transaction of every batch,
+    so an announcement arrives when the rows are visible. The tracking table is read again
+    on every (re)connection and once a second, so nothing is missed while disconnected.
+    ``healthy`` says whether some process holds the projector's lease (``lock_key``).
+    """
 
-    def _advanced(self, _position: int) -> None:
-        """Called from a runner thread after each batch."""
-        if self._loop is not None and self._waiters:
-            self._loop.call_soon_threadsafe(self._release)
+    def __init__(
+        self,
+        names: Iterable[str],
+        max_position: Callable[[], int],
+        database_url: str,
+        schema: str,
+        channel: str,
+        lock_key: int,
+        *,
+        refresh_s: float = 1.0,
+    ) -> None:
+        super().__init__(names, max_position)
+        self._url = database_url
+        self._schema = schema
+        self._channel = channel
+        self._lock_key = lock_key
+        self._refresh_s = refresh_s
+        self._stopping = threading.Event()
+        self._listener: threading.Thread | None = None
+        self._projector_seen = False
 
-    def _release(self) -> None:
-        reached = self.position
-        while self._waiters and self._waiters[0][0] <= reached:
-            _, _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)
+    def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        super().start(loop)
+        with psycopg_connect(self._url, self._schema, autocommit=True) as conn:
+            self._refresh(conn)
+        self._listener = threading.Thread(target=self._listen, name="readmodels-follow", daemon=True)
+        self._listener.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+
+    def healthy(self) -> bool:
+        return self._projector_seen
+
+    def _listen(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                with psycopg_connect(self._url, self._schema, autocommit=True) as conn:
+                    conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self._channel)))
+                    self._refresh(conn)
+                    refreshed = time.monotonic()
+                    while not self._stopping.is_set():
+                        for notice in conn.notifies(timeout=self._refresh_s / 2):
+                            name, _, position = notice.payload.rpartition(":")
+                            if name in self._positions and position.isdigit():
+                                self.advanced(name, int(position))
+                        if time.monotonic() - refreshed >= self._refresh_s:
+                            self._refresh(conn)
+                            refreshed = time.monotonic()
+            except psycopg.Error as error:
+                self._projector_seen = False
+                log.warning("read models: lost the projector's channel (%s); reconnecting", error)
+                self._stopping.wait(1.0)
+
+    def _refresh(self, conn: psycopg.Connection) -> None:
+        rows = conn.execute(
+            "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)", (list(self._positions),)
+        ).fetchall()
+        for name, position in rows:
+            self.advanced(name, int(position))
+        held = conn.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))",
+            (self._lock_key >> 32, self._lock_key & 0xFFFF_FFFF),
+        ).fetchone()
+        self._projector_seen = bool(held and held[0])

@@ -1,0 +1,177 @@
+"""The projector process: real ``warest projector`` processes, followed through ``RemoteReadModels``.
+
+What a server relies on when its read models are kept by another process: every batch is
+announced (waits end when the rows are there), one projector works at a time (lease), a
+second takes over when the first dies, and ``healthy`` says whether one is working.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from tests.conftest import make_settings
+from warest.bootstrap import build_runners, server_read_model_names
+from warest.domain.sessions import Session
+from warest.infra.eventstore.group_commit import GroupCommitter
+from warest.infra.eventstore.store import EventStoreApp
+from warest.infra.projector import projector_channel, projector_lock_key
+from warest.infra.readmodels import RemoteReadModels
+
+
+def projector_env(database_url: str, schema: str, data_dir: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": os.environ.get("HOME", "/root"),
+        "WAREST_DATABASE_URL": database_url,
+        "WAREST_DATABASE_SCHEMA": schema,
+        "WAREST_DATA_DIR": str(data_dir),
+        "LOG_LEVEL": "warning",
+    }
+
+
+@pytest.fixture
+def start_projector(
+    database_url: str, schema: str, tmp_path: Path
+) -> Iterator[Callable[[], subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "warest", "projector"], env=projector_env(database_url, schema, tmp_path)
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def until(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def sessions_in(database_url: str, schema: str) -> set[str]:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+        return {row[0] for row in conn.execute("SELECT session_id FROM rm_sessions").fetchall()}
+
+
+def lease_holders(database_url: str, schema: str) -> int:
+    key = projector_lock_key(schema)
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1",
+            (key >> 32, key & 0xFFFF_FFFF),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+async def test_a_projector_process_keeps_the_read_models_and_announces_every_batch(
+    database_url: str,
+    schema: str,
+    tmp_path: Path,
+    store: EventStoreApp,
+    committer: GroupCommitter,
+    start_projector: Callable[[], subprocess.Popen[bytes]],
+) -> None:
+    settings = make_settings(database_url, schema, tmp_path)
+    names = server_read_model_names(settings)
+    assert "registry" in names and "webhook_outbox" in names
+    read_models = RemoteReadModels(
+        names, store.max_position, database_url, schema, projector_channel(schema), projector_lock_key(schema)
+    )
+    moves: list[int] = []
+    read_models.follow("registry", moves.append)
+    await asyncio.to_thread(read_models.start, asyncio.get_running_loop())
+    try:
+        assert not read_models.healthy()  # nobody holds the projector's lease yet
+        first = start_projector()
+        committer.save(Session.create("REG", "one", None, True, "sandbox"))
+        position = store.max_position()
+        assert await read_models.wait(position, timeout=30)
+        assert "one" in sessions_in(database_url, schema)  # the wait ends when the rows are there
+        assert moves and moves[-1] >= position
+        assert until(read_models.healthy)
+
+        # A second projector stands by while the first holds the lease.
+        second = start_projector()
+        await asyncio.sleep(1.5)
+        assert second.poll() is None and lease_holders(database_url, schema) == 1
+
+        # The first dies without a word: the second takes over and catches up.
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        committer.save(Session.create("REG", "two", None, True, "sandbox"))
+        position = store.max_position()
+        assert await read_models.wait(position, timeout=30)
+        assert {"one", "two"} <= sessions_in(database_url, schema)
+        assert read_models.position >= position
+
+        # SIGTERM stops it cleanly; with nobody projecting, the server's health says so.
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(15) == 0
+        assert until(lambda: not read_models.healthy(), timeout=10)
+        committer.save(Session.create("REG", "three", None, True, "sandbox"))
+        position = store.max_position()
+        assert not await read_models.wait(position, timeout=1.5)
+        assert "three" not in sessions_in(database_url, schema)
+    finally:
+        await asyncio.to_thread(read_models.stop)
+
+
+def test_a_busy_runner_takes_a_stream_of_events_in_few_batches(
+    database_url: str, schema: str, tmp_path: Path, store: EventStoreApp, committer: GroupCommitter
+) -> None:
+    """``WAREST_PROJECTION_INTERVAL_MS``: under a steady stream of events (500/s or more) a
+    runner starts a batch at most once per interval; each batch is announced with its position."""
+    settings = make_settings(database_url, schema, tmp_path, WAREST_PROJECTION_INTERVAL_MS="250")
+    channel = projector_channel(schema)
+    runner = next(
+        r for r in build_runners(store, settings, database_url, announce=channel) if r.name == "registry"
+    )
+    batches: list[float] = []
+    runner.on_advance = lambda _position: batches.append(time.monotonic())
+    with psycopg.connect(database_url, autocommit=True) as listener:
+        listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+        runner.start()
+        try:
+            begun = time.monotonic()
+            count = 0
+            while time.monotonic() - begun < 3.0:  # thousands of events a second, for 3 s
+                committer.save(
+                    *(Session.create("REG", f"s{count + i}", None, True, "sandbox") for i in range(50))
+                )
+                count += 50
+                runner.nudge()
+            ended = time.monotonic()
+            last = store.max_position()
+            assert runner.wait(last, timeout=30)
+            payloads = [n.payload for n in listener.notifies(timeout=0.5)]
+        finally:
+            runner.stop()
+    assert payloads[-1] == f"registry:{last}"
+    assert len(sessions_in(database_url, schema)) == count
+    # Busy from the second second on: batches start at least 250 ms apart, so the last
+    # second of the stream holds at most 5 (one per commit, dozens, without the interval).
+    in_last_second = [t for t in batches if ended - 1.0 <= t <= ended]
+    assert 1 <= len(in_last_second) <= 5, len(in_last_second)
