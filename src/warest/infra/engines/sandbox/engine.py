@@ -286,6 +286,18 @@ class SandboxConnection:
     def _queue(self, step: Step) -> None:
         self._steps.put_nowait(step)
 
+    async def settled(self) -> None:
+        """Returns once the session has handled everything queued for it so far (steps run
+        in order: a marker step behind them resolves this)."""
+        done = asyncio.get_running_loop().create_future()
+
+        async def marker() -> None:
+            if not done.done():
+                done.set_result(None)
+
+        self._queue(marker)
+        await done
+
     async def _consume(self) -> None:
         while True:
             step = await self._steps.get()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from warest.app.engine import InboundMessage, OutboundText, Receipt, SendResult
+from warest.app.errors import Unavailable
 from warest.app.sandbox import FAULT_KINDS, InboxItem, SandboxAccount
 from warest.domain.errors import AlreadyExists, InvalidValue, NotFound
 from warest.domain.jid import LID, USER, Jid
@@ -31,6 +32,9 @@ log = logging.getLogger("warest.sandbox")
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+SETTLE_TIMEOUT_S = 10.0
 
 
 class SandboxNetwork:
@@ -279,6 +283,18 @@ class SandboxNetwork:
             to=str(Jid.parse(to, self.country_code, "to")), local_id=wa_id, text=text, reply_to=quoted_id
         )
         await self.route(account, None, outbound)
+        recipient = self.resolve(Jid.parse(outbound.to, self.country_code, "to"))
+        if recipient is not None:
+            # Answer once the receiving sessions recorded it: an accepted message is in the log.
+            sessions = [c.settled() for c in self.open_connections_of(recipient.phone)]
+            try:
+                async with asyncio.timeout(SETTLE_TIMEOUT_S):
+                    await asyncio.gather(*sessions)
+            except TimeoutError:
+                raise Unavailable(
+                    f"message {wa_id} was sent, but a receiving session did not record it"
+                    f" within {SETTLE_TIMEOUT_S:.0f} s"
+                ) from None
         return wa_id
 
     def cold(self, sender_phone: str, to: Jid) -> bool:

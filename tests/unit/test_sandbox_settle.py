@@ -1,0 +1,104 @@
+"""The sandbox control API's ``send`` answers only once the receiving session has handled the
+message (its listener returned: for a real runtime, the Received event is in the log)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from warest.app.engine import InboundMessage, Me, Receipt, SessionRef
+from warest.app.errors import Unavailable
+from warest.app.sandbox import InboxItem, SandboxAccount
+from warest.infra.engines.sandbox import network as network_module
+from warest.infra.engines.sandbox.engine import SandboxEngine
+from warest.infra.engines.sandbox.network import SandboxNetwork
+
+
+class MemoryStore:
+    """What the network keeps in PostgreSQL, in memory (the network's own logic is under test)."""
+
+    def __init__(self) -> None:
+        self.inbox: list[tuple[str, InboxItem]] = []
+
+    async def accounts(self) -> list[SandboxAccount]:
+        return []
+
+    async def devices(self) -> dict[tuple[str, str], str]:
+        return {}
+
+    async def add_account(self, account: SandboxAccount) -> bool:
+        return True
+
+    async def link(self, registry: str, session: str, phone: str) -> None:
+        pass
+
+    async def unlink(self, registry: str, session: str) -> None:
+        pass
+
+    async def record_inbox(self, items: list[tuple[str, InboxItem]]) -> None:
+        self.inbox.extend(items)
+
+
+class SlowListener:
+    """A session runtime whose recording of an inbound message takes ``delay_s``; every other
+    report is accepted and ignored."""
+
+    def __init__(self, delay_s: float) -> None:
+        self.delay_s = delay_s
+        self.recorded: list[str] = []
+
+    async def message(self, message: InboundMessage) -> None:
+        await asyncio.sleep(self.delay_s)
+        self.recorded.append(message.wa_id)
+
+    async def qr(self, qr: str, duration_s: int, attempt: int) -> None: ...
+    async def pairing_code(self, code: str, phone: str) -> None: ...
+    async def connecting(self) -> None: ...
+    async def opened(self, me: Me) -> None: ...
+    async def reconnecting(self, attempt: int, reason: str) -> None: ...
+    async def logged_out(self, reason: str) -> None: ...
+    async def replaced(self, reason: str) -> None: ...
+    async def closed(self, reason: str) -> None: ...
+    async def banned(self, reason: str, until: datetime | None) -> None: ...
+    async def receipt(self, receipt: Receipt) -> None: ...
+    async def edited(self, chat: str, target_id: str, by: str, text: str, at: datetime) -> None: ...
+    async def revoked(self, chat: str, target_id: str, by: str, at: datetime) -> None: ...
+
+
+async def linked_session(network: SandboxNetwork, listener: Any, phone: str) -> None:
+    connection = SandboxEngine(network).connection(SessionRef("REG", "main"), listener)
+    await connection.start()
+    await network.scan("REG", "main", phone)
+    await connection.settled()  # the login's steps have run: the session is open
+    assert connection.is_open
+
+
+@pytest.fixture
+async def network() -> Any:
+    sandbox = SandboxNetwork(MemoryStore())  # type: ignore[arg-type]
+    yield sandbox
+    for connection in list(sandbox.connections.values()):
+        await connection.close()
+    await sandbox.close()
+
+
+async def test_send_returns_after_the_session_recorded_the_message(network: SandboxNetwork) -> None:
+    listener = SlowListener(delay_s=0.3)
+    await linked_session(network, listener, "6281000000001")
+    await network.create_account("REG", "6281000000002")
+    wa_id = await network.send("REG", "6281000000002", "6281000000001", "halo")
+    assert listener.recorded == [wa_id]  # not "eventually": already, when send returned
+
+
+async def test_a_session_that_does_not_record_in_time_is_an_error_not_a_silent_ok(
+    network: SandboxNetwork, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(network_module, "SETTLE_TIMEOUT_S", 0.1)
+    listener = SlowListener(delay_s=5)
+    await linked_session(network, listener, "6281000000001")
+    await network.create_account("REG", "6281000000002")
+    with pytest.raises(Unavailable, match="did not record it"):
+        await network.send("REG", "6281000000002", "6281000000001", "halo")
