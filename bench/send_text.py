@@ -66,6 +66,7 @@ SEND_PATH = "/api/v1/messages/send/text"
 PING_PATH = "/api/v1/server/ping"
 QUEUED_SUFFIX = "Message.Queued"
 SENT_SUFFIX = "Message.Sent"
+RECEIPT_SUFFIX = "Message.StatusChanged"
 TARGET_SENDS_PER_S = 2500.0
 TARGET_P99_MS = 40.0
 READY_TIMEOUT_S = 90.0
@@ -169,16 +170,17 @@ def admin(database_url: str, statement: sql.SQL | sql.Composed, params: tuple[An
         return cursor.fetchall() if cursor.description else []
 
 
-def count_message_events(database_url: str, schema: str) -> tuple[int, int]:
-    """(Queued, Sent) events of the Message aggregate in ``<schema>.warest_events``."""
+def count_message_events(database_url: str, schema: str) -> tuple[int, int, int]:
+    """(Queued, Sent, StatusChanged) events of the Message aggregate in ``<schema>.warest_events``."""
     rows = admin(
         database_url,
         sql.SQL(
-            "SELECT count(*) FILTER (WHERE topic LIKE %s), count(*) FILTER (WHERE topic LIKE %s) FROM {}.{}"
+            "SELECT count(*) FILTER (WHERE topic LIKE %s), count(*) FILTER (WHERE topic LIKE %s),"
+            " count(*) FILTER (WHERE topic LIKE %s) FROM {}.{}"
         ).format(sql.Identifier(schema), sql.Identifier("warest_events")),
-        (f"%{QUEUED_SUFFIX}", f"%{SENT_SUFFIX}"),
+        (f"%{QUEUED_SUFFIX}", f"%{SENT_SUFFIX}", f"%{RECEIPT_SUFFIX}"),
     )
-    return int(rows[0][0]), int(rows[0][1])
+    return int(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
 
 def drop_schema(database_url: str, schema: str) -> None:
@@ -577,6 +579,7 @@ class Report:
     cpu: CpuTimes
     queued_events: int = -1
     sent_events: int = -1
+    receipt_events: int = -1
     server_exit: int | None = None
 
 
@@ -624,7 +627,7 @@ async def run(args: argparse.Namespace, schema: str, data_dir: Path, servers: li
 
     report = Report(len(os.sched_getaffinity(0)), settings, warmup, sends, ping, args.seconds, elapsed, cpu)
     report.server_exit = await asyncio.to_thread(server.stop)
-    report.queued_events, report.sent_events = await asyncio.to_thread(
+    report.queued_events, report.sent_events, report.receipt_events = await asyncio.to_thread(
         count_message_events, args.database_url, schema
     )
     return report
@@ -710,6 +713,11 @@ def print_report(report: Report) -> bool:
     print(
         f"durability       {'ok' if durable else 'MISMATCH'}: {expected} accepted sends (warm-up included), "
         f"{report.queued_events} Message.Queued and {report.sent_events} Message.Sent events"
+    )
+    print(
+        f"receipts         {'ok' if report.receipt_events == 2 * expected else 'BEHIND'}: "
+        f"{report.receipt_events} Message.StatusChanged events by the server's stop"
+        f" ({2 * expected} expected: server and delivered for each send)"
     )
     met = rate >= TARGET_SENDS_PER_S and sends.percentile(99) <= TARGET_P99_MS
     print(

@@ -208,6 +208,40 @@ async def test_a_deleted_session_is_not_found_at_once_by_sends(client: AsyncTest
     assert [e["data"]["text"] for e in events.json()["results"]] == ["before"]
 
 
+async def test_receipts_keep_up_with_a_burst_of_sends(
+    client: AsyncTestClient[Any], settings: Settings
+) -> None:
+    """200 concurrent sends: every message gets its server and delivered receipts recorded
+    (they are recorded in batches; one save per receipt fell behind without bound)."""
+    a = await tenant(client, "burst-a")
+    await open_by_scan(client, a, "main", "6281111111180")
+    account = await client.post("/api/v1/sandbox/accounts", json={"phone": "6281234500000"}, headers=a)
+    assert account.status_code == 201
+    answers = await asyncio.gather(
+        *(send_text(client, a, "main", "6281234500000", f"m{i}") for i in range(200))
+    )
+    assert all(r.status_code == 200 for r in answers)
+
+    async def statuses() -> list[int]:
+        conn = await asyncpg.connect(
+            settings.database_url, server_settings={"search_path": settings.database_schema}
+        )
+        try:
+            row = await conn.fetchrow(
+                "SELECT count(*) FILTER (WHERE topic LIKE '%Message.Sent'),"
+                " count(*) FILTER (WHERE topic LIKE '%Message.StatusChanged') FROM warest_events"
+            )
+        finally:
+            await conn.close()
+        return [int(row[0]), int(row[1])]
+
+    async def all_delivered() -> bool:
+        return await statuses() == [200, 400]
+
+    await eventually(all_delivered)
+    assert await statuses() == [200, 400]  # and no more: each receipt recorded once
+
+
 async def test_recipient_forms_lid_kept_cus_mapped(client: AsyncTestClient[Any]) -> None:
     a = await tenant(client, "forms-a")
     await open_by_scan(client, a, "s", "6283000000001")

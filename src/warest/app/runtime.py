@@ -8,9 +8,10 @@ Session aggregate in memory (reloading it after a concurrency conflict).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -37,6 +38,8 @@ from warest.domain.messages import Status as MessageStatus
 from warest.domain.sessions import Session, Status
 
 log = logging.getLogger("warest.runtime")
+
+RECEIPT_BATCH = 2000
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,8 @@ class SessionRuntime:
             max_size=queue_settings.max_size,
         )
         self._inflight: dict[str, asyncio.Event] = {}
+        self._receipts: deque[Receipt] = deque()
+        self._receipt_task: asyncio.Task[None] | None = None
         self._messages: _Lru = _Lru(5000)
         self._wa_index: _Lru = _Lru(20000)
         self.connection: Connection = engine.connection(ref, self)
@@ -173,6 +178,7 @@ class SessionRuntime:
             await self.connection.stop()
         except EngineError:
             log.warning("session %s did not stop cleanly", self.ref.key)
+        await self.drain_receipts()
 
     async def resume_pending(self) -> int:
         """Queues the outbound messages recorded as queued but not yet sent (after a restart)."""
@@ -379,28 +385,59 @@ class SessionRuntime:
         self._messages.pop(message_id, None)
 
     async def receipt(self, receipt: Receipt) -> None:
-        status = MessageStatus(receipt.status)
-        changed: list[Message] = []
-        for wa_id in receipt.wa_ids:
-            message = await self.message_by_wa_id(wa_id)  # waits for the Sent event of an in-flight send
-            if message is not None and message.apply_receipt(status, receipt.at, receipt.by):
-                changed.append(message)
+        """Takes a receipt in; receipts are recorded in batches behind the engine, in order.
+
+        One save per receipt cannot keep up with a busy session (two receipts per message
+        sent, each a commit round trip): they queued up in memory without bound and were lost
+        at shutdown. Now whatever arrives while a batch is being recorded goes in the next one,
+        a single save of every message it moves."""
+        self._receipts.append(receipt)
+        if self._receipt_task is None or self._receipt_task.done():
+            self._receipt_task = asyncio.create_task(self._record_receipts(), name=f"receipts-{self.ref.key}")
+
+    async def _record_receipts(self) -> None:
+        while self._receipts:
+            batch = [self._receipts.popleft() for _ in range(min(len(self._receipts), RECEIPT_BATCH))]
+            try:
+                await self._apply_receipts(batch)
+            except Exception:  # the next receipts must not wait behind a failed batch
+                log.exception("session %s: %d receipts not recorded", self.ref.key, len(batch))
+
+    async def _apply_receipts(self, batch: list[Receipt]) -> None:
+        changed: dict[UUID, Message] = {}
+        applied: list[tuple[UUID, Receipt]] = []
+        for receipt in batch:
+            status = MessageStatus(receipt.status)
+            for wa_id in receipt.wa_ids:
+                message = await self.message_by_wa_id(wa_id)  # waits for the Sent of an in-flight send
+                if message is not None and message.apply_receipt(status, receipt.at, receipt.by):
+                    changed[message.id] = message
+                    applied.append((message.id, receipt))
         if not changed:
             return
         try:
-            await self._store.save(*changed)
+            await self._store.save(*changed.values())
         except BaseException as error:
-            for message in changed:
-                self._messages.pop(message.id, None)
+            for message_id in changed:
+                self._messages.pop(message_id, None)
             if not isinstance(error, ConcurrencyConflict):
                 raise
-            for message in changed:  # one by one, from fresh state
-                fresh = await self._message(message.id)
-                if fresh is not None and fresh.apply_receipt(status, receipt.at, receipt.by):
+            for message_id, receipt in applied:  # one by one, from fresh state
+                fresh = await self._message(message_id)
+                if fresh is not None and fresh.apply_receipt(
+                    MessageStatus(receipt.status), receipt.at, receipt.by
+                ):
                     try:
                         await self._store.save(fresh)
                     except ConcurrencyConflict:
-                        self._messages.pop(message.id, None)
+                        self._messages.pop(message_id, None)
+
+    async def drain_receipts(self, timeout: float = 10.0) -> None:
+        """Waits until the receipts taken in so far are recorded (at shutdown)."""
+        task = self._receipt_task
+        if task is not None and not task.done():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(task), timeout)
 
 
 def utcnow() -> datetime:
