@@ -72,6 +72,7 @@ class OutboundQueue:
         self._reserved = 0
         self._online = asyncio.Event()
         self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._recording: set[asyncio.Task[None]] = set()
         self._recorder = asyncio.create_task(self._record_outcomes(), name=f"outbound-record-{name}")
         self._workers = [
             asyncio.create_task(self._work(), name=f"outbound-{name}-{i}") for i in range(concurrency)
@@ -124,7 +125,9 @@ class OutboundQueue:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._drain(), 10)
         self._recorder.cancel()
-        await asyncio.gather(self._recorder, return_exceptions=True)
+        for task in self._recording:
+            task.cancel()
+        await asyncio.gather(self._recorder, *self._recording, return_exceptions=True)
 
     async def _drain(self) -> None:
         await self._outcomes.join()
@@ -145,15 +148,18 @@ class OutboundQueue:
             self._outcomes.put_nowait(outcome)
 
     async def _record_outcomes(self) -> None:
+        """Starts recording each outcome as it comes, without waiting for the ones before:
+        their saves are submitted in this order and share group commits, so a busy session
+        does not wait a whole commit per batch of outcomes."""
         while True:
-            batch = [await self._outcomes.get()]
-            while not self._outcomes.empty():
-                batch.append(self._outcomes.get_nowait())
-            try:
-                await asyncio.gather(*(self._record_one(*outcome) for outcome in batch))
-            finally:
-                for _ in batch:
-                    self._outcomes.task_done()
+            outcome = await self._outcomes.get()
+            task = asyncio.create_task(self._record_one(*outcome))
+            self._recording.add(task)
+            task.add_done_callback(self._recorded)
+
+    def _recorded(self, task: asyncio.Task[None]) -> None:
+        self._recording.discard(task)
+        self._outcomes.task_done()
 
     async def _record_one(
         self, job: Job, result: SendResult | None, error: EngineError | None, attempts: int
