@@ -56,6 +56,7 @@ from warest.infra.engines.sandbox.engine import SandboxEngine
 from warest.infra.engines.sandbox.network import SandboxNetwork
 from warest.infra.engines.sandbox.store import SandboxStore
 from warest.infra.eventstore.adapter import AsyncEventStore
+from warest.infra.eventstore.async_commit import AsyncGroupCommitter
 from warest.infra.eventstore.group_commit import GroupCommitter
 from warest.infra.eventstore.store import EventStoreApp, postgres_env
 from warest.infra.passwords import Argon2Hasher
@@ -287,6 +288,7 @@ class Container:
         self.pool: asyncpg.Pool | None = None
         self.store: EventStoreApp | None = None
         self.committer: GroupCommitter | None = None
+        self.async_committer: AsyncGroupCommitter | None = None
         self.read_models: ReadModels | None = None
         self.executor = ThreadPoolExecutor(
             max_workers=settings.database_pool_size, thread_name_prefix="warest-es"
@@ -319,14 +321,20 @@ class Container:
         settings = self.settings
         await asyncio.to_thread(migrate, self.database_url, settings.database_schema)
         self.store = await asyncio.to_thread(build_store, settings, self.database_url)
-        self.committer = GroupCommitter(
-            self.store,
-            enabled=settings.group_commit,
-            window_s=settings.group_commit_window_ms / 1000,
-        )
         self.read_models = self._read_models(settings, self.store)
-        self.committer.add_listener(self.read_models.nudge)
-        self.committer.start()
+        if settings.group_commit:
+            self.async_committer = AsyncGroupCommitter(
+                self.store,
+                self.database_url,
+                settings.database_schema,
+                window_s=settings.group_commit_window_ms / 1000,
+            )
+            self.async_committer.add_listener(self.read_models.nudge)
+            await self.async_committer.start()
+        else:
+            self.committer = GroupCommitter(self.store, enabled=False)
+            self.committer.add_listener(self.read_models.nudge)
+            self.committer.start()
         await asyncio.to_thread(self.read_models.start, asyncio.get_running_loop())
         if self.projector is not None:
             self.projector.start()
@@ -339,7 +347,9 @@ class Container:
             server_settings={"search_path": settings.database_schema},
             reset=_keep_connection_state,  # nothing session-level is ever set: skip RESET ALL
         )
-        event_store = AsyncEventStore(self.store, self.committer, self.executor)
+        writer = self.async_committer or self.committer
+        assert writer is not None
+        event_store = AsyncEventStore(self.store, writer, self.executor)
         queries = PgRegistryQueries(self.pool)
         pepper = await asyncio.to_thread(load_pepper, settings.secret_key, settings.data_path)
         users = UserService(
@@ -535,6 +545,8 @@ class Container:
             await self.projector.stop()
         if self.read_models is not None:
             await asyncio.to_thread(self.read_models.stop)
+        if self.async_committer is not None:
+            await self.async_committer.stop()
         if self.committer is not None:
             await asyncio.to_thread(self.committer.stop)
         if self.pool is not None:

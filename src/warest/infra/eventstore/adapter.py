@@ -15,17 +15,28 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
 
 from warest.app.ports import ConcurrencyConflict
+from warest.infra.eventstore.async_commit import AsyncGroupCommitter, VersionConflict
 from warest.infra.eventstore.group_commit import GroupCommitter
 from warest.infra.eventstore.store import EventStoreApp
 
 
 class AsyncEventStore:
-    def __init__(self, store: EventStoreApp, committer: GroupCommitter, executor: ThreadPoolExecutor) -> None:
+    def __init__(
+        self,
+        store: EventStoreApp,
+        committer: GroupCommitter | AsyncGroupCommitter,
+        executor: ThreadPoolExecutor,
+    ) -> None:
         self._store = store
         self._committer = committer
         self._executor = executor
 
     async def save(self, *aggregates: Any) -> int:
+        if isinstance(self._committer, AsyncGroupCommitter):
+            try:
+                return await self._committer.save(aggregates)
+            except VersionConflict as error:
+                raise ConcurrencyConflict(str(error)) from error
         events: list[Any] = []
         for aggregate in aggregates:
             events.extend(aggregate.collect_events())
