@@ -3,9 +3,11 @@
 ``--clients`` asyncio tasks (64 by default) each send single-event commands back to back:
 every command creates a new Session aggregate (one ``Created`` event, unique name) and
 awaits ``AsyncEventStore.save``, the same path the HTTP layer uses. The run lasts
-``--seconds`` and is done twice, each in a fresh PostgreSQL schema that is dropped at the
-end: once with the GroupCommitter enabled, once with it disabled (one transaction per
-command). After each run the rows of ``<schema>.warest_events`` are counted and must equal
+``--seconds`` and is done three times, each in a fresh PostgreSQL schema that is dropped at
+the end: with the server's writer (``AsyncGroupCommitter``: a task on the event loop,
+asyncpg), with the thread writer of the command line and the projector (``GroupCommitter``,
+the library's ``put()``), and with group commit off (one transaction per command). After each
+run the rows of ``<schema>.warest_events`` are counted and must equal
 the commands that were acknowledged.
 
     .venv/bin/python bench/append.py [--seconds 8] [--clients 64] [--database-url URL]
@@ -35,6 +37,7 @@ from psycopg import sql
 from warest.config import Settings
 from warest.domain.sessions import Session
 from warest.infra.eventstore.adapter import AsyncEventStore
+from warest.infra.eventstore.async_commit import AsyncGroupCommitter
 from warest.infra.eventstore.group_commit import GroupCommitter
 from warest.infra.eventstore.store import EventStoreApp, postgres_env
 
@@ -119,7 +122,7 @@ async def warm_up(index: int, store: AsyncEventStore, counter: list[int]) -> int
 async def run_once(
     label: str,
     *,
-    group_commit: bool,
+    writer: str,
     database_url: str,
     clients: int,
     seconds: float,
@@ -129,14 +132,18 @@ async def run_once(
     schema = f"bench_{secrets.token_hex(4)}"
     await asyncio.to_thread(admin, database_url, sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
     store: EventStoreApp | None = None
-    committer: GroupCommitter | None = None
+    committer: GroupCommitter | AsyncGroupCommitter | None = None
     executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="bench-es")
     try:
         store = await asyncio.to_thread(
             lambda: EventStoreApp(env=postgres_env(database_url, schema, pool_size))
         )
-        committer = GroupCommitter(store, enabled=group_commit, window_s=window_s)
-        committer.start()
+        if writer == "async":
+            committer = AsyncGroupCommitter(store, database_url, schema, window_s=window_s)
+            await committer.start()
+        else:
+            committer = GroupCommitter(store, enabled=writer == "thread", window_s=window_s)
+            committer.start()
         events = AsyncEventStore(store, committer, executor)
         counter = [0]
 
@@ -153,7 +160,7 @@ async def run_once(
         elapsed = time.perf_counter() - started
         batches = committer.batches - batches_before
 
-        await asyncio.to_thread(committer.stop)
+        await stop(committer)
         committed = sum(done)
         rows = await asyncio.to_thread(
             admin,
@@ -173,13 +180,20 @@ async def run_once(
         )
     finally:
         if committer is not None:
-            await asyncio.to_thread(committer.stop)
+            await stop(committer)
         if store is not None:
             store.close()
         executor.shutdown(wait=True, cancel_futures=True)
         await asyncio.to_thread(
             admin, database_url, sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
         )
+
+
+async def stop(committer: GroupCommitter | AsyncGroupCommitter) -> None:
+    if isinstance(committer, AsyncGroupCommitter):
+        await committer.stop()
+    else:
+        await asyncio.to_thread(committer.stop)
 
 
 def print_table(results: list[RunResult]) -> None:
@@ -250,11 +264,12 @@ async def main(args: argparse.Namespace) -> int:
         f"{os.cpu_count()} CPUs"
     )
     results: list[RunResult] = []
-    for label, enabled in (("group commit ON", True), ("group commit OFF", False)):
+    writers = (("ON, server (loop)", "async"), ("ON, thread", "thread"), ("group commit OFF", "off"))
+    for label, writer in writers:
         results.append(
             await run_once(
                 label,
-                group_commit=enabled,
+                writer=writer,
                 database_url=args.database_url,
                 clients=args.clients,
                 seconds=args.seconds,
@@ -264,12 +279,13 @@ async def main(args: argparse.Namespace) -> int:
         )
     print()
     print_table(results)
-    on, off = results
-    ratio = on.events_per_s / off.events_per_s if off.events_per_s else float("inf")
+    server, thread, off = results
+    ratio = server.events_per_s / off.events_per_s if off.events_per_s else float("inf")
     print()
     print(
-        f"group commit: {on.events_per_s:.0f} events/s, one-by-one: {off.events_per_s:.0f} events/s, "
-        f"x{ratio:.1f}"
+        f"group commit: {server.events_per_s:.0f} events/s on the loop, "
+        f"{thread.events_per_s:.0f} in a thread; one-by-one: {off.events_per_s:.0f} events/s; "
+        f"loop x{ratio:.1f}"
     )
     return 0 if all(r.durable for r in results) else 1
 
