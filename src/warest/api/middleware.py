@@ -46,24 +46,47 @@ def header_safe(value: str) -> str:
 
 def identity_headers(version: str) -> Callable[[Message, Scope], Awaitable[None]]:
     """A ``before_send`` hook: runs for every response, error responses included."""
+    static = [
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+        (b"x-warest-version", version.encode()),
+    ]
+    api_csp = (b"content-security-policy", API_CSP.encode())
+    docs_csp = (b"content-security-policy", DOCS_CSP.encode())
+    ours = {name for name, _ in static} | {
+        b"content-security-policy",
+        b"x-warest-registry",
+        b"x-warest-username",
+        b"x-warest-label",
+    }
 
     async def before_send(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
-        headers = MutableScopeHeaders.from_message(message)
         path = scope.get("path", "")
-        headers["X-Content-Type-Options"] = "nosniff"
-        headers["X-Frame-Options"] = "DENY"
-        headers["Referrer-Policy"] = "no-referrer"
-        headers["Content-Security-Policy"] = DOCS_CSP if path.startswith("/docs") else API_CSP
-        headers["X-WAREST-Version"] = version
         principal: Any = scope.get("user")
-        if isinstance(principal, Principal):
-            headers["X-WAREST-Registry"] = principal.registry
-            headers["X-WAREST-Username"] = principal.username
-            label = scope.get(LABEL_KEY)
-            if label:
-                headers["X-WAREST-Label"] = header_safe(str(label))
+        label = scope.get(LABEL_KEY) if isinstance(principal, Principal) else None
+        raw: Any = message.get("headers")
+        if isinstance(raw, list) and not any(name.lower() in ours for name, _ in raw):
+            # The usual case, on every request: nothing to replace, append the encoded pairs.
+            raw.extend(static)
+            raw.append(docs_csp if path.startswith("/docs") else api_csp)
+            if isinstance(principal, Principal):
+                raw.append((b"x-warest-registry", principal.registry.encode("latin-1")))
+                raw.append((b"x-warest-username", principal.username.encode("latin-1")))
+                if label:
+                    raw.append((b"x-warest-label", header_safe(str(label)).encode("latin-1")))
+        else:
+            headers = MutableScopeHeaders.from_message(message)
+            for name, value in static:
+                headers[name.decode()] = value.decode()
+            headers["Content-Security-Policy"] = DOCS_CSP if path.startswith("/docs") else API_CSP
+            if isinstance(principal, Principal):
+                headers["X-WAREST-Registry"] = principal.registry
+                headers["X-WAREST-Username"] = principal.username
+                if label:
+                    headers["X-WAREST-Label"] = header_safe(str(label))
         scope[STATUS_KEY] = message["status"]  # type: ignore[literal-required]
 
     return before_send
