@@ -120,8 +120,9 @@ class MessagingService:
                 for jid in recipients
             ]
             to_save: list[object] = list(messages)
-            fingerprint = _fingerprint(recipients, text, mention_list, reply_to)
+            fingerprint = ""
             if idempotency_key is not None:
+                fingerprint = _fingerprint(recipients, text, mention_list, reply_to)
                 to_save.append(
                     IdempotencyRecord.record(
                         registry, session, idempotency_key, fingerprint, [m.id for m in messages]
