@@ -45,6 +45,7 @@ class RegistryProjection:
         Session.Replaced,
         Session.Closed,
         Session.Banned,
+        Session.Unavailable,
     )
 
     @singledispatchmethod
@@ -233,3 +234,7 @@ class RegistryProjection:
     @process.register
     def _(self, event: Session.Banned, cur: _Cursor, position: int) -> None:
         self._status(event, cur, position, "banned", event.reason)
+
+    @process.register
+    def _(self, event: Session.Unavailable, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "unavailable", event.reason)

@@ -391,3 +391,42 @@ async def test_a_disabled_engine_is_refused_before_anything_is_stored(
         assert (
             await plain.post("/api/v1/sandbox/accounts", json={"phone": "628"}, headers=a)
         ).status_code == 404
+
+
+async def test_a_session_whose_engine_is_gone_after_a_restart_shows_unavailable_then_comes_back(
+    database_url: str, schema: str, tmp_path: Any
+) -> None:
+    """The registry must not show ``open`` for a session nothing runs: a server without the
+    session's engine records ``unavailable`` (with why); one with the engine starts it again."""
+    with_sandbox = make_settings(database_url, schema, tmp_path)
+    async with AsyncTestClient(app=create_litestar(with_sandbox)) as first:
+        a = await tenant(first, "gone-engine")
+        await open_by_scan(first, a, "main", "6281111111170")
+
+    without = make_settings(
+        database_url, schema, tmp_path, WAREST_ENGINE="neonize", WAREST_SANDBOX_ENABLED="false"
+    )
+    async with AsyncTestClient(app=create_litestar(without)) as second:
+
+        async def unavailable() -> bool:
+            return await session_status(second, a, "main") == "unavailable"
+
+        await eventually(unavailable)
+        info = (await second.get("/api/v1/session/info?sessionId=main", headers=a)).json()["results"][0]
+        assert "sandbox" in str(info)  # the reason names the missing engine
+        refused = await send_text(second, a, "main", "6281234567890", "hi")
+        assert refused.status_code == 409 and refused.json()["code"] == 1106  # not open
+        events = (await second.get("/api/v1/events?type=Session.Unavailable", headers=a)).json()["results"]
+        assert len(events) == 1 and "sandbox" in events[0]["data"]["reason"]
+
+    async with AsyncTestClient(app=create_litestar(without)) as third:  # still without: not recorded twice
+        await asyncio.sleep(0.5)
+        events = (await third.get("/api/v1/events?type=Session.Unavailable", headers=a)).json()["results"]
+        assert len(events) == 1
+
+    async with AsyncTestClient(app=create_litestar(with_sandbox)) as fourth:
+
+        async def reopened() -> bool:
+            return await session_status(fourth, a, "main") == "open"
+
+        await eventually(reopened)  # the linked device reconnects without a QR

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Mapping
 
 from warest.app.engine import Engine, EngineError, SessionRef
-from warest.app.ports import EventStore, MessagingQueries
+from warest.app.ports import ConcurrencyConflict, EventStore, MessagingQueries
 from warest.app.records import SessionRecord
 from warest.app.runtime import QueueSettings, SessionRuntime
+from warest.domain import ids
+from warest.domain.sessions import Session
 
 log = logging.getLogger("warest.sessions")
 
@@ -72,9 +75,21 @@ class SessionManager:
             try:
                 await self.start(record)
                 started += 1
-            except (EngineUnavailable, EngineError) as error:
+            except EngineUnavailable as error:
+                log.warning("session %s/%s did not start: %s", record.registry, record.session_id, error)
+                await self._record_unavailable(record, str(error))
+            except EngineError as error:
                 log.warning("session %s/%s did not start: %s", record.registry, record.session_id, error)
         return started
+
+    async def _record_unavailable(self, record: SessionRecord, reason: str) -> None:
+        """The registry must not go on showing the status of the last run (``open``, say)
+        for a session nothing runs: it shows ``unavailable`` and why."""
+        session: Session | None = await self._store.get(ids.session_id(record.registry, record.session_id))
+        if session is None or session.deleted or not session.unavailable(reason):
+            return
+        with contextlib.suppress(ConcurrencyConflict):  # changed meanwhile: that state wins
+            await self._store.save(session)
 
     async def close(self) -> None:
         runtimes, self._runtimes = list(self._runtimes.values()), {}

@@ -118,6 +118,8 @@ def _session_status(event: Any) -> dict[str, Any] | None:
         case Session.Banned():
             until = event.until.isoformat() if event.until else None
             return {"tags": "banned", "status": "banned", "reason": event.reason, "until": until}
+        case Session.Unavailable():
+            return {"tags": "unavailable", "status": "unavailable", "reason": event.reason}
     return None
 
 
@@ -133,6 +135,7 @@ SESSION_EVENTS: tuple[type[DomainEvent], ...] = (
     Session.Replaced,
     Session.Closed,
     Session.Banned,
+    Session.Unavailable,
 )
 MESSAGE_FOLLOW_UPS: tuple[type[DomainEvent], ...] = (Message.Reacted, Message.Edited, Message.Revoked)
 

@@ -26,6 +26,7 @@ class Status(StrEnum):
     REPLACED = "replaced"
     CLOSED = "closed"
     BANNED = "banned"
+    UNAVAILABLE = "unavailable"
 
 
 class Session(model.Aggregate):
@@ -158,6 +159,15 @@ class Session(model.Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status.BANNED
 
+    class Unavailable(model.DomainEvent, frozen=True, kw_only=True):
+        """The server could not start the session: its engine is not enabled there. The
+        session still wants to run: it starts again with a server that has the engine."""
+
+        reason: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.UNAVAILABLE
+
     @classmethod
     def create(cls, registry: str, name: str, label: str | None, auto_start: bool, engine: str) -> Session:
         label = values.label(label)
@@ -238,6 +248,14 @@ class Session(model.Aggregate):
     def banned(self, reason: str, until: datetime | None) -> None:
         self._ensure_live()
         self._trigger(Session.Banned, reason=reason, until=until)
+
+    def unavailable(self, reason: str) -> bool:
+        """Records that the session could not be started here; returns whether it changed."""
+        self._ensure_live()
+        if self.status == Status.UNAVAILABLE:
+            return False
+        self._trigger(Session.Unavailable, reason=reason)
+        return True
 
     @property
     def is_open(self) -> bool:

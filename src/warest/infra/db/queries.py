@@ -21,7 +21,16 @@ _SESSION_COLUMNS = (
     " (SELECT w.url FROM wh_endpoints w WHERE w.session_id = rm_sessions.id AND w.name = 'primary'"
     " AND NOT w.removed) AS webhook_url"
 )
-AUTOSTART_STATUSES = ("created", "qr", "pairing", "connecting", "open", "reconnecting", "banned")
+AUTOSTART_STATUSES = (
+    "created",
+    "qr",
+    "pairing",
+    "connecting",
+    "open",
+    "reconnecting",
+    "banned",
+    "unavailable",
+)
 
 
 def _user(row: Any) -> UserRecord | None:
