@@ -12,7 +12,7 @@ from typing import Any
 import psycopg
 from eventsourcing.utils import get_topic
 
-from warest.domain.sessions import Session
+from warest.domain.sessions import LIFECYCLE_EVENTS, Session
 from warest.domain.users import User
 
 _Cursor = psycopg.Cursor[Any]
@@ -33,19 +33,8 @@ class RegistryProjection:
         User.RoleChanged,
         User.Disabled,
         User.Enabled,
-        Session.Created,
         Session.Configured,
-        Session.Deleted,
-        Session.QrIssued,
-        Session.PairingCodeIssued,
-        Session.Connecting,
-        Session.Opened,
-        Session.Reconnecting,
-        Session.LoggedOut,
-        Session.Replaced,
-        Session.Closed,
-        Session.Banned,
-        Session.Unavailable,
+        *LIFECYCLE_EVENTS,
     )
 
     @singledispatchmethod

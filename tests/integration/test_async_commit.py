@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 
+from tests.integration.tailing import follow
+from warest.app.ports import ConcurrencyConflict
 from warest.domain.sessions import Session
-from warest.infra.eventstore.async_commit import AsyncGroupCommitter, VersionConflict
+from warest.infra.eventstore.async_commit import AsyncGroupCommitter
 from warest.infra.eventstore.store import EventStoreApp
 
 
@@ -34,16 +35,16 @@ async def test_events_are_readable_by_the_library_and_positions_are_returned(
 ) -> None:
     session = new_session(1)
     session.configure(label="renamed")
-    position = await writer.save([session])
+    position = await writer.record([session])
     assert position == store.max_position() and position >= 2
     loaded = store.repository.get(session.id)  # written here, decoded by the library's mapper
     assert loaded.version == 2 and loaded.label == "renamed" and loaded.name == session.name
-    assert await writer.save([]) == 0  # nothing pending: nothing written
+    assert await writer.record([]) == 0  # nothing pending: nothing written
 
 
 async def test_concurrent_saves_share_transactions(store: EventStoreApp, writer: AsyncGroupCommitter) -> None:
     sessions = [new_session(i) for i in range(200)]
-    positions = await asyncio.gather(*(writer.save([s]) for s in sessions))
+    positions = await asyncio.gather(*(writer.record([s]) for s in sessions))
     assert writer.saved_events == 200 and writer.batches < 200  # several saves per transaction
     assert len(store.select(0, 500)) == 200
     for session, position in zip(sessions, positions, strict=True):
@@ -55,19 +56,19 @@ async def test_a_conflict_fails_only_the_conflicting_save(
     store: EventStoreApp, writer: AsyncGroupCommitter
 ) -> None:
     session = new_session(1)
-    await writer.save([session])
+    await writer.record([session])
     stale_a = store.repository.get(session.id)
     stale_b = store.repository.get(session.id)
     stale_a.configure(label="from a")
     stale_b.configure(label="from b")
     others = [new_session(i) for i in range(10, 20)]
     outcomes = await asyncio.gather(
-        writer.save([stale_a]),
-        writer.save([stale_b]),
-        *(writer.save([s]) for s in others),
+        writer.record([stale_a]),
+        writer.record([stale_b]),
+        *(writer.record([s]) for s in others),
         return_exceptions=True,
     )
-    conflicts = [o for o in outcomes if isinstance(o, VersionConflict)]
+    conflicts = [o for o in outcomes if isinstance(o, ConcurrencyConflict)]
     assert len(conflicts) == 1
     assert all(isinstance(o, int) for o in outcomes[2:])  # unrelated saves went through
     assert store.repository.get(session.id).label in {"from a", "from b"}
@@ -78,10 +79,10 @@ async def test_a_conflict_fails_only_the_conflicting_save(
 async def test_a_caller_that_gives_up_does_not_stop_the_writer_nor_its_write(
     store: EventStoreApp, writer: AsyncGroupCommitter
 ) -> None:
-    abandoned = asyncio.create_task(writer.save([new_session(1)]))
+    abandoned = asyncio.create_task(writer.record([new_session(1)]))
     await asyncio.sleep(0)
     abandoned.cancel()
-    assert await writer.save([new_session(2)]) >= 1
+    assert await writer.record([new_session(2)]) >= 1
     assert len(store.select(0, 10)) == 2  # the abandoned save was written all the same
 
 
@@ -94,30 +95,17 @@ async def test_a_tailing_reader_misses_nothing_while_the_loop_and_threads_write(
     done = threading.Event()
     expected = 600 + 4 * 100
 
-    def follow() -> None:
-        position = 0
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            page = store.select(position, 200)
-            for notification in page:
-                seen.append(notification.id)
-                position = notification.id
-            if not page:
-                if done.is_set() and store.max_position() == position:
-                    return
-                time.sleep(0.001)
-
     def threaded(worker: int) -> None:
         for t in range(100):
             store.save(new_session(100_000 + worker * 1000 + t))
 
-    reader = threading.Thread(target=follow)
+    reader = threading.Thread(target=follow, args=(store, seen, done))
     reader.start()
     threads = [threading.Thread(target=threaded, args=(w,)) for w in range(4)]
     for thread in threads:
         thread.start()
     for chunk in range(30):
-        await asyncio.gather(*(writer.save([new_session(chunk * 100 + i)]) for i in range(20)))
+        await asyncio.gather(*(writer.record([new_session(chunk * 100 + i)]) for i in range(20)))
     for thread in threads:
         await asyncio.to_thread(thread.join)
     done.set()
@@ -130,14 +118,14 @@ async def test_a_tailing_reader_misses_nothing_while_the_loop_and_threads_write(
 async def test_a_lost_connection_fails_the_batch_and_the_writer_reconnects(
     store: EventStoreApp, writer: AsyncGroupCommitter, database_url: str
 ) -> None:
-    await writer.save([new_session(1)])
+    await writer.record([new_session(1)])
     with psycopg.connect(database_url, autocommit=True) as admin:
         admin.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
             " WHERE application_name = 'warest-group-commit' AND pid <> pg_backend_pid()"
         )
     with pytest.raises(Exception):  # noqa: B017 (the driver's own error: the callers hear it)
-        await writer.save([new_session(2)])
-    assert await writer.save([new_session(3)]) >= 1  # the next save goes through again
+        await writer.record([new_session(2)])
+    assert await writer.record([new_session(3)]) >= 1  # the next save goes through again
     names = {store.repository.get(n.originator_id).name for n in store.select(0, 10)}
     assert len(names) == 2

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from eventsourcing.persistence import IntegrityError
 
+from tests.integration.tailing import follow
 from warest.domain.sessions import Session
 from warest.infra.eventstore.group_commit import GroupCommitter
 from warest.infra.eventstore.store import EventStoreApp, postgres_env
@@ -42,20 +42,7 @@ def test_tailing_reader_misses_nothing_under_eight_concurrent_writers(store: Eve
             session.configure(label="b")
             store.save(session)
 
-    def follow() -> None:
-        position = 0
-        deadline = time.monotonic() + 120
-        while len(seen) < expected and time.monotonic() < deadline:
-            page = store.select(position, 200)
-            for notification in page:
-                seen.append(notification.id)
-                position = notification.id
-            if not page:
-                if done.is_set() and store.max_position() == position:
-                    break
-                time.sleep(0.001)
-
-    reader = threading.Thread(target=follow)
+    reader = threading.Thread(target=follow, args=(store, seen, done))
     reader.start()
     with ThreadPoolExecutor(writers) as pool:
         list(pool.map(write, range(writers)))

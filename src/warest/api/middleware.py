@@ -64,29 +64,21 @@ def identity_headers(version: str) -> Callable[[Message, Scope], Awaitable[None]
     async def before_send(message: Message, scope: Scope) -> None:
         if message["type"] != "http.response.start":
             return
-        path = scope.get("path", "")
+        pairs = [*static, docs_csp if scope.get("path", "").startswith("/docs") else api_csp]
         principal: Any = scope.get("user")
-        label = scope.get(LABEL_KEY) if isinstance(principal, Principal) else None
+        if isinstance(principal, Principal):
+            pairs.append((b"x-warest-registry", principal.registry.encode("latin-1")))
+            pairs.append((b"x-warest-username", principal.username.encode("latin-1")))
+            label = scope.get(LABEL_KEY)
+            if label:
+                pairs.append((b"x-warest-label", header_safe(str(label)).encode("latin-1")))
         raw: Any = message.get("headers")
         if isinstance(raw, list) and not any(name.lower() in ours for name, _ in raw):
-            # The usual case, on every request: nothing to replace, append the encoded pairs.
-            raw.extend(static)
-            raw.append(docs_csp if path.startswith("/docs") else api_csp)
-            if isinstance(principal, Principal):
-                raw.append((b"x-warest-registry", principal.registry.encode("latin-1")))
-                raw.append((b"x-warest-username", principal.username.encode("latin-1")))
-                if label:
-                    raw.append((b"x-warest-label", header_safe(str(label)).encode("latin-1")))
+            raw.extend(pairs)  # the usual case, on every request: nothing to replace
         else:
             headers = MutableScopeHeaders.from_message(message)
-            for name, value in static:
-                headers[name.decode()] = value.decode()
-            headers["Content-Security-Policy"] = DOCS_CSP if path.startswith("/docs") else API_CSP
-            if isinstance(principal, Principal):
-                headers["X-WAREST-Registry"] = principal.registry
-                headers["X-WAREST-Username"] = principal.username
-                if label:
-                    headers["X-WAREST-Label"] = header_safe(str(label))
+            for name, value in pairs:
+                headers[name.decode()] = value.decode("latin-1")
         scope[STATUS_KEY] = message["status"]  # type: ignore[literal-required]
 
     return before_send

@@ -22,7 +22,7 @@ import msgspec
 from warest.domain import ids
 from warest.domain.messages import Message
 from warest.domain.model import DomainEvent
-from warest.domain.sessions import Session
+from warest.domain.sessions import LIFECYCLE_EVENTS, Session
 
 _encoder = msgspec.json.Encoder()
 COMMAND_PREFIXES = ("/", "!", ".")
@@ -123,20 +123,7 @@ def _session_status(event: Any) -> dict[str, Any] | None:
     return None
 
 
-SESSION_EVENTS: tuple[type[DomainEvent], ...] = (
-    Session.Created,
-    Session.Deleted,
-    Session.QrIssued,
-    Session.PairingCodeIssued,
-    Session.Connecting,
-    Session.Opened,
-    Session.Reconnecting,
-    Session.LoggedOut,
-    Session.Replaced,
-    Session.Closed,
-    Session.Banned,
-    Session.Unavailable,
-)
+SESSION_EVENTS: tuple[type[DomainEvent], ...] = LIFECYCLE_EVENTS
 MESSAGE_FOLLOW_UPS: tuple[type[DomainEvent], ...] = (Message.Reacted, Message.Edited, Message.Revoked)
 
 # -- messages --------------------------------------------------------------------------

@@ -267,3 +267,21 @@ class Session(model.Aggregate):
 
 
 Session.Created.aggregate_class = Session
+
+
+LIFECYCLE_EVENTS: tuple[type[model.DomainEvent], ...] = (
+    Session.Created,
+    Session.Deleted,
+    Session.QrIssued,
+    Session.PairingCodeIssued,
+    Session.Connecting,
+    Session.Opened,
+    Session.Reconnecting,
+    Session.LoggedOut,
+    Session.Replaced,
+    Session.Closed,
+    Session.Banned,
+    Session.Unavailable,
+)
+"""The events of a session's life (its configuration aside): what the registry shows and
+what webhooks announce as ``session_status``."""

@@ -46,7 +46,6 @@ class ProjectorProcess:
         self._env = {**os.environ, **env, "WAREST_SUPERVISOR_PID": str(os.getpid())}
         self._child: subprocess.Popen[bytes] | None = None
         self._watch: asyncio.Task[None] | None = None
-        self.restarts = 0
 
     @property
     def pid(self) -> int | None:
@@ -75,7 +74,6 @@ class ProjectorProcess:
                 "projector (pid %s) exited with %s; restarting in %.0f s", child.pid, child.returncode, delay
             )
             await asyncio.sleep(delay)
-            self.restarts += 1
             self._spawn()
             delay = min(delay * 2, RESTART_MAX_S)
 

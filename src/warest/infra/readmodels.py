@@ -39,10 +39,6 @@ class ReadModels:
         self._counter = itertools.count()
         self._followers: dict[str, list[Callable[[int], None]]] = {}
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(self._positions)
-
     def follow(self, name: str, callback: Callable[[int], None]) -> None:
         """Calls ``callback(position)`` on the event loop each time read model ``name`` moves."""
         if name not in self._positions:
@@ -73,9 +69,6 @@ class ReadModels:
             loop.call_soon_threadsafe(self._release)
         for follower in self._followers.get(name, ()):
             loop.call_soon_threadsafe(follower, position)
-
-    def position_of(self, name: str) -> int:
-        return self._positions[name]
 
     @property
     def position(self) -> int:

@@ -12,10 +12,8 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 
-from warest.app.ports import ConcurrencyConflict
-from warest.infra.eventstore.async_commit import AsyncGroupCommitter, VersionConflict
+from warest.infra.eventstore.async_commit import AsyncGroupCommitter
 from warest.infra.eventstore.group_commit import GroupCommitter
 from warest.infra.eventstore.store import EventStoreApp
 
@@ -32,21 +30,7 @@ class AsyncEventStore:
         self._executor = executor
 
     async def save(self, *aggregates: Any) -> int:
-        if isinstance(self._committer, AsyncGroupCommitter):
-            try:
-                return await self._committer.save(aggregates)
-            except VersionConflict as error:
-                raise ConcurrencyConflict(str(error)) from error
-        events: list[Any] = []
-        for aggregate in aggregates:
-            events.extend(aggregate.collect_events())
-        if not events:
-            return 0
-        try:
-            recordings = await asyncio.wrap_future(self._committer.submit(events))
-        except IntegrityError as error:
-            raise ConcurrencyConflict(str(error)) from error
-        return max(r.notification.id for r in recordings)
+        return await self._committer.record(aggregates)
 
     async def get(self, aggregate_id: UUID) -> Any | None:
         loop = asyncio.get_running_loop()

@@ -25,15 +25,12 @@ from typing import Any
 
 import asyncpg
 
+from warest.app.ports import ConcurrencyConflict
 from warest.infra.eventstore.store import EventStoreApp
 
 log = logging.getLogger("warest.eventstore")
 
 CommitListener = Callable[[int], None]
-
-
-class VersionConflict(Exception):
-    """An event's (originator, version) is taken: another command changed the aggregate first."""
 
 
 @dataclass(slots=True)
@@ -90,9 +87,9 @@ class AsyncGroupCommitter:
             await self._conn.close()
             self._conn = None
 
-    async def save(self, aggregates: Sequence[Any]) -> int:
+    async def record(self, aggregates: Sequence[Any]) -> int:
         """Records the pending events of ``aggregates`` atomically; returns the highest new
-        position (0 when there was nothing to record). ``VersionConflict`` on a taken version."""
+        position (0 when there was nothing to record). ``ConcurrencyConflict`` on a taken version."""
         ids: list[Any] = []
         versions: list[int] = []
         topics: list[str] = []
@@ -149,7 +146,7 @@ class AsyncGroupCommitter:
     async def _write_batch(self, batch: list[_Submission]) -> None:
         try:
             position = await self._write([s.rows for s in batch])
-        except VersionConflict as conflict:
+        except ConcurrencyConflict as conflict:
             if len(batch) == 1:
                 _settle(batch[0].future, error=conflict)
                 return
@@ -181,7 +178,7 @@ class AsyncGroupCommitter:
                 await self._conn.execute(self._notify_sql)
                 records = await self._conn.fetch(self._insert_sql, ids, versions, topics, states)
         except asyncpg.UniqueViolationError as error:
-            raise VersionConflict(str(error)) from error
+            raise ConcurrencyConflict(str(error)) from error
         return int(max(r[0] for r in records))
 
     async def _reconnect(self) -> None:

@@ -9,6 +9,7 @@ so only the conflicting caller sees the conflict.
 
 from __future__ import annotations
 
+import asyncio
 import queue
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from eventsourcing.persistence import IntegrityError, Recording
 
+from warest.app.ports import ConcurrencyConflict
 from warest.infra.eventstore.store import EventStoreApp
 
 CommitListener = Callable[[int], None]
@@ -82,6 +84,18 @@ class GroupCommitter:
                 return submission.future
         self._write_alone(submission)  # not started (CLI, tests): write in the caller's thread
         return submission.future
+
+    async def record(self, aggregates: Sequence[Any]) -> int:
+        """From the event loop: records the pending events of ``aggregates``; returns the
+        highest new position (0: nothing to record). ``ConcurrencyConflict`` on a taken version."""
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        if not events:
+            return 0
+        try:
+            recordings = await asyncio.wrap_future(self.submit(events))
+        except IntegrityError as error:
+            raise ConcurrencyConflict(str(error)) from error
+        return max(r.notification.id for r in recordings)
 
     def save(self, *aggregates: Any) -> list[Recording[Any]]:
         """Blocking save of the pending events of ``aggregates``."""
