@@ -36,6 +36,7 @@ from psycopg import sql
 
 from warest.config import Settings
 from warest.domain.sessions import Session
+from warest.infra.db.migrations import migrate
 from warest.infra.eventstore.adapter import AsyncEventStore
 from warest.infra.eventstore.async_commit import AsyncGroupCommitter
 from warest.infra.eventstore.group_commit import GroupCommitter
@@ -138,6 +139,7 @@ async def run_once(
         store = await asyncio.to_thread(
             lambda: EventStoreApp(env=postgres_env(database_url, schema, pool_size))
         )
+        await asyncio.to_thread(migrate, database_url, schema)  # the server's append function
         if writer == "async":
             committer = AsyncGroupCommitter(store, database_url, schema, window_s=window_s)
             await committer.start()

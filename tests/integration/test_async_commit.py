@@ -15,7 +15,7 @@ from tests.integration.tailing import follow
 from warest.app.ports import ConcurrencyConflict
 from warest.domain.sessions import Session
 from warest.infra.eventstore.async_commit import AsyncGroupCommitter
-from warest.infra.eventstore.store import EventStoreApp
+from warest.infra.eventstore.store import EventStoreApp, postgres_env
 
 
 def new_session(i: int) -> Session:
@@ -129,3 +129,24 @@ async def test_a_lost_connection_fails_the_batch_and_the_writer_reconnects(
     assert await writer.record([new_session(3)]) >= 1  # the next save goes through again
     names = {store.repository.get(n.originator_id).name for n in store.select(0, 10)}
     assert len(names) == 2
+
+
+async def test_a_schema_without_the_append_function_is_refused_at_start(
+    database_url: str, schema: str
+) -> None:
+    """The writer's statements live in a migration: without it the server must not start
+    (rather than fail every save later with an unknown function)."""
+    bare = f"{schema}_bare"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{bare}"')
+    try:
+        store = await asyncio.to_thread(lambda: EventStoreApp(env=postgres_env(database_url, bare, 2)))
+        committer = AsyncGroupCommitter(store, database_url, bare)
+        with pytest.raises(RuntimeError, match="apply the migrations first"):
+            await committer.start()
+        with pytest.raises(RuntimeError, match="not running"):
+            await committer.record([new_session(0)])
+        store.close()
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{bare}" CASCADE')
