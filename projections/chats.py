@@ -21,6 +21,7 @@ from eventsourcing.utils import get_topic
 from projections._page import Folded, Page, PagedProjection, Writes, fold_page, select_rows
 from warest.domain import ids
 from warest.domain.chats import Chat
+from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
 from warest.domain.messages import Message
 
@@ -77,7 +78,7 @@ _mutable_values = itemgetter(*_MUTABLE_AT)
 def _kind(jid: str) -> str:
     try:
         return Jid.parse(jid).kind
-    except ValueError:
+    except InvalidValue:  # an address this version does not know must not stop the read model
         return "direct"
 
 

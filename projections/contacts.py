@@ -15,6 +15,7 @@ import psycopg
 from eventsourcing.utils import get_topic
 
 from projections._page import Folded, Page, PagedProjection, Writes
+from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
 from warest.domain.messages import Message
 
@@ -86,7 +87,7 @@ def _contact(sender: str) -> tuple[str, str | None, str | None] | None:
     """(jid, lid, phone) of a direct sender; None for groups and unparseable senders."""
     try:
         jid = Jid.parse(sender, field="sender")
-    except ValueError:
+    except InvalidValue:  # an address this version does not know must not stop the read model
         return None
     if jid.kind != "direct":
         return None

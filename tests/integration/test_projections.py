@@ -16,6 +16,7 @@ from projections import ALL, RegistryProjection
 from tests.api.test_sandbox_messaging import eventually, open_by_scan, send_text, tenant
 from tests.conftest import admin_headers, create_user
 from warest.config import Settings
+from warest.domain.messages import Message
 from warest.domain.sessions import Session
 from warest.infra.eventstore.group_commit import GroupCommitter
 from warest.infra.eventstore.store import EventStoreApp
@@ -192,3 +193,31 @@ def test_runner_resumes_from_its_tracked_position(
     assert second.catch_up() == 5  # only the new events
     assert len(table_dump(database_url, schema, "rm_sessions")) == 15
     second.stop()
+
+
+def test_addresses_this_version_cannot_parse_do_not_stop_the_read_models(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str
+) -> None:
+    """An inbound message from an address the JID rules reject (a new WhatsApp server, a
+    malformed id) is an event all the same: every read model takes it and goes on. The chats
+    and contacts projections used to fail on it for ever, and nothing after it was projected."""
+    odd = [("628@s.whatsapp.net", "m1"), ("12345@bot", "m2"), ("62811111@s.whatsapp.net", "m3")]
+    for sender, wa_id in odd:
+        committer.save(Message.receive("REG", "s1", wa_id, chat=sender, sender=sender, text=wa_id))
+    for projection_class in ALL:
+        runner = ProjectionRunner(store, projection_class(), database_url, schema)
+        try:
+            runner.catch_up()
+            assert runner.position == store.max_position(), projection_class.name
+        finally:
+            runner.stop()
+    chats = {row[0] for row in rows_of(database_url, schema, "SELECT jid FROM rm_chats")}
+    assert chats == {sender for sender, _ in odd}
+    contacts = rows_of(database_url, schema, "SELECT jid FROM rm_contacts")
+    assert contacts == [("62811111@s.whatsapp.net",)]  # only the one address that parses
+
+
+def rows_of(database_url: str, schema: str, query: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        return conn.execute(query).fetchall()
