@@ -150,6 +150,11 @@ class Folded:
         """Hands the page's rows and statements to ``out``."""
         raise NotImplementedError
 
+    def news(self) -> bool:
+        """Whether those who follow the read model (``ReadModels.follow``) have anything to
+        look at after this page; waits for its position end either way."""
+        return True
+
     def write(self, cur: Cursor, *, deferred: bool = False) -> Callable[[], None]:
         """Stages the page's rows now; the result executes its statements (see ``Writes``)."""
         out = Writes(cur, deferred=deferred)

@@ -28,7 +28,6 @@ from projections._page import Folded, PagedProjection, Writes, select_rows
 from warest.app.webhook_events import (
     COMMAND_PREFIXES,
     MESSAGE_FOLLOW_UPS,
-    SESSION_EVENTS,
     MessageInfo,
     Renderer,
     SessionInfo,
@@ -42,7 +41,7 @@ from warest.domain import ids
 from warest.domain.ids import DEFAULT_WEBHOOK_ENDPOINT
 from warest.domain.messages import Message
 from warest.domain.model import DomainEvent
-from warest.domain.sessions import Session
+from warest.domain.sessions import LIFECYCLE_EVENTS, Session
 from warest.domain.users import User
 from warest.domain.webhooks import WebhookEndpoint
 
@@ -174,6 +173,10 @@ class _Page(Folded):
         self.events: list[tuple[Any, ...]] = []
         self.deliveries: list[tuple[Any, ...]] = []
 
+    def news(self) -> bool:
+        """The dispatcher, which follows the outbox, looks only for new deliveries."""
+        return bool(self.deliveries)
+
     def store(self, out: Writes) -> None:
         d = self.directory
         out.upsert(
@@ -226,7 +229,7 @@ _ENDPOINT_EVENTS: tuple[type[DomainEvent], ...] = (
 
 
 _TOPIC_CLASSES: tuple[type[DomainEvent], ...] = (
-    *SESSION_EVENTS,
+    *LIFECYCLE_EVENTS,
     Session.Configured,
     User.Registered,
     User.Renamed,
@@ -378,7 +381,7 @@ class OutboxProjection(PagedProjection):
         return []
 
     def _session_of(self, event: Any, d: _Directory) -> SessionInfo | None:
-        if isinstance(event, SESSION_EVENTS):
+        if isinstance(event, LIFECYCLE_EVENTS):
             return d.sessions.get(event.originator_id)
         if isinstance(event, Message.Received):
             registry, name = event.registry, event.session

@@ -123,7 +123,6 @@ def _session_status(event: Any) -> dict[str, Any] | None:
     return None
 
 
-SESSION_EVENTS: tuple[type[DomainEvent], ...] = LIFECYCLE_EVENTS
 MESSAGE_FOLLOW_UPS: tuple[type[DomainEvent], ...] = (Message.Reacted, Message.Edited, Message.Revoked)
 
 # -- messages --------------------------------------------------------------------------
@@ -229,7 +228,7 @@ class Renderer:
     def render(
         self, event: Any, message: Callable[[UUID], MessageInfo | None]
     ) -> tuple[str, dict[str, Any]] | None:
-        if isinstance(event, SESSION_EVENTS):
+        if isinstance(event, LIFECYCLE_EVENTS):
             data = _session_status(event)
             return ("session_status", data) if data is not None else None
         if isinstance(event, Message.Received):

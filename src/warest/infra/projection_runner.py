@@ -34,6 +34,9 @@ from warest.infra.eventstore.store import EventStoreApp
 log = logging.getLogger("warest.projections")
 
 Progress = Callable[[int, int], None]
+Advance = Callable[[int, bool], None]
+"""``on_advance(position, news)``: ``news`` false when the batch had nothing for followers
+(``Folded.news``); waits for the position are released either way."""
 Page = list[tuple[Any, int]]
 """Decoded events with their positions (notification ids), in log order."""
 
@@ -98,6 +101,8 @@ class _Carry(NamedTuple):
 
 
 BUSY_EVENTS_PER_S = 500
+QUIET = "quiet"
+"""The announcement's suffix for a batch without news for followers."""
 
 
 class _Load:
@@ -165,7 +170,7 @@ class ProjectionRunner:
         self._position = 0
         self._threads: list[threading.Thread] = []
         self.error: BaseException | None = None
-        self.on_advance: Callable[[int], None] | None = None
+        self.on_advance: Advance | None = None
         self._carry: _Carry | None = None
         self._announce = announce
         self._min_interval_s = min_interval_s
@@ -178,6 +183,13 @@ class ProjectionRunner:
             " WHERE notification_id > %s AND notification_id <= %s{} ORDER BY notification_id LIMIT %s"
         )
         self._select_all = select.format(events, sql.SQL(""))
+        # The tracking row, locked, and the log's end (on this connection: the store's pool
+        # would add a checkout and a round trip).
+        self._lock_and_end = sql.SQL(
+            "SELECT position, (SELECT max(notification_id) FROM {}) FROM projection_tracking"
+            " WHERE name = %s FOR UPDATE"
+        ).format(events)
+        self._more = False
         self._select_with_topics = select.format(events, sql.SQL(" AND topic = ANY(%s)"))
 
     # -- position -------------------------------------------------------------
@@ -186,13 +198,13 @@ class ProjectionRunner:
     def position(self) -> int:
         return self._position
 
-    def _set_position(self, position: int) -> None:
+    def _set_position(self, position: int, news: bool = True) -> None:
         with self._advanced:
             if position != self._position:
                 self._position = position
                 self._advanced.notify_all()
         if self.on_advance is not None:
-            self.on_advance(position)
+            self.on_advance(position, news)
 
     def wait(self, position: int, timeout: float = 5.0) -> bool:
         """Blocks until the read model has processed ``position`` (read-your-writes)."""
@@ -228,13 +240,10 @@ class ProjectionRunner:
         conn = self._connection()
         carry, self._carry = self._carry, None
         with conn.transaction(), conn.cursor() as cur:
-            cur.execute(
-                "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE",
-                (self.name,),
-            )
-            row = cur.fetchone()
+            row = cur.execute(self._lock_and_end, (self.name,)).fetchone()
             start = int(row[0]) if row else 0
-            upper = self.store.max_position()
+            upper = int(row[1]) if row and row[1] is not None else 0
+            self._more = False
             if upper <= start:
                 self._carry = carry  # nothing changed: the state still holds for the next page
                 self._set_position(start)
@@ -242,6 +251,7 @@ class ProjectionRunner:
             page = self._read(conn, start, upper)
             full_page = len(page) >= self._batch_size
             new_position = page[-1][1] if full_page else upper
+            self._more = full_page
             fold = getattr(self.projection, "fold", None)
             if fold is not None:
                 # The read model is a function of the log up to its position: the rows
@@ -250,23 +260,28 @@ class ProjectionRunner:
                     page, cur, carry.state if carry is not None and carry.position == start else None
                 )
                 folded.write(cur)()
+                news = folded.news()
             else:
                 for event, position in page:
                     self.projection.process(event, cur, position)
-            self._track(cur, new_position)
+                news = True
+            self._track(cur, new_position, news)
         if fold is not None:
             self._carry = _Carry(new_position, folded)
-        self._set_position(new_position)
+        self._set_position(new_position, news)
         return len(page) if page else new_position - start
 
-    def _track(self, cur: psycopg.Cursor[Any], position: int) -> None:
-        """Moves the tracking row (and announces it) in the caller's transaction."""
+    def _track(self, cur: psycopg.Cursor[Any], position: int, news: bool = True) -> None:
+        """Moves the tracking row (and announces it) in the caller's transaction: the payload
+        is ``name:position``, or ``name:position:quiet`` when the batch had no ``news``."""
         cur.execute(
-            "UPDATE projection_tracking SET position = %s, updated_at = now() WHERE name = %s",
+            "UPDATE projection_tracking SET position = %s, updated_at = now(), error = NULL,"
+            " failed_at = NULL WHERE name = %s",
             (position, self.name),
         )
         if self._announce is not None:
-            cur.execute("SELECT pg_notify(%s, %s)", (self._announce, f"{self.name}:{position}"))
+            payload = f"{self.name}:{position}" if news else f"{self.name}:{position}:{QUIET}"
+            cur.execute("SELECT pg_notify(%s, %s)", (self._announce, payload))
 
     def _read(self, conn: psycopg.Connection, start: int, upper: int) -> Page:
         """The projection's events in (start, upper], at most one page, decoded, with positions.
@@ -305,6 +320,16 @@ class ProjectionRunner:
             idle = getattr(self.projection, "idle", None)
             carry = self._carry
             self._carry = _Carry(carry.position, idle(carry.state)) if idle and carry else None
+
+    def follow(self) -> int:
+        """What the log holds now, page by page while pages come full: the background loop's
+        step. Unlike ``catch_up`` it does not end with a batch that finds nothing (a whole
+        transaction per wake-up, for the outbox once per commit): a commit made meanwhile
+        wakes the loop again."""
+        total = self.process_batch()
+        while self._more:
+            total += self.process_batch()
+        return total
 
     def _backlog(self) -> int:
         return self.store.max_position() - self._position
@@ -360,7 +385,7 @@ class ProjectionRunner:
                     pipeline.enter_context(writer.pipeline())
                     in_flight = _InFlight(pipeline, end, len(page) if page else end - start, folded)
                     statements()
-                    self._track(cur, end)
+                    self._track(cur, end, folded.news())
                     cur.execute("COMMIT")
                     previous, start = folded, end
                 if in_flight is not None:
@@ -384,7 +409,7 @@ class ProjectionRunner:
                 writer.execute("ROLLBACK")
             raise _Stopped from error
         self._carry = _Carry(flight.end, flight.folded)
-        self._set_position(flight.end)
+        self._set_position(flight.end, flight.folded.news())
         if progress:
             progress(flight.end, self.store.max_position())
         return flight.events
@@ -423,6 +448,20 @@ class ProjectionRunner:
             self._conn.close()
             self._conn = None
 
+    def _record_error(self, error: BaseException | None) -> None:
+        """Shows (or clears) a failure in ``projection_tracking`` for other processes; on its
+        own connection, since the failed batch's transaction was rolled back."""
+        text = None if error is None else f"{type(error).__name__}: {error}"[:1000]
+        try:
+            with psycopg_connect(self.database_url, self._schema, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE projection_tracking SET error = %(error)s, failed_at ="
+                    " CASE WHEN %(error)s::text IS NULL THEN NULL ELSE now() END WHERE name = %(name)s",
+                    {"error": text, "name": self.name},
+                )
+        except psycopg.Error as failure:  # the database is away: whoever follows sees that anyway
+            log.warning("projection %s: could not record its state: %s", self.name, failure)
+
     def _run(self) -> None:
         backoff = 0.1
         load = _Load()
@@ -436,15 +475,19 @@ class ProjectionRunner:
             try:
                 # Spaced: one batch per interval (catching up would chase the commits that
                 # arrive meanwhile, in small batches).
-                load.count(self.process_batch() if spaced else self.catch_up())
+                load.count(self.process_batch() if spaced else self.follow())
                 backoff = 0.1
-                self.error = None
+                if self.error is not None:
+                    self.error = None
+                    self._record_error(None)  # a batch clears it too, when there was one
             except Exception as error:  # keep following; the next batch retries
-                self.error = error
                 log.exception("projection %s failed; retrying in %.1fs", self.name, backoff)
                 if self._conn is not None:
                     self._conn.close()
                     self._conn = None
+                if self.error is None:
+                    self._record_error(error)
+                self.error = error
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue

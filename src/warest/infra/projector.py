@@ -47,10 +47,6 @@ class ProjectorProcess:
         self._child: subprocess.Popen[bytes] | None = None
         self._watch: asyncio.Task[None] | None = None
 
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
-
     def alive(self) -> bool:
         return self._child is not None and self._child.poll() is None
 

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from warest.infra.db.connect import psycopg_connect
-from warest.infra.projection_runner import ProjectionRunner
+from warest.infra.projection_runner import QUIET, ProjectionRunner
 
 log = logging.getLogger("warest.projections")
 
@@ -38,9 +38,12 @@ class ReadModels:
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._counter = itertools.count()
         self._followers: dict[str, list[Callable[[int], None]]] = {}
+        self._stopping = threading.Event()
+        self._listener: threading.Thread | None = None
 
     def follow(self, name: str, callback: Callable[[int], None]) -> None:
-        """Calls ``callback(position)`` on the event loop each time read model ``name`` moves."""
+        """Calls ``callback(position)`` on the event loop each time read model ``name`` moves
+        with news (``Folded.news``: for the webhook outbox, new deliveries)."""
         if name not in self._positions:
             raise KeyError(name)
         self._followers.setdefault(name, []).append(callback)
@@ -49,7 +52,14 @@ class ReadModels:
         self._loop = loop
 
     def stop(self) -> None:
-        pass
+        self._stopping.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+
+    def _listen_in(self, name: str, listen: Callable[[], None]) -> None:
+        """Runs ``listen`` (a loop until ``_stopping``) in a thread that ``stop`` ends."""
+        self._listener = threading.Thread(target=listen, name=name, daemon=True)
+        self._listener.start()
 
     def nudge(self, position: int) -> None:
         """Something was committed in this process (the local runners need not wait for a poll)."""
@@ -57,8 +67,9 @@ class ReadModels:
     def healthy(self) -> bool:
         raise NotImplementedError
 
-    def advanced(self, name: str, position: int) -> None:
-        """Read model ``name`` is at ``position`` now (from any thread)."""
+    def advanced(self, name: str, position: int, news: bool = True) -> None:
+        """Read model ``name`` is at ``position`` now (from any thread). Without ``news``
+        (a batch that changed nothing its followers look for) only waits are released."""
         if self._positions.get(name) == position:
             return
         self._positions[name] = position
@@ -67,8 +78,9 @@ class ReadModels:
             return
         if self._waiters:
             loop.call_soon_threadsafe(self._release)
-        for follower in self._followers.get(name, ()):
-            loop.call_soon_threadsafe(follower, position)
+        if news:
+            for follower in self._followers.get(name, ()):
+                loop.call_soon_threadsafe(follower, position)
 
     @property
     def position(self) -> int:
@@ -107,10 +119,8 @@ class LocalReadModels(ReadModels):
     def __init__(self, runners: Iterable[ProjectionRunner], max_position: Callable[[], int]) -> None:
         self.runners = {runner.name: runner for runner in runners}
         super().__init__(self.runners, max_position)
-        self._stopping = threading.Event()
-        self._listener: threading.Thread | None = None
         for name, runner in self.runners.items():
-            runner.on_advance = lambda position, name=name: self.advanced(name, position)
+            runner.on_advance = lambda position, news, name=name: self.advanced(name, position, news)
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().start(loop)
@@ -118,13 +128,10 @@ class LocalReadModels(ReadModels):
             runner.catch_up()
             runner.start()
         if self.runners:
-            self._listener = threading.Thread(target=self._listen, name="readmodels-listen", daemon=True)
-            self._listener.start()
+            self._listen_in("readmodels-listen", self._listen)
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._listener is not None:
-            self._listener.join(timeout=5)
+        super().stop()
         for runner in self.runners.values():
             runner.stop()
 
@@ -152,10 +159,12 @@ class LocalReadModels(ReadModels):
 class RemoteReadModels(ReadModels):
     """Read models a projector process keeps: this process follows what it announces.
 
-    The projector sends ``name:position`` on ``channel`` in the transaction of every batch,
-    so an announcement arrives when the rows are visible. The tracking table is read again
+    The projector sends ``name:position`` on ``channel`` in the transaction of every batch
+    (``name:position:quiet`` when the batch had no news for followers), so an announcement
+    arrives when the rows are visible. The tracking table is read again
     on every (re)connection and once a second, so nothing is missed while disconnected.
-    ``healthy`` says whether some process holds the projector's lease (``lock_key``).
+    ``healthy`` says whether some process holds the projector's lease (``lock_key``) and
+    no read model shows a failure in the tracking table (seen within ``refresh_s``).
     """
 
     def __init__(
@@ -175,24 +184,18 @@ class RemoteReadModels(ReadModels):
         self._channel = channel
         self._lock_key = lock_key
         self._refresh_s = refresh_s
-        self._stopping = threading.Event()
-        self._listener: threading.Thread | None = None
         self._projector_seen = False
+        self.failing: dict[str, str] = {}
+        """Read models whose last batch failed, with the error (from the tracking table)."""
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().start(loop)
         with psycopg_connect(self._url, self._schema, autocommit=True) as conn:
             self._refresh(conn)
-        self._listener = threading.Thread(target=self._listen, name="readmodels-follow", daemon=True)
-        self._listener.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._listener is not None:
-            self._listener.join(timeout=5)
+        self._listen_in("readmodels-follow", self._listen)
 
     def healthy(self) -> bool:
-        return self._projector_seen
+        return self._projector_seen and not self.failing
 
     def _listen(self) -> None:
         while not self._stopping.is_set():
@@ -203,9 +206,10 @@ class RemoteReadModels(ReadModels):
                     refreshed = time.monotonic()
                     while not self._stopping.is_set():
                         for notice in conn.notifies(timeout=self._refresh_s / 2):
-                            name, _, position = notice.payload.rpartition(":")
+                            name, _, position = notice.payload.partition(":")
+                            position, _, flag = position.partition(":")
                             if name in self._positions and position.isdigit():
-                                self.advanced(name, int(position))
+                                self.advanced(name, int(position), flag != QUIET)
                         if time.monotonic() - refreshed >= self._refresh_s:
                             self._refresh(conn)
                             refreshed = time.monotonic()
@@ -216,10 +220,12 @@ class RemoteReadModels(ReadModels):
 
     def _refresh(self, conn: psycopg.Connection) -> None:
         rows = conn.execute(
-            "SELECT name, position FROM projection_tracking WHERE name = ANY(%s)", (list(self._positions),)
+            "SELECT name, position, error FROM projection_tracking WHERE name = ANY(%s)",
+            (list(self._positions),),
         ).fetchall()
-        for name, position in rows:
+        for name, position, _ in rows:
             self.advanced(name, int(position))
+        self.failing = {name: error for name, _, error in rows if error is not None}
         held = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
             " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1"
