@@ -385,7 +385,7 @@ class Container:
             waiter=self.read_models,
             health=self.health,
             history=EventHistory(PgEventHistory(self.pool, self.store.mapper), self.read_models),
-            reads=ReadService(PgReadQueries(self.pool), sessions),
+            reads=ReadService(PgReadQueries(self.pool), sessions, self.read_models),
             actions=actions,
             webhooks=webhooks,
         )

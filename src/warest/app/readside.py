@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from warest.app.ports import ReadModelWaiter
 from warest.app.records import ChatRecord, ContactRecord, MessageRecord, Principal
 from warest.app.sessions import SessionService
 
@@ -54,9 +55,10 @@ class ReadQueries(Protocol):
 
 
 class ReadService:
-    def __init__(self, queries: ReadQueries, sessions: SessionService) -> None:
+    def __init__(self, queries: ReadQueries, sessions: SessionService, waiter: ReadModelWaiter) -> None:
         self._queries = queries
         self._sessions = sessions
+        self._waiter = waiter
 
     async def chats(
         self,
@@ -93,6 +95,10 @@ class ReadService:
         )
 
     async def unread(self, owner: Principal, session: str, chat: str, limit: int) -> list[str]:
+        """What a command marks read: so it must include every message recorded so far, not
+        only those the messages read model has reached (the chats read model, which the
+        caller may have looked at, can be ahead of it)."""
+        await self._waiter.wait_latest()
         record = await self._sessions.get(owner, session)
         info = await self._queries.chat(record.registry, record.session_id, chat)
         return await self._queries.unread_inbound(
