@@ -1,5 +1,6 @@
 """The sandbox control API's ``send`` answers only once the receiving session has handled the
-message (its listener returned: for a real runtime, the Received event is in the log)."""
+message (its listener returned: for a real runtime, the Received event is in the log); and an
+inbox read includes the inbox batch being stored when it came."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class MemoryStore:
     """What the network keeps in PostgreSQL, in memory (the network's own logic is under test)."""
 
     def __init__(self) -> None:
-        self.inbox: list[tuple[str, InboxItem]] = []
+        self.received: list[tuple[str, InboxItem]] = []
 
     async def accounts(self) -> list[SandboxAccount]:
         return []
@@ -39,7 +40,10 @@ class MemoryStore:
         pass
 
     async def record_inbox(self, items: list[tuple[str, InboxItem]]) -> None:
-        self.inbox.extend(items)
+        self.received.extend(items)
+
+    async def inbox(self, phone: str, limit: int) -> list[InboxItem]:
+        return [item for owner, item in self.received if owner == phone][:limit]
 
 
 class SlowListener:
@@ -102,3 +106,38 @@ async def test_a_session_that_does_not_record_in_time_is_an_error_not_a_silent_o
     await network.create_account("REG", "6281000000002")
     with pytest.raises(Unavailable, match="did not record it"):
         await network.send("REG", "6281000000002", "6281000000001", "halo")
+
+
+async def test_an_inbox_read_waits_for_the_batch_being_stored() -> None:
+    """The background flush takes the whole buffer before it writes: a read that came
+    meanwhile must wait for that write, not find the buffer empty and read without it."""
+    store = SlowInboxStore()
+    network = SandboxNetwork(store)  # type: ignore[arg-type]
+    await network.load()
+    try:
+        await network.create_account("REG", "6281000000001")
+        await network.create_account("REG", "6281000000002")
+        await network.send("REG", "6281000000001", "6281000000002", "hello")
+        await asyncio.wait_for(store.writing.wait(), 5)  # the background flush has taken the batch
+        read = asyncio.create_task(network.inbox("REG", "6281000000002"))
+        await asyncio.sleep(0.05)
+        assert not read.done()  # waiting for the write in flight
+        store.release.set()
+        assert [item.text for item in await read] == ["hello"]
+    finally:
+        store.release.set()
+        await network.close()
+
+
+class SlowInboxStore(MemoryStore):
+    """Inbox writes wait for ``release``; reads see what was written."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writing = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def record_inbox(self, items: list[tuple[str, InboxItem]]) -> None:
+        self.writing.set()
+        await self.release.wait()
+        await super().record_inbox(items)

@@ -59,6 +59,7 @@ class SandboxNetwork:
         self._run = secrets.token_hex(8)  # ids of this process never repeat those of an earlier one
         self._inbox_buffer: deque[tuple[str, InboxItem]] = deque()
         self._flusher: asyncio.Task[None] | None = None
+        self._flushing = asyncio.Lock()
         self._lock = asyncio.Lock()
 
     async def load(self) -> None:
@@ -279,11 +280,10 @@ class SandboxNetwork:
             raise InvalidValue("text", "must not be empty")
         account = self.owned_account(registry, sender)
         wa_id = self.next_message_id(account.phone)
-        outbound = OutboundText(
-            to=str(Jid.parse(to, self.country_code, "to")), local_id=wa_id, text=text, reply_to=quoted_id
-        )
+        to_jid = Jid.parse(to, self.country_code, "to")
+        outbound = OutboundText(to=str(to_jid), local_id=wa_id, text=text, reply_to=quoted_id)
         await self.route(account, None, outbound)
-        recipient = self.resolve(Jid.parse(outbound.to, self.country_code, "to"))
+        recipient = self.resolve(to_jid)
         if recipient is not None:
             # Answer once the receiving sessions recorded it: an accepted message is in the log.
             sessions = [c.settled() for c in self.open_connections_of(recipient.phone)]
@@ -341,14 +341,17 @@ class SandboxNetwork:
                 log.exception("sandbox inbox flush failed")
 
     async def _flush(self) -> None:
-        while self._inbox_buffer:
-            batch = list(self._inbox_buffer)
-            self._inbox_buffer.clear()
-            try:
-                await self.store.record_inbox(batch)
-            except BaseException:
-                self._inbox_buffer.extendleft(reversed(batch))  # kept, in order, for the next flush
-                raise
+        """Writes what external accounts received. One flush at a time: a reader's flush
+        waits for the batch the background one has taken out of the buffer but not stored."""
+        async with self._flushing:
+            while self._inbox_buffer:
+                batch = list(self._inbox_buffer)
+                self._inbox_buffer.clear()
+                try:
+                    await self.store.record_inbox(batch)
+                except BaseException:
+                    self._inbox_buffer.extendleft(reversed(batch))  # kept, in order, for the next flush
+                    raise
 
 
 def ban_until(seconds: float) -> datetime:
