@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import psycopg
 import pytest
 from litestar.testing import AsyncTestClient
@@ -79,3 +80,15 @@ async def create_user(client: AsyncTestClient[Any], username: str, **body: Any) 
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()["results"][0]
     return result
+
+
+async def db_rows(settings: Settings, query: str, *args: Any) -> list[asyncpg.Record]:
+    """The rows of ``query`` in the test's schema, read on a connection of their own
+    (ground truth from the tables, beside what the API answers)."""
+    conn = await asyncpg.connect(
+        settings.database_url, server_settings={"search_path": settings.database_schema}
+    )
+    try:
+        return await conn.fetch(query, *args)
+    finally:
+        await conn.close()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import asyncpg
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import ADMIN_KEY, admin_headers, create_user
+from tests.conftest import ADMIN_KEY, admin_headers, create_user, db_rows
 from warest.config import Settings
 
 
@@ -54,13 +53,8 @@ async def test_keys_are_case_sensitive(client: AsyncTestClient[Any]) -> None:
 
 async def test_stored_digest_is_not_a_key(client: AsyncTestClient[Any], settings: Settings) -> None:
     user = await create_user(client, "carol")
-    conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": settings.database_schema}
-    )
-    try:
-        digest = await conn.fetchval("SELECT api_key_digest FROM rm_users WHERE username = 'carol'")
-    finally:
-        await conn.close()
+    (row,) = await db_rows(settings, "SELECT api_key_digest FROM rm_users WHERE username = 'carol'")
+    digest = row[0]
     assert digest and user["apiKey"] not in digest
     assert len(digest) == 64  # HMAC-SHA256 hex
     response = await client.get("/api/v1/users/me", headers={"X-WAREST-API-KEY": digest})

@@ -13,14 +13,13 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
 from litestar.testing import AsyncTestClient
 
 from tests.api.test_sandbox_messaging import eventually, open_by_scan, send_text, tenant
-from tests.conftest import admin_headers, create_user
+from tests.conftest import admin_headers, create_user, db_rows
 from warest.api.controllers.events import EventsController
 from warest.app.history import EVENT_TYPES
 from warest.asgi import create_litestar
@@ -75,17 +74,12 @@ async def traffic(client: Client) -> tuple[dict[str, str], dict[str, str]]:
 
 async def owned_positions(settings: Settings, registry: str) -> list[int]:
     """Ground truth from the database: positions of every event of the registry's streams."""
-    conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": settings.database_schema}
+    rows = await db_rows(
+        settings,
+        "SELECT e.notification_id FROM warest_events e JOIN rm_streams s ON s.stream_id = e.originator_id"
+        " WHERE s.registry = $1 ORDER BY e.notification_id",
+        registry,
     )
-    try:
-        rows = await conn.fetch(
-            "SELECT e.notification_id FROM warest_events e JOIN rm_streams s ON s.stream_id = e.originator_id"
-            " WHERE s.registry = $1 ORDER BY e.notification_id",
-            registry,
-        )
-    finally:
-        await conn.close()
     return [r["notification_id"] for r in rows]
 
 

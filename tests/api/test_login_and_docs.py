@@ -7,7 +7,7 @@ from typing import Any
 import asyncpg
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import ADMIN_KEY, ADMIN_PASSWORD, admin_headers, create_user, make_settings
+from tests.conftest import ADMIN_KEY, ADMIN_PASSWORD, admin_headers, create_user, db_rows, make_settings
 from warest.asgi import create_litestar
 from warest.config import Settings
 
@@ -43,13 +43,7 @@ async def test_login_sets_an_opaque_strict_httponly_cookie(
     token = response.cookies["WAREST_DOCS_SESSION"]
     assert token and ADMIN_KEY not in set_cookie and token != ADMIN_KEY
     # Only a digest of the token is stored on the server.
-    conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": settings.database_schema}
-    )
-    try:
-        stored = await conn.fetch("SELECT token_digest FROM auth_sessions")
-    finally:
-        await conn.close()
+    stored = await db_rows(settings, "SELECT token_digest FROM auth_sessions")
     assert len(stored) == 1 and stored[0]["token_digest"] != token
 
 

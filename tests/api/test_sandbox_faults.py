@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import asyncpg
 from litestar.testing import AsyncTestClient
 
 from tests.api.test_sandbox_messaging import (
@@ -16,6 +15,7 @@ from tests.api.test_sandbox_messaging import (
     session_status,
     tenant,
 )
+from tests.conftest import db_rows
 from warest.config import Settings
 
 
@@ -26,18 +26,13 @@ async def fault(client: AsyncTestClient[Any], headers: dict[str, str], kind: str
 
 
 async def lifecycle_events(settings: Settings, session: str) -> list[str]:
-    conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": settings.database_schema}
+    rows = await db_rows(
+        settings,
+        "SELECT topic FROM warest_events"
+        " WHERE originator_id = (SELECT id FROM rm_sessions WHERE session_id = $1)"
+        " ORDER BY notification_id",
+        session,
     )
-    try:
-        rows = await conn.fetch(
-            "SELECT topic FROM warest_events"
-            " WHERE originator_id = (SELECT id FROM rm_sessions WHERE session_id = $1)"
-            " ORDER BY notification_id",
-            session,
-        )
-    finally:
-        await conn.close()
     return [r["topic"].rpartition(".")[2] for r in rows]
 
 
@@ -167,17 +162,12 @@ async def test_out_of_order_delivery_is_recorded_as_it_arrives(
         return all([await message_events(settings, i) for i in ids])
 
     await eventually(both)
-    conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": settings.database_schema}
+    order = await db_rows(
+        settings,
+        "SELECT i.wa_id FROM warest_events e JOIN rm_message_index i ON i.message_id = e.originator_id"
+        " WHERE i.wa_id = ANY($1::text[]) ORDER BY e.notification_id",
+        ids,
     )
-    try:
-        order = await conn.fetch(
-            "SELECT i.wa_id FROM warest_events e JOIN rm_message_index i ON i.message_id = e.originator_id"
-            " WHERE i.wa_id = ANY($1::text[]) ORDER BY e.notification_id",
-            ids,
-        )
-    finally:
-        await conn.close()
     assert [r["wa_id"] for r in order] == [ids[1], ids[0]]  # arrived reversed, recorded as arrived
 
 
@@ -216,13 +206,9 @@ async def test_queued_messages_fail_when_the_session_is_logged_out(
     await wait_status(client, a, "s", "logged_out")
 
     async def failed() -> bool:
-        conn = await asyncpg.connect(
-            settings.database_url, server_settings={"search_path": settings.database_schema}
+        rows = await db_rows(
+            settings, "SELECT state FROM warest_events WHERE topic LIKE '%Message.SendFailed'"
         )
-        try:
-            rows = await conn.fetch("SELECT state FROM warest_events WHERE topic LIKE '%Message.SendFailed'")
-        finally:
-            await conn.close()
         return any(b"logged out" in bytes(r["state"]) for r in rows)
 
     await eventually(failed)

@@ -7,10 +7,9 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 from litestar.testing import AsyncTestClient
 
-from tests.conftest import create_user, make_settings
+from tests.conftest import create_user, db_rows, make_settings
 from warest.asgi import create_litestar
 from warest.config import Settings
 
@@ -104,36 +103,28 @@ async def test_pair_code_login(client: AsyncTestClient[Any]) -> None:
 
 
 async def message_events(settings: Settings, wa_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """(event class, state) of every Message event about ``wa_id``, in log order."""
-    conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": settings.database_schema}
+    """(event class, state) of every Message event about ``wa_id``, in log order: read from
+    the log alone (a read model may not have caught up when an answer comes)."""
+    rows = await db_rows(
+        settings,
+        "SELECT e.topic, e.state FROM warest_events e WHERE e.originator_id IN"
+        " (SELECT originator_id FROM warest_events WHERE topic LIKE '%Message.%'"
+        " AND convert_from(state, 'UTF8')::jsonb ->> 'wa_id' = $1)"
+        " ORDER BY e.notification_id",
+        wa_id,
     )
-    try:
-        rows = await conn.fetch(
-            "SELECT e.topic, e.state FROM warest_events e"
-            " WHERE e.originator_id IN (SELECT message_id FROM rm_message_index WHERE wa_id = $1)"
-            " ORDER BY e.notification_id",
-            wa_id,
-        )
-    finally:
-        await conn.close()
     return [(r["topic"].rpartition(".")[2], json.loads(r["state"])) for r in rows]
 
 
 async def received_events(settings: Settings, wa_id: str) -> int:
     """Message.Received events in the log whose state names ``wa_id`` (no read model involved)."""
-    conn = await asyncpg.connect(
-        settings.database_url, server_settings={"search_path": settings.database_schema}
+    rows = await db_rows(
+        settings,
+        "SELECT count(*) FROM warest_events WHERE topic LIKE '%Message.Received'"
+        " AND convert_from(state, 'UTF8') LIKE '%' || $1 || '%'",
+        wa_id,
     )
-    try:
-        count = await conn.fetchval(
-            "SELECT count(*) FROM warest_events WHERE topic LIKE '%Message.Received'"
-            " AND convert_from(state, 'UTF8') LIKE '%' || $1 || '%'",
-            wa_id,
-        )
-    finally:
-        await conn.close()
-    return int(count)
+    return int(rows[0][0])
 
 
 async def test_text_both_ways_with_receipts_between_two_tenants(
@@ -224,16 +215,11 @@ async def test_receipts_keep_up_with_a_burst_of_sends(
     assert all(r.status_code == 200 for r in answers)
 
     async def statuses() -> list[int]:
-        conn = await asyncpg.connect(
-            settings.database_url, server_settings={"search_path": settings.database_schema}
+        (row,) = await db_rows(
+            settings,
+            "SELECT count(*) FILTER (WHERE topic LIKE '%Message.Sent'),"
+            " count(*) FILTER (WHERE topic LIKE '%Message.StatusChanged') FROM warest_events",
         )
-        try:
-            row = await conn.fetchrow(
-                "SELECT count(*) FILTER (WHERE topic LIKE '%Message.Sent'),"
-                " count(*) FILTER (WHERE topic LIKE '%Message.StatusChanged') FROM warest_events"
-            )
-        finally:
-            await conn.close()
         return [int(row[0]), int(row[1])]
 
     async def all_delivered() -> bool:
