@@ -706,6 +706,13 @@ def print_report(report: Report) -> bool:
         f"cpu              server {cpu.server / wall:.0f}%, bench client {cpu.client / wall:.0f}%, "
         f"postgres {cpu.postgres / wall:.0f}% (100% = one CPU; {report.nproc} CPUs)"
     )
+    if sends.accepted:
+        # Steadier than sends/s from run to run: what each send costs, whatever the machine's load.
+        per_send = 1000 / sends.accepted
+        print(
+            f"cpu per send     server {cpu.server * per_send:.3f} ms + postgres "
+            f"{cpu.postgres * per_send:.3f} ms = {(cpu.server + cpu.postgres) * per_send:.3f} ms"
+        )
     if report.server_exit not in (0, None):
         print(f"server exit      {report.server_exit}")
     expected = report.warmup.accepted + sends.accepted
