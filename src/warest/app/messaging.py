@@ -149,7 +149,10 @@ class MessagingService:
                 jobs.append(job)
         finally:
             runtime.queue.release(reserved)
-        await asyncio.wait([j.done for j in jobs], timeout=self._send_wait_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._send_wait_s):
+                for job in jobs:  # awaited directly: asyncio.wait would add a turn of the loop
+                    await job.done  # (cancelled on time-out: the job goes on, unawaited)
         return [_outcome(message) for message in messages]
 
     async def _replay(self, registry: str, session: str, key: str, fingerprint: str) -> list[SendOutcome]:

@@ -71,9 +71,7 @@ class OutboundQueue:
         self._members: set[UUID] = set()
         self._reserved = 0
         self._online = asyncio.Event()
-        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
         self._recording: set[asyncio.Task[None]] = set()
-        self._recorder = asyncio.create_task(self._record_outcomes(), name=f"outbound-record-{name}")
         self._workers = [
             asyncio.create_task(self._work(), name=f"outbound-{name}-{i}") for i in range(concurrency)
         ]
@@ -122,15 +120,11 @@ class OutboundQueue:
         for worker in self._workers:
             worker.cancel()
         await asyncio.gather(*self._workers, return_exceptions=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drain(), 10)
-        self._recorder.cancel()
+        if self._recording:
+            await asyncio.wait(list(self._recording), timeout=10)
         for task in self._recording:
             task.cancel()
-        await asyncio.gather(self._recorder, *self._recording, return_exceptions=True)
-
-    async def _drain(self) -> None:
-        await self._outcomes.join()
+        await asyncio.gather(*self._recording, return_exceptions=True)
 
     async def _work(self) -> None:
         while not self._closed:
@@ -143,23 +137,13 @@ class OutboundQueue:
                 log.exception("outbound worker %s failed on %s", self.name, job.message_id)
                 self._finished(job)
                 continue
-            # Recording happens behind the worker: the next message is sent meanwhile, and
-            # outcomes recorded together share one transaction (group commit).
-            self._outcomes.put_nowait(outcome)
-
-    async def _record_outcomes(self) -> None:
-        """Starts recording each outcome as it comes, without waiting for the ones before:
-        their saves are submitted in this order and share group commits, so a busy session
-        does not wait a whole commit per batch of outcomes."""
-        while True:
-            outcome = await self._outcomes.get()
+            # Recording happens behind the worker: the next message is sent meanwhile. Each
+            # outcome is recorded by a task of its own, started in the order of the sends
+            # (tasks start in the order they are created), so their saves are submitted in
+            # that order and share group commits, without waiting for the ones before.
             task = asyncio.create_task(self._record_one(*outcome))
             self._recording.add(task)
-            task.add_done_callback(self._recorded)
-
-    def _recorded(self, task: asyncio.Task[None]) -> None:
-        self._recording.discard(task)
-        self._outcomes.task_done()
+            task.add_done_callback(self._recording.discard)
 
     async def _record_one(
         self, job: Job, result: SendResult | None, error: EngineError | None, attempts: int
