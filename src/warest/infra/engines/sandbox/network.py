@@ -36,6 +36,42 @@ def _now() -> datetime:
 
 SETTLE_TIMEOUT_S = 10.0
 
+Device = tuple[str, str]
+"""A linked session: (registry, session id)."""
+
+
+class Devices:
+    """Which session is linked to which phone, both ways: routing a message finds the
+    recipient's sessions without scanning every linked session of the server. A phone's
+    sessions keep the order they were linked in (the network is deterministic)."""
+
+    def __init__(self, links: dict[Device, str] | None = None) -> None:
+        self._phone: dict[Device, str] = {}
+        self._linked: defaultdict[str, dict[Device, None]] = defaultdict(dict)
+        for device, phone in (links or {}).items():
+            self.link(device, phone)
+
+    def link(self, device: Device, phone: str) -> None:
+        self.unlink(device)
+        self._phone[device] = phone
+        self._linked[phone][device] = None
+
+    def unlink(self, device: Device) -> None:
+        phone = self._phone.pop(device, None)
+        if phone is not None:
+            linked = self._linked[phone]
+            linked.pop(device, None)
+            if not linked:
+                del self._linked[phone]
+
+    def phone_of(self, device: Device) -> str | None:
+        return self._phone.get(device)
+
+    def of(self, phone: str) -> list[Device]:
+        """The sessions linked to ``phone`` (none for an external account)."""
+        linked = self._linked.get(phone)
+        return list(linked) if linked else []
+
 
 class SandboxNetwork:
     def __init__(
@@ -52,7 +88,7 @@ class SandboxNetwork:
         self.qr_max_rotations = qr_max_rotations
         self.accounts: dict[str, SandboxAccount] = {}
         self._by_lid: dict[str, str] = {}
-        self.devices: dict[tuple[str, str], str] = {}  # (registry, session) -> phone
+        self.devices = Devices()
         self.connections: dict[tuple[str, str], SandboxConnection] = {}
         self.contacts: defaultdict[str, set[str]] = defaultdict(set)  # phone -> phones it talked with
         self._counter = itertools.count(1)
@@ -65,7 +101,7 @@ class SandboxNetwork:
     async def load(self) -> None:
         for account in await self.store.accounts():
             self._index(account)
-        self.devices = await self.store.devices()
+        self.devices = Devices(await self.store.devices())
         self._flusher = asyncio.create_task(self._flush_loop(), name="sandbox-inbox")
 
     async def close(self) -> None:
@@ -179,25 +215,22 @@ class SandboxNetwork:
     async def link(self, connection: SandboxConnection, account: SandboxAccount) -> None:
         key = (connection.ref.registry, connection.ref.name)
         await self.store.link(*key, account.phone)
-        self.devices[key] = account.phone
+        self.devices.link(key, account.phone)
         await connection.linked(account)
 
     async def unlink(self, registry: str, session: str) -> None:
         await self.store.unlink(registry, session)
-        self.devices.pop((registry, session), None)
+        self.devices.unlink((registry, session))
 
     def device_account(self, registry: str, session: str) -> SandboxAccount | None:
-        phone = self.devices.get((registry, session))
+        phone = self.devices.phone_of((registry, session))
         return self.accounts.get(phone) if phone else None
 
     # -- routing -------------------------------------------------------------------
 
     def open_connections_of(self, phone: str) -> list[SandboxConnection]:
-        return [
-            self.connections[key]
-            for key, linked in self.devices.items()
-            if linked == phone and key in self.connections and self.connections[key].is_open
-        ]
+        connections = (self.connections.get(device) for device in self.devices.of(phone))
+        return [c for c in connections if c is not None and c.is_open]
 
     async def route(
         self, sender: SandboxAccount, origin: SandboxConnection | None, message: OutboundText
@@ -227,7 +260,7 @@ class SandboxNetwork:
         targets = [c for c in self.open_connections_of(recipient.phone) if c is not origin]
         for target in targets:
             target.deliver(inbound)
-        external = not any(linked == recipient.phone for linked in self.devices.values())
+        external = not self.devices.of(recipient.phone)
         if external:
             self._inbox_buffer.append(
                 (recipient.phone, InboxItem(result.wa_id, chat, chat, message.text, "text", sent_at))
@@ -313,9 +346,9 @@ class SandboxNetwork:
         elif phone:
             account = self.owned_account(registry, phone)
             targets = [
-                self.connections[key]
-                for key, linked in self.devices.items()
-                if linked == account.phone and key in self.connections and key[0] == registry
+                self.connections[device]
+                for device in self.devices.of(account.phone)
+                if device in self.connections and device[0] == registry
             ]
         else:
             raise InvalidValue("sessionId", "give sessionId or phone")
