@@ -25,6 +25,7 @@ from neonize.events import EVENT_TO_INT
 from neonize.exc import NeonizeError, PairPhoneError, SendMessageError, SendPresenceError
 from neonize.proto import Neonize_pb2 as ev
 from neonize.proto.Neonize_pb2 import JID, MessageInfo, MessageSource
+from neonize.proto.waCommon.WACommon_pb2 import MessageKey
 from neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2 import DeviceProps
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 from neonize.utils.enum import ChatPresence, ChatPresenceMedia, ClientName, ClientType
@@ -200,6 +201,12 @@ class RecordingListener:
     async def receipt(self, receipt: Receipt) -> None:
         self.calls.append(("receipt", receipt))
 
+    async def edited(self, chat: str, target_id: str, by: str, text: str, at: datetime) -> None:
+        self.calls.append(("edited", chat, target_id, by, text, at))
+
+    async def revoked(self, chat: str, target_id: str, by: str, at: datetime) -> None:
+        self.calls.append(("revoked", chat, target_id, by, at))
+
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
     deadline = asyncio.get_running_loop().time() + timeout
@@ -252,7 +259,9 @@ async def rig(tmp_path: Path) -> Any:
     await rig.connection.close()
 
 
-def message_event(text: str, wa_id: str = "3EB0IN", sender: JID = ANN) -> ev.Message:
+def message_event(
+    text: str, wa_id: str = "3EB0IN", sender: JID = ANN, body: e2e.Message | None = None
+) -> ev.Message:
     return ev.Message(
         Info=MessageInfo(
             MessageSource=MessageSource(Chat=ANN, Sender=sender, IsFromMe=False),
@@ -260,7 +269,7 @@ def message_event(text: str, wa_id: str = "3EB0IN", sender: JID = ANN) -> ev.Mes
             Pushname="Ann",
             Timestamp=1_714_563_000_000,
         ),
-        Message=e2e.Message(conversation=text),
+        Message=body or e2e.Message(conversation=text),
     )
 
 
@@ -563,6 +572,28 @@ async def test_events_reach_the_listener_in_order(rig: Rig) -> None:
         at=datetime(2024, 5, 1, 11, 31, tzinfo=UTC),
         by="628123456789@s.whatsapp.net",
     )
+
+
+async def test_edits_and_revokes_reach_the_listener_for_the_message_they_change(rig: Rig) -> None:
+    client = await rig.open()
+    edit = e2e.Message(
+        protocolMessage=e2e.ProtocolMessage(
+            type=e2e.ProtocolMessage.MESSAGE_EDIT,
+            key=MessageKey(ID="3EB0ORIG", remoteJID="628123456789@s.whatsapp.net"),
+            editedMessage=e2e.Message(conversation="fixed typo"),
+        )
+    )
+    revoke = e2e.Message(
+        protocolMessage=e2e.ProtocolMessage(type=e2e.ProtocolMessage.REVOKE, key=MessageKey(ID="3EB0ORIG"))
+    )
+    await client.emit(message_event("", wa_id="3EB0EDIT", body=edit))
+    await client.emit(message_event("", wa_id="3EB0REVOKE", body=revoke))
+    calls = (await rig.listener.wait_for(4))[2:]
+    ann, sent = "628123456789@s.whatsapp.net", datetime(2024, 5, 1, 11, 30, tzinfo=UTC)
+    assert calls == [
+        ("edited", ann, "3EB0ORIG", ann, "fixed typo", sent),
+        ("revoked", ann, "3EB0ORIG", ann, sent),
+    ]
 
 
 async def test_a_drop_recovered_by_whatsmeow_needs_no_new_client(tmp_path: Path) -> None:

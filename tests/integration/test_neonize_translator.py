@@ -222,8 +222,10 @@ def test_revokes_and_edits_are_their_own_happenings() -> None:
     assert translate(message_event(revoke), NOW) == MessageRevoked(
         "628123456789@s.whatsapp.net", "628123456789@s.whatsapp.net", "3EB0OLD", SENT
     )
+    # The edit has an id of its own (whatsmeow gives every message sent a new one); the
+    # message it changes is the one its key names.
     assert translate(message_event(edit, wa_id="3EB0EDIT"), NOW) == MessageEdited(
-        "3EB0EDIT", "628123456789@s.whatsapp.net", "628123456789@s.whatsapp.net", "fixed typo", SENT
+        "3EB0OLD", "628123456789@s.whatsapp.net", "628123456789@s.whatsapp.net", "fixed typo", SENT
     )
     unwrapped_edit = message_event(e2e.Message(conversation="new text"), is_edit=True)
     assert translate(unwrapped_edit, NOW) == MessageEdited(

@@ -1,8 +1,9 @@
 """What the neonize engine can learn from WhatsApp, as small typed values ("happenings").
 
 The translator produces them; the connection acts on the lifecycle ones, delivers the
-port's InboundMessage / Receipt, and logs and drops the rest, which the engine port has
-no callback for yet (presence, groups, calls, history, edits, revokes).
+port's InboundMessage / Receipt and the edits and revokes of messages, and logs and drops
+the rest, which the engine port has no callback for yet (presence, groups, calls, history,
+undecryptable messages).
 """
 
 from __future__ import annotations
@@ -67,11 +68,13 @@ class PairingFailed:
     error: str
 
 
-# -- not deliverable through the port yet ---------------------------------------------------
+# -- follow-ups of messages ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class MessageEdited:
+    """``wa_id``: the message that was edited (the edit itself arrives with an id of its own)."""
+
     wa_id: str
     chat: str
     sender: str
@@ -85,6 +88,9 @@ class MessageRevoked:
     sender: str
     target_id: str
     at: datetime
+
+
+# -- not deliverable through the port yet ---------------------------------------------------
 
 
 @dataclass(frozen=True)

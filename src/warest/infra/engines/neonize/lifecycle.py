@@ -123,8 +123,8 @@ class Lifecycle:
             case MessageRevoked(chat=chat, sender=sender, target_id=target_id, at=at):
                 await self.listener.revoked(chat, target_id, sender, at)
             case _:
-                # Presence, chat presence, groups, calls, history, edits, revokes and
-                # undecryptable messages: the port has no callback for them yet.
+                # Presence, chat presence, groups, calls, history and undecryptable
+                # messages: the port has no callback for them yet.
                 log.debug("session %s: not delivered (no port callback): %s", self.session.key, happening)
 
     async def _opened(self) -> None:

@@ -98,7 +98,9 @@ def translate_message(event: ev.Message, received_at: datetime) -> Happening | N
         if protocol.type == protocol.REVOKE and protocol.key.ID:
             return MessageRevoked(chat, sender, protocol.key.ID, at)
         if protocol.type == protocol.MESSAGE_EDIT and protocol.HasField("editedMessage"):
-            return MessageEdited(info.ID, chat, sender, read_content(unwrap(protocol.editedMessage)).text, at)
+            # The edit travels as a message of its own (a new id); its key names the target.
+            target = protocol.key.ID or info.ID
+            return MessageEdited(target, chat, sender, read_content(unwrap(protocol.editedMessage)).text, at)
         return None  # key shares, history notifications, ephemeral settings: device plumbing
     if is_envelope_only(body):
         return None
