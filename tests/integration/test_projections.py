@@ -25,9 +25,7 @@ from warest.infra.projection_runner import ProjectionRunner
 
 def table_dump(database_url: str, schema: str, table: str) -> list[tuple[Any, ...]]:
     """Every row, in a total order that does not depend on physical storage."""
-    with psycopg.connect(database_url) as conn:
-        conn.execute(f"SET search_path TO {schema}")
-        return conn.execute(f"SELECT * FROM {table} t ORDER BY (t.*)::text").fetchall()
+    return rows_of(database_url, schema, f"SELECT * FROM {table} t ORDER BY (t.*)::text")
 
 
 def checksum(rows: list[tuple[Any, ...]]) -> str:

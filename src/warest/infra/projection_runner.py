@@ -105,6 +105,19 @@ QUIET = "quiet"
 """The announcement's suffix for a batch without news for followers."""
 
 
+def announcement(name: str, position: int, news: bool) -> str:
+    """What a batch sends on the announce channel: ``name:position``, or
+    ``name:position:quiet`` when it had no news for followers."""
+    return f"{name}:{position}" if news else f"{name}:{position}:{QUIET}"
+
+
+def read_announcement(payload: str) -> tuple[str, int, bool] | None:
+    """(name, position, news) of an announcement; None for anything else."""
+    name, _, rest = payload.partition(":")
+    position, _, flag = rest.partition(":")
+    return (name, int(position), flag != QUIET) if position.isdigit() else None
+
+
 class _Load:
     """Events a following runner took over the last full second, and when its last batch ended."""
 
@@ -183,14 +196,14 @@ class ProjectionRunner:
             " WHERE notification_id > %s AND notification_id <= %s{} ORDER BY notification_id LIMIT %s"
         )
         self._select_all = select.format(events, sql.SQL(""))
+        self._select_with_topics = select.format(events, sql.SQL(" AND topic = ANY(%s)"))
         # The tracking row, locked, and the log's end (on this connection: the store's pool
         # would add a checkout and a round trip).
         self._lock_and_end = sql.SQL(
             "SELECT position, (SELECT max(notification_id) FROM {}) FROM projection_tracking"
             " WHERE name = %s FOR UPDATE"
         ).format(events)
-        self._more = False
-        self._select_with_topics = select.format(events, sql.SQL(" AND topic = ANY(%s)"))
+        self._more = False  # the last batch took a full page: the log may hold more
 
     # -- position -------------------------------------------------------------
 
@@ -280,8 +293,7 @@ class ProjectionRunner:
             (position, self.name),
         )
         if self._announce is not None:
-            payload = f"{self.name}:{position}" if news else f"{self.name}:{position}:{QUIET}"
-            cur.execute("SELECT pg_notify(%s, %s)", (self._announce, payload))
+            cur.execute("SELECT pg_notify(%s, %s)", (self._announce, announcement(self.name, position, news)))
 
     def _read(self, conn: psycopg.Connection, start: int, upper: int) -> Page:
         """The projection's events in (start, upper], at most one page, decoded, with positions.

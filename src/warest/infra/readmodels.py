@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from warest.infra.db.connect import psycopg_connect
-from warest.infra.projection_runner import QUIET, ProjectionRunner
+from warest.infra.projection_runner import ProjectionRunner, read_announcement
 
 log = logging.getLogger("warest.projections")
 
@@ -206,10 +206,9 @@ class RemoteReadModels(ReadModels):
                     refreshed = time.monotonic()
                     while not self._stopping.is_set():
                         for notice in conn.notifies(timeout=self._refresh_s / 2):
-                            name, _, position = notice.payload.partition(":")
-                            position, _, flag = position.partition(":")
-                            if name in self._positions and position.isdigit():
-                                self.advanced(name, int(position), flag != QUIET)
+                            announced = read_announcement(notice.payload)
+                            if announced is not None and announced[0] in self._positions:
+                                self.advanced(*announced)
                         if time.monotonic() - refreshed >= self._refresh_s:
                             self._refresh(conn)
                             refreshed = time.monotonic()
