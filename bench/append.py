@@ -247,7 +247,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=float(defaults.group_commit_window_ms),
         help="group commit window (default %(default)s, as WAREST_GROUP_COMMIT_WINDOW_MS)",
     )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (make test runs it)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds = 1.0
+        args.clients = 8
     if args.seconds <= 0 or args.clients < 1 or args.pool_size < 1 or args.window_ms < 0:
         parser.error("--seconds, --clients, --pool-size must be positive, --window-ms >= 0")
     if not is_loopback(args.database_url):

@@ -76,7 +76,11 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--lanes", type=int, default=50)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (make test runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.requests = 100
+        args.lanes = 5
     with ReceiverProcess() as receiver:
         url = f"{receiver.url}/hook"
         for connections in (4, 8, 32):

@@ -63,6 +63,7 @@ from warest.domain.model import Aggregate, utcnow
 from warest.domain.sessions import Session
 from warest.domain.users import User
 from warest.domain.values import Role
+from warest.domain.webhooks import WebhookEndpoint
 from warest.infra.db.migrations import migrate
 from warest.infra.eventstore.adapter import AsyncEventStore
 from warest.infra.eventstore.group_commit import GroupCommitter
@@ -215,8 +216,10 @@ async def setup(store: AsyncEventStore, world: World, rng: random.Random, users:
             session.connecting()
             me = phone(rng)
             session.opened(f"{me}@s.whatsapp.net", f"{rng.randrange(10**14, 10**15)}@lid", f"Bench {u}.{s}")
-            session.configure(webhook_url=f"https://hooks.example/{registry}/{s}")
-            await save(store, world, [session])
+            endpoint = WebhookEndpoint.add(
+                registry, f"s{s}", "main", f"https://hooks.example/{registry}/{s}", "sealed:bench"
+            )
+            await save(store, world, [session, endpoint])
             world.sessions.append(session)
     # A session that is deleted and created again (its stream is reused).
     spare = Session.create("BENCH00", "spare", None, False, "sandbox")
@@ -555,7 +558,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get("WAREST_BENCH_DATABASE_URL", DEFAULT_URL),
         help="PostgreSQL on loopback (default: $WAREST_BENCH_DATABASE_URL or %(default)s)",
     )
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (make test runs it)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.events = 3000
+        args.users = 1
+        args.sessions = 2
+        args.chats = 20
+        args.checksums = True
     if args.events < 1 or args.writers < 1 or args.group < 1 or args.users < 1 or args.sessions < 1:
         parser.error("--events, --writers, --group, --users and --sessions must be positive")
     if args.chats < 1:

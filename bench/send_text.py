@@ -793,7 +793,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "idle, which includes waits inside C extensions); wall: every thread, idle or not",
     )
     parser.add_argument("--py-spy-rate", type=int, default=100, help="py-spy samples/s (default 100)")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (make test runs it)")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds = 1.5
+        args.clients = 8
+        args.warmup = 10
     if args.seconds <= 0 or args.clients < 1 or args.warmup < 1 or args.request_timeout <= 0:
         parser.error("--seconds, --clients, --warmup and --request-timeout must be positive")
     if args.ping_tasks < 0:

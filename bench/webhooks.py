@@ -223,7 +223,12 @@ def main() -> int:
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="server setting")
     parser.add_argument("--py-spy", metavar="FILE", help="record the server (GIL holder) during phase 2")
     parser.add_argument("--py-spy-seconds", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds (make test runs it)")
     args = parser.parse_args()
+    if args.smoke:
+        args.sessions = 2
+        args.rate = 20.0
+        args.seconds = 2.0
     schema = f"bench_{secrets.token_hex(4)}"
     status = 0
     with tempfile.TemporaryDirectory() as tmp, ReceiverProcess() as receiver:
