@@ -82,7 +82,7 @@ class PeerDenied(EgressDenied, OSError):
 
 
 def _normal_host(host: str) -> str:
-    return host.strip().lower().removesuffix(".")
+    return host.strip().lower().rstrip(".")
 
 
 @functools.lru_cache(maxsize=64)
@@ -207,7 +207,7 @@ def address_denial(ip: IPAddress, policy: EgressPolicy) -> str | None:
     if reason is None:
         return None
     if _touches_metadata(ip):
-        return f"{reason}, which is never reachable (whatever {policy.setting} says)"
+        return f"{reason}, which {policy.setting} never permits"
     if policy.allow_private:
         return None
     return f"{reason} (private destinations need {policy.setting}=true)"
@@ -261,6 +261,7 @@ class Destination:
     ip: IPAddress | None
 
 
+@functools.lru_cache(maxsize=1024)  # deliveries check the same few URLs again and again
 def destination(url: str) -> Destination:
     """The host and port the HTTP client connects to for ``url`` (``EgressDenied`` if it
     cannot be parsed, as the client could not either)."""

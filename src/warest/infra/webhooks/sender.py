@@ -95,7 +95,7 @@ class EgressUrlGuard:
     async def check(self, url: str) -> None:
         try:
             target = check_url(url, self._policy)
-            if target.ip is None and not self._policy.host_allowed(target.host):
+            if target.ip is None:
                 await resolve_checked(target.host, target.port, self._policy)
         except EgressDenied as error:
             raise InvalidValue("url", error.reason) from None
