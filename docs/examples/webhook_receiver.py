@@ -50,16 +50,22 @@ def verify_standard(
 
 
 def verify_warest(body: bytes, headers: dict[str, str], secrets: list[str], username: str) -> bool:
-    """``X-WAREST-Signature: HMAC-SHA256=<hex>`` over the raw body, key = secret + username
-    (several values, comma-separated, while a rotated secret is in its grace period). The
-    timestamp to check is the body's ``ts`` (milliseconds): the header is not signed."""
+    """``X-WAREST-Signature: HMAC-SHA256=<hex>`` over the raw body, key = secret + username,
+    signed with the newest secret; while a rotated secret is in its grace period the old
+    one's signature is in ``X-WAREST-Signature-Previous`` (same format), so a receiver that
+    still knows only the old secret keeps verifying. The timestamp to check is the body's
+    ``ts`` (milliseconds): the header is not signed."""
     try:
         ts = json.loads(body)["ts"]
     except (ValueError, KeyError, TypeError):
         return False
     if abs(time.time() * 1000 - ts) > TOLERANCE_S * 1000:
         return False
-    offered = [v.strip().partition("=")[2].lower() for v in headers.get("x-warest-signature", "").split(",")]
+    offered = [
+        value.strip().partition("=")[2].lower()
+        for name in ("x-warest-signature", "x-warest-signature-previous")
+        for value in headers.get(name, "").split(",")
+    ]
     for secret in secrets:
         expected = hmac.new((secret + username).encode(), body, hashlib.sha256).hexdigest()
         if any(hmac.compare_digest(expected, candidate) for candidate in offered):

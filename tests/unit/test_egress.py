@@ -5,6 +5,8 @@ No internet: names other than ``localhost`` are answered by a fake resolver patc
 running loop.
 """
 
+# ruff: noqa: RUF001 - the point is look-alike digits, dots and letters
+
 from __future__ import annotations
 
 import asyncio
@@ -15,11 +17,16 @@ from typing import Any
 
 import pytest
 
+from tests.egress_spellings import ipv4_spellings, metadata_hosts, private_hosts
 from warest.infra.webhooks.egress import (
+    Destination,
     EgressDenied,
     EgressPolicy,
+    PeerDenied,
     blocked,
+    check_peer,
     check_url,
+    destination,
     literal_ip,
     resolve_checked,
 )
@@ -63,6 +70,8 @@ BLOCKED_URLS = [
     "http://017700000001/",
     "http://0177.0.0.1/",
     "http://127.0.0.1.:8080/",
+    "http://127.0.0.1../",
+    "http://localhost../",
     "http://[::1]/",
     "http://[0:0:0:0:0:0:0:1]/",
     "http://[::ffff:127.0.0.1]/",
@@ -280,10 +289,97 @@ async def test_resolve_checked_refuses_if_any_address_is_blocked(
     )
     with pytest.raises(EgressDenied) as caught:
         await resolve_checked("mixed.example", 443, STRICT)
-    assert caught.value.reason == "host mixed.example resolves to a private address 10.1.2.3"
+    assert caught.value.reason == (
+        "host mixed.example resolves to a private address 10.1.2.3"
+        " (private destinations need WAREST_WEBHOOK_ALLOW_PRIVATE=true)"
+    )
     assert await resolve_checked("public.example", 443, STRICT) == ["93.184.216.34", "2606:2800:220:1::1"]
     assert await resolve_checked("hooks.internal", 443, EgressPolicy(allow=("hooks.internal",))) == [
         "10.0.0.5"
     ]
     with pytest.raises(EgressDenied):
         await resolve_checked("hooks.internal", 443, STRICT)
+
+
+# --- every spelling of a refused address (the host as the HTTP client normalises it) --------
+
+
+@pytest.mark.parametrize("host", private_hosts())
+def test_private_destinations_are_refused_in_every_spelling_unless_allowed(host: str) -> None:
+    url = f"http://{host}:8080/x"
+    with pytest.raises(EgressDenied) as caught:
+        check_url(url, STRICT)
+    assert "WAREST_WEBHOOK_ALLOW_PRIVATE=true" in caught.value.reason, caught.value.reason
+    check_url(url, PRIVATE_OK)
+
+
+@pytest.mark.parametrize("host", metadata_hosts())
+def test_metadata_is_refused_in_every_spelling_even_when_private_is_allowed(host: str) -> None:
+    for policy in (STRICT, PRIVATE_OK):
+        with pytest.raises(EgressDenied) as caught:
+            check_url(f"http://{host}/latest/meta-data", policy)
+        assert "metadata" in caught.value.reason and "never permits" in caught.value.reason
+        assert "WAREST_WEBHOOK_ALLOW_PRIVATE" in caught.value.reason
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://①②⑦.0.0.1:8080/x", Destination("127.0.0.1", 8080, ipaddress.ip_address("127.0.0.1"))),
+        ("http://１２７.0.0.1/x", Destination("127.0.0.1", 80, ipaddress.ip_address("127.0.0.1"))),
+        ("https://127。0。0。1/x", Destination("127.0.0.1", 443, ipaddress.ip_address("127.0.0.1"))),
+        ("http://０ｘ７ｆ.1/", Destination("0x7f.1", 80, ipaddress.ip_address("127.0.0.1"))),
+        ("http://[::ffff:7f00:1]/", Destination("::ffff:7f00:1", 80, ipaddress.ip_address("::ffff:7f00:1"))),
+        ("http://ｌｏｃａｌｈｏｓｔ./", Destination("localhost.", 80, None)),
+        ("http://Bücher.example/", Destination("xn--bcher-kva.example", 80, None)),
+    ],
+)
+def test_destination_is_the_host_the_client_connects_to(url: str, expected: Destination) -> None:
+    assert destination(url) == expected
+
+
+def test_spellings_are_real() -> None:
+    """Each spelling the tests use does denote its address once normalised (else the tests
+    above would prove nothing)."""
+    for host in ipv4_spellings("10.1.2.3"):
+        target = destination(f"http://{host}/")
+        assert target.ip is not None, host
+        carried = {str(target.ip), *(str(inner) for _, inner in _embedded(target.ip))}
+        assert "10.1.2.3" in carried, (host, target)
+
+
+def _embedded(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found = [("mapped", ip.ipv4_mapped)] if ip.ipv4_mapped else []
+    found += [("6to4", ip.sixtofour)] if ip.sixtofour else []
+    if ip in ipaddress.IPv6Network("64:ff9b::/96"):
+        found.append(("nat64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+    return found
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.0.0.1", "169.254.169.254", "fe80::1%2", "0.0.0.0"]
+)
+def test_check_peer_refuses_the_address_a_socket_would_reach(address: str) -> None:
+    with pytest.raises(PeerDenied) as caught:
+        check_peer(address, STRICT)
+    assert isinstance(caught.value, OSError) and "connection to" in caught.value.reason
+
+
+def test_check_peer_honours_the_policy() -> None:
+    check_peer("127.0.0.1", PRIVATE_OK)
+    check_peer("93.184.216.34", STRICT)
+    check_peer("10.0.0.5", EgressPolicy(allow=("hooks.internal",)), "HOOKS.internal.")
+    check_peer("10.0.0.5", EgressPolicy(allow=("10.0.0.0/8",)), "anything.example")
+    with pytest.raises(PeerDenied):
+        check_peer("10.0.0.5", EgressPolicy(allow=("hooks.internal",)), "other.example")
+    with pytest.raises(PeerDenied, match="metadata"):
+        check_peer("169.254.169.254", PRIVATE_OK)
+
+
+@pytest.mark.parametrize("host", ["[::ｆｆｆｆ:127.0.0.1]", "[::ffff:１２７.0.0.1]"])
+def test_bracketed_hosts_with_unicode_are_refused_as_malformed(host: str) -> None:
+    for policy in (STRICT, PRIVATE_OK):
+        with pytest.raises(EgressDenied, match="URL is malformed"):
+            check_url(f"http://{host}/", policy)

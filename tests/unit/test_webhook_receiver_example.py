@@ -74,3 +74,18 @@ def test_the_example_drops_duplicates_and_answers_ping_with_actions() -> None:
     reply = receiver.answer(json.loads(signed((new_webhook_secret(),))[0]))
     assert reply["actions"] == [{"type": "text", "to": "{{sender.chatId}}", "text": "pong"}]
     assert receiver.answer(json.loads(signed((new_webhook_secret(),), "hello")[0])) == {"ok": True}
+
+
+def test_the_example_verifies_before_during_and_after_a_rotation() -> None:
+    receiver = example()
+    old, new = "a-plain-secret-of-24-chars!!", new_webhook_secret()
+    before, during, after = signed((old,)), signed((new, old)), signed((new,))
+    assert receiver.verify_warest(*before, [old], "shop") and not receiver.verify_warest(
+        *before, [new], "shop"
+    )
+    assert "," not in during[1]["x-warest-signature"]  # one value, as the original's receivers parse it
+    for secrets in ([old], [new], [old, new]):
+        assert receiver.verify_warest(*during, secrets, "shop"), secrets
+        assert receiver.verify_standard(*during, secrets), secrets
+    assert receiver.verify_warest(*after, [new], "shop") and not receiver.verify_warest(*after, [old], "shop")
+    assert not receiver.verify_standard(*after, [old])

@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from warest.domain.errors import InvalidValue
+from warest.infra.webhooks.client import GuardedResolver
 from warest.infra.webhooks.egress import EgressPolicy
-from warest.infra.webhooks.sender import MAX_REPLY_BYTES, EgressUrlGuard, GuardedResolver, HttpSender
+from warest.infra.webhooks.sender import MAX_REPLY_BYTES, EgressUrlGuard, HttpSender
 
 
 class Server:

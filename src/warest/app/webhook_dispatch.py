@@ -34,7 +34,7 @@ from typing import Any, Protocol
 from uuid import UUID
 
 from warest.app.webhook_events import SessionInfo
-from warest.app.webhook_signing import standard_signatures, warest_algorithm, warest_signature
+from warest.app.webhook_signing import standard_signatures, warest_signature_headers
 
 log = logging.getLogger("warest.webhooks")
 
@@ -203,15 +203,16 @@ def signed_headers(
     """The original's ``X-WAREST-*`` headers and Standard Webhooks' ``webhook-*`` headers of
     one request (a delivery or a preflight).
 
-    With a rotated secret in its grace period both signatures are sent: comma-separated in
-    ``X-WAREST-Signature``, space-separated in ``webhook-signature`` (as the spec says).
+    With a rotated secret in its grace period both signatures are sent: the newest alone in
+    ``X-WAREST-Signature`` (the original's format, which its receivers parse as one value)
+    and the previous one in ``X-WAREST-Signature-Previous``; both, space-separated, in
+    ``webhook-signature`` (as the spec says).
     """
     seconds = int(now.timestamp())
     return {
         "content-type": "application/json",
         "user-agent": user_agent,
-        "x-warest-signature": ", ".join(warest_signature(body, s, about.username, sha2) for s in secrets),
-        "x-warest-signature-alg": warest_algorithm(sha2),
+        **warest_signature_headers(body, secrets, about.username, sha2),
         "x-warest-timestamp": str(ts_ms),
         "x-warest-event": event,
         "x-warest-session": about.name,

@@ -5,7 +5,11 @@ Two schemes sign the exact bytes of the request body:
 * **WAREST** (compatibility with the Node.js original): ``X-WAREST-Signature:
   HMAC-SHA256=<lowercase hex>``, an HMAC over the raw body with the SHA-2 variant chosen by
   configuration, keyed with the UTF-8 bytes of ``secret + username`` (empty username when the
-  owner has none). The token names the algorithm (``HMAC-SHA224|256|384|512``).
+  owner has none). The token names the algorithm (``HMAC-SHA224|256|384|512``). The header
+  always carries exactly one value, signed with the newest secret: the original's example
+  receivers split it on ``=`` and would fail on a list. While a rotated secret is in its
+  grace period, its signature goes in ``X-WAREST-Signature-Previous`` (same format), which
+  those receivers ignore.
 * **Standard Webhooks v1**: ``webhook-signature: v1,<base64>``, an HMAC-SHA256 over
   ``"{msg_id}.{timestamp}.{body}"``. Several space-separated signatures are sent while a key
   is rotated; a verifier accepts any match and ignores versions it does not know.
@@ -43,6 +47,9 @@ MIN_KEY_BYTES = 24
 MAX_KEY_BYTES = 64
 DEFAULT_TOLERANCE_S = 300
 
+HEADER_WAREST_SIGNATURE = "x-warest-signature"
+HEADER_WAREST_SIGNATURE_PREVIOUS = "x-warest-signature-previous"
+HEADER_WAREST_ALGORITHM = "x-warest-signature-alg"
 HEADER_ID = "webhook-id"
 HEADER_TIMESTAMP = "webhook-timestamp"
 HEADER_SIGNATURE = "webhook-signature"
@@ -89,6 +96,25 @@ def _warest_digest(body: bytes, secret: str, username: str | None, sha2: str) ->
 def warest_signature(body: bytes, secret: str, username: str | None, sha2: str = "256") -> str:
     """The ``X-WAREST-Signature`` value: ``HMAC-SHA256=<lowercase hex>``."""
     return f"{warest_algorithm(sha2)}={_warest_digest(body, secret, username, sha2)}"
+
+
+def warest_signature_headers(
+    body: bytes, secrets: Sequence[str], username: str | None, sha2: str = "256"
+) -> dict[str, str]:
+    """The WAREST signature headers for ``secrets`` (newest first): ``X-WAREST-Signature``
+    with the newest alone, ``X-WAREST-Signature-Previous`` with the older ones (comma-
+    separated; in practice one) when there are any, and ``X-WAREST-Signature-Alg``."""
+    if not secrets:
+        raise ValueError("at least one secret is needed to sign")
+    headers = {
+        HEADER_WAREST_SIGNATURE: warest_signature(body, secrets[0], username, sha2),
+        HEADER_WAREST_ALGORITHM: warest_algorithm(sha2),
+    }
+    if len(secrets) > 1:
+        headers[HEADER_WAREST_SIGNATURE_PREVIOUS] = ", ".join(
+            warest_signature(body, secret, username, sha2) for secret in secrets[1:]
+        )
+    return headers
 
 
 def verify_warest(

@@ -1,17 +1,22 @@
 """SSRF guard for every server-side HTTP request to a user-supplied URL.
 
-Two layers:
+Three layers, all judging the host *as the HTTP client will connect to it*:
 
-* ``check_url`` is a syntactic check (scheme, credentials, port, length, and hosts that are
-  literal addresses in any spelling ``getaddrinfo`` accepts: ``127.1``, ``0x7f.1``,
+* ``check_url`` is a syntactic check (scheme, credentials, port, length) of a URL whose host
+  is first normalised exactly as aiohttp does (``yarl``: IDNA/UTS-46, so ``①②⑦.0.0.1``,
+  fullwidth digits and ideographic full stops all spell ``127.0.0.1``), then refused when it is a
+  literal address in any spelling ``getaddrinfo`` accepts (``127.1``, ``0x7f.1``,
   ``2130706433``, ``[::ffff:127.0.0.1]`` ...). Use it to reject a URL early, e.g. when a
   webhook is configured; it does not resolve names.
-* ``resolve_checked`` resolves a host and refuses if *any* of its addresses is blocked. An
-  HTTP client calls it at connect time and connects to the addresses it returned, so a DNS
-  answer that changes between check and connect ("DNS rebinding") cannot slip through:
-  ``sender.GuardedResolver`` does this for aiohttp.
+* ``resolve_checked`` resolves a host and refuses if *any* of its addresses is blocked.
+* ``check_peer`` judges the address a socket is about to connect to. ``client.guarded_session``
+  calls the last two at connection time for every connection (redirect hops included), so
+  neither a spelling the syntactic check missed nor a DNS answer that changes between check
+  and connect ("DNS rebinding") can slip through.
 
-Denials raise ``EgressDenied`` with a ``reason``.
+Denials raise ``EgressDenied`` with a ``reason``; at connection time ``PeerDenied`` (also an
+``OSError``, as socket errors are). Reasons about private addresses name the setting that
+permits them (``EgressPolicy.setting``).
 
 Policy: an address is blocked when it is not publicly routable (see ``blocked``).
 ``allow_private`` permits every such address except the cloud metadata endpoints (meant for
@@ -29,6 +34,8 @@ import re
 import socket
 from dataclasses import dataclass
 from urllib.parse import SplitResult, urlsplit
+
+from yarl import URL
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -69,8 +76,13 @@ class EgressDenied(Exception):
         self.reason = reason
 
 
+class PeerDenied(EgressDenied, OSError):
+    """A connection to a refused address was stopped before it was made (an ``OSError`` too,
+    so that HTTP clients treat it as the connection failure it is)."""
+
+
 def _normal_host(host: str) -> str:
-    return host.strip().lower().removesuffix(".")
+    return host.strip().lower().rstrip(".")
 
 
 @functools.lru_cache(maxsize=64)
@@ -94,6 +106,8 @@ class EgressPolicy:
     allow_private: bool = False
     allow: tuple[str, ...] = ()
     https_only: bool = False
+    setting: str = "WAREST_WEBHOOK_ALLOW_PRIVATE"
+    """The setting that sets ``allow_private``, named in the reasons of refusals."""
 
     def __post_init__(self) -> None:
         _parse_allow(self.allow)  # fail fast on a malformed entry
@@ -190,9 +204,13 @@ def address_denial(ip: IPAddress, policy: EgressPolicy) -> str | None:
     if policy.address_allowed(ip):
         return None
     reason = blocked(ip)
-    if reason is None or (policy.allow_private and not _touches_metadata(ip)):
+    if reason is None:
         return None
-    return reason
+    if _touches_metadata(ip):
+        return f"{reason}, which {policy.setting} never permits"
+    if policy.allow_private:
+        return None
+    return f"{reason} (private destinations need {policy.setting}=true)"
 
 
 def literal_ip(host: str) -> IPAddress | None:
@@ -219,7 +237,7 @@ def _check_scheme(parts: SplitResult, policy: EgressPolicy) -> None:
         raise EgressDenied("scheme must be https" if policy.https_only else "scheme must be http or https")
 
 
-def _check_authority(parts: SplitResult) -> str:
+def _check_authority(parts: SplitResult) -> None:
     if parts.username is not None or parts.password is not None or "@" in parts.netloc:
         raise EgressDenied("URL must not carry credentials")
     if not parts.hostname:
@@ -230,25 +248,56 @@ def _check_authority(parts: SplitResult) -> str:
         port = 0
     if port is not None and not 1 <= port <= 65535:
         raise EgressDenied("port must be between 1 and 65535")
-    return parts.hostname
 
 
-def _check_host(host: str, policy: EgressPolicy) -> None:
-    if policy.host_allowed(host):
+@dataclass(frozen=True)
+class Destination:
+    """Where a URL's request goes, as the HTTP client sees it: ``host`` is normalised the way
+    aiohttp normalises it before connecting (IDNA/UTS-46, lower case, IPv6 compressed);
+    ``ip`` is the address when the host is a literal in any spelling, else None (a name)."""
+
+    host: str
+    port: int
+    ip: IPAddress | None
+
+
+@functools.lru_cache(maxsize=1024)  # deliveries check the same few URLs again and again
+def destination(url: str) -> Destination:
+    """The host and port the HTTP client connects to for ``url`` (``EgressDenied`` if it
+    cannot be parsed, as the client could not either)."""
+    try:
+        parsed = URL(url)
+        host = parsed.raw_host
+        port = parsed.port
+    except (ValueError, UnicodeError) as error:
+        raise EgressDenied(f"URL is malformed: {error}") from None
+    if not host:
+        raise EgressDenied("URL must have a host")
+    return Destination(host, port or (443 if parsed.scheme.lower() == "https" else 80), literal_ip(host))
+
+
+def _loopback_name(name: str) -> bool:
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _check_host(target: Destination, policy: EgressPolicy) -> None:
+    if policy.host_allowed(target.host):
         return
-    ip = literal_ip(host)
-    if ip is not None:
-        reason = address_denial(ip, policy)
+    if target.ip is not None:
+        reason = address_denial(target.ip, policy)
         if reason is not None:
             raise EgressDenied(f"URL host is {reason}")
         return
-    name = _normal_host(host)
-    if (name == "localhost" or name.endswith(".localhost")) and not policy.allow_private:
-        raise EgressDenied(f"host {name} is a loopback name")
+    name = _normal_host(target.host)
+    if _loopback_name(name) and not policy.allow_private:
+        raise EgressDenied(
+            f"host {name} is a loopback name (private destinations need {policy.setting}=true)"
+        )
 
 
-def check_url(url: str, policy: EgressPolicy) -> None:
-    """Raise ``EgressDenied`` unless ``url`` is syntactically acceptable under ``policy``."""
+def check_url(url: str, policy: EgressPolicy) -> Destination:
+    """Raise ``EgressDenied`` unless ``url`` is syntactically acceptable under ``policy``;
+    return where it leads (a name in it still has to be resolved and checked)."""
     if len(url) > MAX_URL_LENGTH:
         raise EgressDenied(f"URL must be at most {MAX_URL_LENGTH} characters")
     if _CONTROL_OR_SPACE.search(url):
@@ -258,7 +307,24 @@ def check_url(url: str, policy: EgressPolicy) -> None:
     except ValueError as error:
         raise EgressDenied(f"URL is malformed: {error}") from None
     _check_scheme(parts, policy)
-    _check_host(_check_authority(parts), policy)
+    _check_authority(parts)
+    target = destination(url)
+    _check_host(target, policy)
+    return target
+
+
+def check_peer(address: str, policy: EgressPolicy, host: str | None = None) -> None:
+    """Raise ``PeerDenied`` unless a socket may connect to ``address`` (an IP address, as
+    in a socket address), reached for ``host`` (the URL's host; None when unknown)."""
+    if host is not None and policy.host_allowed(host):
+        return
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        raise PeerDenied(f"connection to {address!r}, which is not an IP address") from None
+    reason = address_denial(ip, policy)
+    if reason is not None:
+        raise PeerDenied(f"connection to {reason}")
 
 
 # --- Resolution -----------------------------------------------------------------------------

@@ -3,54 +3,24 @@
 Deliveries go through aiohttp: on the dispatcher's hot path it costs ~90 us of CPU per
 request against ~700 us for httpx (``bench/http_clients.py``, figures in
 docs/performance.md), and the gateway delivers from the same process that serves the API.
-The egress policy is the one of ``egress.py``, enforced twice: ``check_url`` refuses literal
-addresses (aiohttp does not resolve those) and ``GuardedResolver`` checks every address a
-host name resolves to; aiohttp then connects to exactly those addresses, so a DNS answer
-that changes between check and connect (rebinding) cannot slip through.
+The egress policy is the one of ``egress.py``: ``check_url`` refuses a URL early (with the
+host normalised as aiohttp normalises it), and the session of ``client.guarded_session``
+checks every connection's resolved peer address when it is made (see ``client.py``).
 """
 
 from __future__ import annotations
 
-import socket
 import time
-from typing import Any
 
 import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-from yarl import URL
 
 from warest.app.webhook_dispatch import Answer
 from warest.domain.errors import InvalidValue
+from warest.infra.webhooks.client import guarded_session, refusal
 from warest.infra.webhooks.egress import EgressDenied, EgressPolicy, check_url, resolve_checked
 
 MAX_REPLY_BYTES = 256 * 1024
 """Replies are read up to this size (actions live in small JSON bodies)."""
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp resolver that refuses a host when any address it resolves to is not permitted."""
-
-    def __init__(self, policy: EgressPolicy) -> None:
-        self._policy = policy
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        addresses = await resolve_checked(host, port, self._policy)
-        return [
-            {
-                "hostname": host,
-                "host": address,
-                "port": port,
-                "family": socket.AF_INET6 if ":" in address else socket.AF_INET,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-            for address in addresses
-        ]
-
-    async def close(self) -> None:
-        return None
 
 
 class HttpSender:
@@ -64,14 +34,9 @@ class HttpSender:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                limit=0,
-                limit_per_host=self._connections,
-                resolver=GuardedResolver(self._policy),
-                use_dns_cache=False,  # every connection resolves and checks again
-                enable_cleanup_closed=True,
+            self._session = guarded_session(
+                self._policy, connections_per_origin=self._connections, auto_decompress=False
             )
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
         return self._session
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Answer:
@@ -110,9 +75,9 @@ async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
 
 
 def _describe(error: aiohttp.ClientError) -> str:
-    cause: Any = error.__cause__ or error.__context__
-    if isinstance(cause, EgressDenied):
-        return f"refused by the egress guard: {cause.reason}"
+    reason = refusal(error)
+    if reason is not None:
+        return f"refused by the egress guard: {reason}"
     return f"{type(error).__name__}: {error}"[:300]
 
 
@@ -129,19 +94,10 @@ class EgressUrlGuard:
 
     async def check(self, url: str) -> None:
         try:
-            check_url(url, self._policy)
-            parts = URL(url)
-            if parts.host is not None and not _literal(parts.host):
-                await resolve_checked(parts.host, parts.port or 80, self._policy)
+            target = check_url(url, self._policy)
+            if target.ip is None:
+                await resolve_checked(target.host, target.port, self._policy)
         except EgressDenied as error:
             raise InvalidValue("url", error.reason) from None
         except OSError as error:
             raise InvalidValue("url", f"the host cannot be resolved ({error})") from None
-
-
-def _literal(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host.strip("[]"))
-    except OSError:
-        return False
-    return True
