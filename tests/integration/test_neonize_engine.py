@@ -473,9 +473,7 @@ async def test_a_reply_quotes_a_remembered_message(rig: Rig) -> None:
     assert context.quotedMessage == e2e.Message(conversation="the question")
 
     await rig.connection.send_text(
-        OutboundText(
-            to="628123456789@s.whatsapp.net", wa_id="l4", text="and again", reply_to="3EB0UNKNOWN"
-        )
+        OutboundText(to="628123456789@s.whatsapp.net", wa_id="l4", text="and again", reply_to="3EB0UNKNOWN")
     )
     context = client.calls[-1][2].extendedTextMessage.contextInfo
     assert context.stanzaID == "3EB0UNKNOWN"

@@ -60,7 +60,9 @@ async def test_whatsapps_id_is_claimed_and_its_receipts_apply_without_read_model
     await client.emit(ev.Connected(status=True))
     await wait_for(lambda: runtime.queue.is_online)
 
-    message = Message.queue(SESSION.registry, SESSION.name, TO, "3EB0QUEUED0000000000AA", "hi", [], None, None)
+    message = Message.queue(
+        SESSION.registry, SESSION.name, TO, "3EB0QUEUED0000000000AA", "hi", [], None, None
+    )
     await store.save(message)
     runtime.remember(message)
     job = Job(message.id, OutboundText(TO, message.wa_id, "hi"))
@@ -70,7 +72,7 @@ async def test_whatsapps_id_is_claimed_and_its_receipts_apply_without_read_model
     assert name == "send_message" and sent == e2e.Message(conversation="hi")
 
     # whatsmeow chose "3EB0SENT": the Sent names it, and a claim of it names the message.
-    [queued, recorded] = store.events(message.id)
+    [_queued, recorded] = store.events(message.id)
     assert isinstance(recorded, Message.Sent) and recorded.wa_id == "3EB0SENT"
     claim = await store.get(ids.wa_id_claim_id(SESSION.registry, SESSION.name, "3EB0SENT"))
     assert claim is not None and claim.owner_id == message.id

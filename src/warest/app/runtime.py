@@ -410,7 +410,9 @@ class SessionRuntime:
         derived = ids.message_id(self.ref.registry, self.ref.name, wa_id)
         if await self._message(derived) is not None:
             return derived
-        claim: Claim | None = await self._store.get(ids.wa_id_claim_id(self.ref.registry, self.ref.name, wa_id))
+        claim: Claim | None = await self._store.get(
+            ids.wa_id_claim_id(self.ref.registry, self.ref.name, wa_id)
+        )
         if claim is not None and claim.owner_id is not None:
             return claim.owner_id
         return await self._queries.message_for_wa_id(self.ref.registry, self.ref.name, wa_id)
