@@ -435,7 +435,7 @@ async def test_device_describes_the_linked_account(rig: Rig) -> None:
 async def test_send_text_sends_a_plain_conversation(rig: Rig) -> None:
     client = await rig.open()
     result = await rig.connection.send_text(
-        OutboundText(to="628999@s.whatsapp.net", local_id="l1", text="hello")
+        OutboundText(to="628999@s.whatsapp.net", wa_id="l1", text="hello")
     )
     assert result == SendResult(wa_id="3EB0SENT", sent_at=SENT_AT)
     name, to, message = client.calls[-1]
@@ -448,7 +448,7 @@ async def test_send_text_with_mentions_to_a_group(rig: Rig) -> None:
     client = await rig.open()
     text = OutboundText(
         to="120363025246125888@g.us",
-        local_id="l2",
+        wa_id="l2",
         text="hi @628111 and @4242",
         mentions=("628111@s.whatsapp.net", "4242@lid"),
     )
@@ -465,7 +465,7 @@ async def test_a_reply_quotes_a_remembered_message(rig: Rig) -> None:
     await client.emit(message_event("the question", wa_id="3EB0Q"))
     await rig.listener.wait_for(3)
     await rig.connection.send_text(
-        OutboundText(to="628123456789@s.whatsapp.net", local_id="l3", text="the answer", reply_to="3EB0Q")
+        OutboundText(to="628123456789@s.whatsapp.net", wa_id="l3", text="the answer", reply_to="3EB0Q")
     )
     context = client.calls[-1][2].extendedTextMessage.contextInfo
     assert context.stanzaID == "3EB0Q"
@@ -473,9 +473,7 @@ async def test_a_reply_quotes_a_remembered_message(rig: Rig) -> None:
     assert context.quotedMessage == e2e.Message(conversation="the question")
 
     await rig.connection.send_text(
-        OutboundText(
-            to="628123456789@s.whatsapp.net", local_id="l4", text="and again", reply_to="3EB0UNKNOWN"
-        )
+        OutboundText(to="628123456789@s.whatsapp.net", wa_id="l4", text="and again", reply_to="3EB0UNKNOWN")
     )
     context = client.calls[-1][2].extendedTextMessage.contextInfo
     assert context.stanzaID == "3EB0UNKNOWN"
@@ -484,10 +482,10 @@ async def test_a_reply_quotes_a_remembered_message(rig: Rig) -> None:
 
 async def test_sending_needs_a_connection(rig: Rig) -> None:
     with pytest.raises(NotConnected):
-        await rig.connection.send_text(OutboundText(to="628999", local_id="l", text="x"))
+        await rig.connection.send_text(OutboundText(to="628999", wa_id="l", text="x"))
     await rig.connection.start()  # started but not logged in yet
     with pytest.raises(NotConnected):
-        await rig.connection.send_text(OutboundText(to="628999", local_id="l", text="x"))
+        await rig.connection.send_text(OutboundText(to="628999", wa_id="l", text="x"))
 
 
 @pytest.mark.parametrize(
@@ -505,7 +503,7 @@ async def test_send_failures_become_engine_errors(
     client = await rig.open()
     client.send_error = error
     with pytest.raises(EngineError) as raised:
-        await rig.connection.send_text(OutboundText(to="628999", local_id="l", text="x"))
+        await rig.connection.send_text(OutboundText(to="628999", wa_id="l", text="x"))
     assert (raised.value.code, raised.value.retryable) == (code, retryable)
 
 

@@ -59,7 +59,7 @@ class Recorder:
 
 
 def job(text: str) -> Job:
-    return Job(uuid4(), OutboundText(to="62811@s.whatsapp.net", local_id=f"l-{text}", text=text))
+    return Job(uuid4(), OutboundText(to="62811@s.whatsapp.net", wa_id=f"l-{text}", text=text))
 
 
 async def test_messages_leave_in_order_while_earlier_outcomes_are_still_recording() -> None:

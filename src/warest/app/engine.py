@@ -66,8 +66,12 @@ class MessageRef:
 
 @dataclass(frozen=True)
 class OutboundText:
+    """A text to send. ``wa_id`` is the WhatsApp message id warest chose when it queued the
+    message (``3EB0`` + 18 hex digits); an engine sends with it whenever it can, so a message
+    sent again after a crash is the same message for the recipient."""
+
     to: str
-    local_id: str
+    wa_id: str
     text: str
     mentions: tuple[str, ...] = ()
     reply_to: str | None = None
@@ -75,6 +79,9 @@ class OutboundText:
 
 @dataclass(frozen=True)
 class SendResult:
+    """``wa_id``: the id WhatsApp knows the message by; the one it was sent with, unless the
+    engine cannot choose ids (then the runtime claims WhatsApp's id for the message)."""
+
     wa_id: str
     sent_at: datetime
 

@@ -49,8 +49,9 @@ class SendOutcome:
     error: str | None = None
 
 
-def new_local_id() -> str:
-    """A WhatsApp-style message id (the engine may replace it when it sends)."""
+def new_wa_id() -> str:
+    """A WhatsApp message id in whatsmeow's style (``3EB0`` + 18 upper-case hex digits),
+    chosen before the message is queued: it is sent with it, every time it is sent."""
     return "3EB0" + secrets.token_hex(9).upper()
 
 
@@ -115,7 +116,7 @@ class MessagingService:
         try:
             messages = [
                 Message.queue(
-                    registry, session, str(jid), new_local_id(), text, mention_list, reply_to, idempotency_key
+                    registry, session, str(jid), new_wa_id(), text, mention_list, reply_to, idempotency_key
                 )
                 for jid in recipients
             ]

@@ -32,6 +32,7 @@ from warest.app.engine import (
 from warest.app.outbound import Job, OutboundQueue, RetryPolicy
 from warest.app.ports import ConcurrencyConflict, EventStore, MessagingQueries
 from warest.domain import ids
+from warest.domain.claims import Claim
 from warest.domain.errors import DomainError, NotFound, SessionNotFound
 from warest.domain.messages import Message
 from warest.domain.messages import Status as MessageStatus
@@ -40,6 +41,7 @@ from warest.domain.sessions import Session, Status
 log = logging.getLogger("warest.runtime")
 
 RECEIPT_BATCH = 2000
+WA_ID_CLAIM = "WhatsApp message id"
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,7 @@ class SessionRuntime:
         for pending in await self._queries.pending_outbound(self.ref.registry, self.ref.name):
             text = OutboundText(
                 to=pending.chat,
-                local_id=pending.local_id,
+                wa_id=pending.local_id,  # the id it was queued with: a re-send is the same message
                 text=pending.text or "",
                 mentions=tuple(pending.mentions),
                 reply_to=pending.reply_to,
@@ -206,55 +208,74 @@ class SessionRuntime:
                 continue
             message.mark_failed(reason, "session_ended", message.attempts)
             try:
-                await self._store.save(message)
+                await self._save(message)
                 failed += 1
             except ConcurrencyConflict:
-                self._messages.pop(pending.message_id, None)
+                pass
         return failed
 
     # -- outbound --------------------------------------------------------------
 
     async def _send(self, text: OutboundText) -> SendResult:
         gate = asyncio.Event()
-        self._inflight[text.local_id] = gate
+        self._inflight[text.wa_id] = gate
         try:
             result = await self.connection.send_text(text)
             self._inflight[result.wa_id] = gate
             return result
         except BaseException:
             gate.set()
-            self._inflight.pop(text.local_id, None)
+            self._inflight.pop(text.wa_id, None)
             raise
 
     async def _record_outcome(
         self, job: Job, result: SendResult | None, error: EngineError | None, attempts: int
     ) -> None:
+        """Records ``Sent`` or ``SendFailed``. An id the engine chose instead of the queued one
+        is claimed for the message in the same save, so the id always leads to the message
+        through the event store. If the save fails the message stays pending: it is sent
+        again (with its queued id) at the next start, or a receipt records its ``Sent``."""
+        claim_id = None
+        if result is not None and result.wa_id != job.text.wa_id:
+            claim_id = ids.wa_id_claim_id(self.ref.registry, self.ref.name, result.wa_id)
         try:
             for attempt in range(3):
                 message = await self._message(job.message_id)
                 if message is None or not message.pending:
                     return  # recorded already (e.g. by another process before a restart)
+                claims: list[Claim] = []
                 if result is not None:
                     message.mark_sent(result.wa_id, result.sent_at, attempts)
+                    if claim_id is not None and (attempt == 0 or await self._store.get(claim_id) is None):
+                        claims.append(Claim.claim(claim_id, WA_ID_CLAIM, result.wa_id, message.id))
                 else:
                     assert error is not None
                     message.mark_failed(str(error), error.code, attempts)
                 try:
-                    await self._store.save(message)
+                    await self._save(message, *claims)
                 except ConcurrencyConflict:
-                    self._messages.pop(job.message_id, None)
                     if attempt == 2:
                         raise
                     continue
-                self._messages.remember(job.message_id, message)
                 if result is not None:
                     self._wa_index.remember(result.wa_id, job.message_id)
                 return
         finally:
-            for key in (job.text.local_id, result.wa_id if result else None):
+            for key in (job.text.wa_id, result.wa_id if result else None):
                 gate = self._inflight.pop(key, None) if key else None
                 if gate is not None:
                     gate.set()
+
+    async def _save(self, message: Message, *others: Any) -> None:
+        """Saves ``message`` (with ``others`` in the same transaction) and keeps it in memory;
+        after any failure it is dropped from memory, since its unsaved changes must not be
+        built on (a later save would write a stream with a hole)."""
+        try:
+            await self._store.save(message, *others)
+        except BaseException:
+            self._messages.pop(message.id, None)
+            raise
+        self._messages.remember(message.id, message)
 
     def remember(self, message: Message) -> None:
         """Keeps a just-queued message in memory (its receipts will find it without a read)."""
@@ -361,24 +382,40 @@ class SessionRuntime:
                 self._messages.pop(message.id, None)
                 return
             try:
-                await self._store.save(message)
+                await self._save(message)
                 return
             except ConcurrencyConflict:
-                self._messages.pop(message.id, None)
                 if attempt == 2:
                     raise
 
     async def message_by_wa_id(self, wa_id: str) -> Message | None:
+        """The message WhatsApp knows as ``wa_id``, from memory or the event store (never a
+        read model, which may be behind); waits for the outcome of a send in flight."""
         gate = self._inflight.get(wa_id)
         if gate is not None:
             await gate.wait()
-        message_id = self._wa_index.get(wa_id) or await self._queries.message_for_wa_id(
-            self.ref.registry, self.ref.name, wa_id
-        )
+        message_id = self._wa_index.get(wa_id)
         if message_id is None:
-            return None
-        self._wa_index.remember(wa_id, message_id)
+            message_id = await self._message_id_of(wa_id)
+            if message_id is None:
+                return None
+            self._wa_index.remember(wa_id, message_id)
         return await self._message(message_id)
+
+    async def _message_id_of(self, wa_id: str) -> UUID | None:
+        """Messages are keyed by the id they were received or queued with; an id an engine
+        chose itself is claimed by its message with its ``Sent``. Messages sent by the
+        neonize engine before such claims existed are found through ``rm_message_index``
+        (long caught up with them), the one lookup left to a read model."""
+        derived = ids.message_id(self.ref.registry, self.ref.name, wa_id)
+        if await self._message(derived) is not None:
+            return derived
+        claim: Claim | None = await self._store.get(
+            ids.wa_id_claim_id(self.ref.registry, self.ref.name, wa_id)
+        )
+        if claim is not None and claim.owner_id is not None:
+            return claim.owner_id
+        return await self._queries.message_for_wa_id(self.ref.registry, self.ref.name, wa_id)
 
     def forget_message(self, message_id: UUID) -> None:
         """Drops a cached aggregate (after a failed save its in-memory state is stale)."""

@@ -33,8 +33,17 @@ def session_id(registry: str, session_name: str) -> UUID:
 
 
 def message_id(registry: str, session_name: str, wa_message_id: str) -> UUID:
-    """A WhatsApp message of a session: redeliveries and receipts map to the same id."""
+    """A WhatsApp message of a session: redeliveries and receipts map to the same id.
+
+    ``wa_message_id`` is the id the message was received with, or for an outbound message
+    the id it was queued (and is sent) with."""
     return _id("message", registry, session_name, wa_message_id)
+
+
+def wa_id_claim_id(registry: str, session_name: str, wa_message_id: str) -> UUID:
+    """The claim of a WhatsApp id that an engine chose for an outbound message (one queued
+    under another id): it names the message, and is stored with the message's ``Sent``."""
+    return _id("claim", "wa-id", registry, session_name, wa_message_id)
 
 
 def chat_id(registry: str, session_name: str, chat_jid: str) -> UUID:

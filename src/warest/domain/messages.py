@@ -82,7 +82,10 @@ class Message(model.Aggregate):
     class Queued(model.Created, frozen=True, kw_only=True):
         """An outbound message accepted by the API, waiting in the session's queue.
 
-        ``wa_id`` is the id warest generated; the engine may report another on ``Sent``.
+        ``wa_id`` is the WhatsApp id warest chose for it: the message is sent with it (every
+        time, so a re-send after a crash is one message for the recipient), and the
+        aggregate's id is derived from it. An engine that cannot choose ids reports another
+        on ``Sent``.
         """
 
         registry: str
@@ -99,7 +102,9 @@ class Message(model.Aggregate):
             _init(aggregate, self, Direction.OUT, Status.QUEUED)
 
     class Sent(model.DomainEvent, frozen=True, kw_only=True):
-        """The engine handed the message to WhatsApp, which gave it id ``wa_id``."""
+        """The engine handed the message to WhatsApp, which knows it as ``wa_id`` (the queued
+        id, unless the engine chose another: that one is then claimed for the message by a
+        ``Claim`` stored in the same transaction)."""
 
         wa_id: str
         sent_at: datetime
@@ -316,11 +321,18 @@ class Message(model.Aggregate):
         self._trigger(Message.SendFailed, reason=reason, code=code, attempts=attempts)
 
     def apply_receipt(self, status: Status, at: datetime, by: str | None = None) -> bool:
-        """Records a receipt if it moves the message forward; returns whether it did."""
+        """Records a receipt if it moves the message forward; returns whether it did.
+
+        A receipt for a message still ``queued`` is WhatsApp's word that it has the message
+        under the id it was queued with, though its ``Sent`` was not stored (the save failed
+        after the engine sent it): ``Sent`` is recorded first, and the message is not sent
+        again."""
         if status not in RECEIPT_STATUSES or self.status == Status.FAILED:
             return False
         if RANK[status] <= RANK.get(self.status, 0):
             return False
+        if self.status == Status.QUEUED:
+            self._trigger(Message.Sent, wa_id=self.wa_id, sent_at=at, attempts=max(1, self.attempts))
         self._trigger(Message.StatusChanged, status=status, at=at, by=by)
         return True
 

@@ -140,6 +140,9 @@ class NeonizeConnection(Lifecycle):
             await self._wipe()
 
     async def send_text(self, message: OutboundText) -> SendResult:
+        """Sends with the id whatsmeow generates: goneonize's SendMessage passes no
+        SendRequestExtra, so ``message.wa_id`` cannot be used. The id is reported in the
+        result, and the runtime claims it for the message with its ``Sent``."""
         client = self._online_client()
         quoted = self._recent.get(message.reply_to) if message.reply_to else None
         payload = text_message(message, quoted)

@@ -235,10 +235,15 @@ class SandboxNetwork:
     async def route(
         self, sender: SandboxAccount, origin: SandboxConnection | None, message: OutboundText
     ) -> SendResult:
-        """Delivers a message from ``sender`` and schedules the receipts back to ``origin``."""
+        """Delivers a message from ``sender`` and schedules the receipts back to ``origin``.
+
+        As on WhatsApp, the sender chooses the message id, and a recipient that already has
+        that id from that sender ignores the second delivery: an external account's inbox
+        keeps the first (``sandbox_inbox`` is unique on it, across restarts); a gateway
+        session drops it itself, as it drops any redelivery. Receipts come for both."""
         to = Jid.parse(message.to, self.country_code, "to")
         sent_at = _now()
-        result = SendResult(wa_id=message.local_id, sent_at=sent_at)
+        result = SendResult(wa_id=message.wa_id, sent_at=sent_at)
         recipient = self.resolve(to)
         self.contacts[sender.phone].add(to.user)
         if origin is not None:
@@ -314,7 +319,7 @@ class SandboxNetwork:
         account = self.owned_account(registry, sender)
         wa_id = self.next_message_id(account.phone)
         to_jid = Jid.parse(to, self.country_code, "to")
-        outbound = OutboundText(to=str(to_jid), local_id=wa_id, text=text, reply_to=quoted_id)
+        outbound = OutboundText(to=str(to_jid), wa_id=wa_id, text=text, reply_to=quoted_id)
         await self.route(account, None, outbound)
         recipient = self.resolve(to_jid)
         if recipient is not None:

@@ -66,11 +66,12 @@ class SandboxStore:
         )
 
     async def record_inbox(self, items: list[tuple[str, InboxItem]]) -> None:
-        """Stores what external accounts received, ``(phone, item)`` in order, in one transaction."""
+        """Stores what external accounts received, ``(phone, item)`` in order, in one transaction.
+        A message id an account already has from that sender is ignored (WhatsApp's rule)."""
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.executemany(
                 "INSERT INTO sandbox_inbox (phone, wa_id, sender, chat, kind, text, at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (phone, sender, wa_id) DO NOTHING",
                 [(phone, i.wa_id, i.sender, i.chat, i.kind, i.text, i.at) for phone, i in items],
             )
 
