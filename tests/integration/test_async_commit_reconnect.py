@@ -110,7 +110,9 @@ async def test_a_write_that_committed_but_lost_its_answer_is_not_reported_as_a_c
             broken = True
             assert writer._conn is not None
             writer._conn.terminate()
-            raise asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+            raise asyncpg.exceptions.ConnectionDoesNotExistError(
+                "connection was closed in the middle of operation"
+            )
         return position
 
     monkeypatch.setattr(writer, "_write", commit_then_lose_the_answer)

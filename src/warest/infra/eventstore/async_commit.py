@@ -81,7 +81,7 @@ class AsyncGroupCommitter:
         self._append_sql = f'SELECT "{schema}".warest_append($1::uuid[], $2::int8[], $3::text[], $4::bytea[])'
         self._stored_sql = (
             "SELECT count(*), bool_and(e.topic = b.topic AND e.state = b.state), max(e.notification_id)"
-            f' FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::bytea[]) AS b(id, version, topic, state)'
+            f" FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::bytea[]) AS b(id, version, topic, state)"
             f' JOIN "{schema}".warest_events e ON e.originator_id = b.id AND e.originator_version = b.version'
         )
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
