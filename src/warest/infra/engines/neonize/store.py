@@ -124,7 +124,16 @@ class PostgresDeviceStore:
         return urlunsplit(parts._replace(query=urlencode(query)))
 
     async def prepare(self, session: SessionRef, client_id: str | None = None) -> str:
+        """Creates the schema, and in it whatsmeow's version table, empty.
+
+        whatsmeow's upgrade asks whether ``whatsmeow_version`` exists without naming a
+        schema: once one session's schema has it, every later session's upgrade skipped
+        creating it and failed ("relation whatsmeow_version does not exist"), so only the
+        first PostgreSQL session of a database could start. An empty table reads as version
+        0: whatsmeow then creates its tables in the session's schema as on a new database."""
         await self._execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}"), session)
+        version_table = "CREATE TABLE IF NOT EXISTS {}.whatsmeow_version (version INTEGER, compat INTEGER)"
+        await self._execute(sql.SQL(version_table), session)
         return self.location(session, client_id)
 
     async def release(self, database: str) -> None:
