@@ -8,20 +8,18 @@ outage outlasts the threshold, ``Opened`` once when the link is back."""
 from __future__ import annotations
 
 import asyncio
-import copy
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import pytest
 from neonize.proto import Neonize_pb2 as ev
 
 from tests.integration.test_neonize_engine import Factory, StandInClient, eventually
+from tests.unit.test_engine_facts_stored import MemoryEventStore, Queries
 from tests.unit.test_sandbox_settle import MemoryStore as SandboxMemoryStore
 from warest.app.engine import SessionRef
-from warest.app.ports import ConcurrencyConflict
 from warest.app.runtime import LifecycleSettings, QueueSettings, SessionRuntime
 from warest.domain.sessions import LIFECYCLE_EVENTS, Session, Status
 from warest.infra.engines.neonize import NeonizeEngine
@@ -29,40 +27,6 @@ from warest.infra.engines.sandbox.engine import SandboxEngine
 from warest.infra.engines.sandbox.network import SandboxNetwork
 
 REGISTRY, NAME = "REG", "main"
-
-
-class MemoryEventStore:
-    """The event store port in memory: versions are checked like the real one's."""
-
-    def __init__(self) -> None:
-        self.aggregates: dict[UUID, Any] = {}
-        self.log: list[Any] = []
-
-    async def save(self, *aggregates: Any) -> int:
-        pending = [(a, a.collect_events()) for a in aggregates]
-        for aggregate, events in pending:
-            stored = self.aggregates.get(aggregate.id)
-            if events and events[0].originator_version != (stored.version + 1 if stored else 1):
-                raise ConcurrencyConflict(f"{aggregate.id} v{events[0].originator_version}")
-        for aggregate, events in pending:
-            self.aggregates[aggregate.id] = copy.deepcopy(aggregate)
-            self.log.extend(events)
-        return len(self.log)
-
-    async def get(self, aggregate_id: UUID) -> Any:
-        stored = self.aggregates.get(aggregate_id)
-        return copy.deepcopy(stored) if stored is not None else None
-
-    def lifecycle(self) -> list[str]:
-        return [type(e).__name__ for e in self.log if isinstance(e, LIFECYCLE_EVENTS)]
-
-
-class NoQueries:
-    async def pending_outbound(self, registry: str, session_id: str) -> list[Any]:
-        return []
-
-    async def message_for_wa_id(self, registry: str, session_id: str, wa_id: str) -> UUID | None:
-        return None
 
 
 @dataclass
@@ -83,7 +47,7 @@ def new_runtime(engine: Any, store: MemoryEventStore, suspend_after_s: float) ->
         SessionRef(REGISTRY, NAME),
         engine,
         store,
-        NoQueries(),
+        Queries(),
         QueueSettings(),
         lambda _r: None,
         settings,
@@ -180,7 +144,7 @@ def make_rig(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[float]
 async def test_a_short_outage_is_one_loss_and_one_reopening(make_rig: Any) -> None:
     rig: Rig = await make_rig(30.0)
     try:
-        before = len(rig.store.lifecycle())
+        before = len(rig.store.names(LIFECYCLE_EVENTS))
         attempts: list[int] = []
 
         async def watch() -> None:
@@ -192,7 +156,7 @@ async def test_a_short_outage_is_one_loss_and_one_reopening(make_rig: Any) -> No
         watcher = asyncio.create_task(watch())
         await rig.outage(0.3)
         watcher.cancel()
-        assert rig.store.lifecycle()[before:] == ["Reconnecting", "Opened"]
+        assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["Reconnecting", "Opened"]
         lost = [e for e in rig.store.log if isinstance(e, Session.Reconnecting)]
         assert len(lost) == 1 and lost[0].attempt == 1 and lost[0].reason
         assert attempts  # the outage was live status while it lasted...
@@ -204,9 +168,9 @@ async def test_a_short_outage_is_one_loss_and_one_reopening(make_rig: Any) -> No
 async def test_a_long_outage_is_suspended_once(make_rig: Any) -> None:
     rig: Rig = await make_rig(0.2)
     try:
-        before = len(rig.store.lifecycle())
+        before = len(rig.store.names(LIFECYCLE_EVENTS))
         await rig.outage(0.6)
-        assert rig.store.lifecycle()[before:] == ["Reconnecting", "Suspended", "Opened"]
+        assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["Reconnecting", "Suspended", "Opened"]
         suspended = next(e for e in rig.store.log if isinstance(e, Session.Suspended))
         lost = next(e for e in rig.store.log if isinstance(e, Session.Reconnecting))
         assert suspended.reason == lost.reason
@@ -219,8 +183,8 @@ async def test_many_failed_neonize_attempts_record_one_loss(tmp_path: Path) -> N
     ``Session.Reconnecting`` (and a webhook)."""
     rig = await neonize_rig(tmp_path, 30.0)
     try:
-        before = len(rig.store.lifecycle())
+        before = len(rig.store.names(LIFECYCLE_EVENTS))
         await rig.outage(0.3)
-        assert rig.store.lifecycle()[before:] == ["Reconnecting", "Opened"]
+        assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["Reconnecting", "Opened"]
     finally:
         await rig.close()
