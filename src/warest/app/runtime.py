@@ -232,11 +232,13 @@ class SessionRuntime:
 
     async def stop(self, reason: str) -> None:
         self.queue.offline()
+        self._end_outage()
         await self.connection.stop()
         await self._record(lambda s: s.closed(reason))
 
     async def logout(self) -> None:
         self.queue.offline()
+        self._end_outage()
         await self.connection.logout()
         await self._record(lambda s: s.logged_out("logged out through the API"))
         await self.fail_pending("the session was logged out")
@@ -244,6 +246,9 @@ class SessionRuntime:
     async def shutdown(self) -> None:
         """Process shutdown: disconnect without recording anything (the session resumes)."""
         self.queue.offline()
+        self._end_outage()
+        if self._suspending is not None:
+            self._suspending.cancel()
         await self.queue.close()
         try:
             await self.connection.stop()
