@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from warest.app.webhook_events import Renderer
 from warest.domain.sessions import Session, Status
 
 SINCE = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -47,3 +48,19 @@ def test_suspension_needs_an_outage() -> None:
     session = open_session()
     session.suspended("late timer", SINCE)
     assert recorded(session) == [] and session.status == Status.OPEN
+
+
+def test_each_outage_transition_is_one_session_status_webhook() -> None:
+    session = open_session()
+    for attempt in range(1, 6):
+        session.reconnecting(attempt, "connection_lost")
+    session.suspended("connection_lost", SINCE)
+    session.opened("628111@s.whatsapp.net", None, "Bot")
+    rendered = [Renderer().render(e, lambda _id: None) for e in session.collect_events()]
+    assert [(name, data["tags"]) for name, data in filter(None, rendered)] == [
+        ("session_status", "reconnecting"),
+        ("session_status", "suspended"),
+        ("session_status", "open"),
+    ]
+    suspended = rendered[1]
+    assert suspended is not None and suspended[1]["since"] == SINCE.isoformat()
