@@ -209,6 +209,10 @@ class RegistryProjection:
         self._status(event, cur, position, "reconnecting", event.reason)
 
     @process.register
+    def _(self, event: Session.Suspended, cur: _Cursor, position: int) -> None:
+        self._status(event, cur, position, "suspended", event.reason)
+
+    @process.register
     def _(self, event: Session.LoggedOut, cur: _Cursor, position: int) -> None:
         self._status(event, cur, position, "logged_out", event.reason, ", me_jid = NULL, me_lid = NULL")
 

@@ -29,7 +29,7 @@ from warest.app.messaging import MessagingService
 from warest.app.outbound import RetryPolicy
 from warest.app.ports import ReadModelWaiter
 from warest.app.readside import ReadService
-from warest.app.runtime import QueueSettings
+from warest.app.runtime import LifecycleSettings, QueueSettings
 from warest.app.sandbox import SandboxControl
 from warest.app.security import KeyDigester
 from warest.app.sessions import SessionService
@@ -272,7 +272,12 @@ def build_neonize(settings: Settings, database_url: str) -> Engine:
             return None
         return proxies[zlib.crc32(session.key.encode()) % len(proxies)]
 
-    return NeonizeEngine(neonize_store(settings, database_url), proxy_for=proxy_for)
+    return NeonizeEngine(
+        neonize_store(settings, database_url),
+        proxy_for=proxy_for,
+        suspend_after_s=settings.suspend_after_s,
+        suspended_retry_s=settings.suspended_retry_s,
+    )
 
 
 class Container:
@@ -370,7 +375,13 @@ class Container:
         await users.seed_admin(settings.admin_username, settings.admin_password, settings.admin_api_key)
         engines = await self._engines(settings)
         messaging_queries = PgMessagingQueries(self.pool)
-        self.manager = SessionManager(engines, event_store, messaging_queries, queue_settings(settings))
+        self.manager = SessionManager(
+            engines,
+            event_store,
+            messaging_queries,
+            queue_settings(settings),
+            LifecycleSettings(suspend_after_s=settings.suspend_after_s),
+        )
         sessions = SessionService(event_store, queries, self.read_models, self.manager, settings.engine)
         messaging = MessagingService(event_store, self.manager, settings.send_wait_ms / 1000)
         actions = ActionService(event_store, sessions, self.manager)

@@ -250,6 +250,8 @@ class Settings:
     qr_max_rotations: int = _setting("WAREST_QR_MAX_ROTATIONS", "10", _int(1, 1000))
     sandbox: str = _setting("WAREST_SANDBOX_ENABLED", "auto", _choice("auto", "true", "false"))
     neonize_store: str = _setting("WAREST_NEONIZE_STORE", "", _str)
+    suspend_after_s: int = _setting("WAREST_SUSPEND_AFTER_SEC", "300", _int(10, 86400))
+    suspended_retry_s: int = _setting("WAREST_SUSPENDED_RETRY_SEC", "120", _int(1, 3600))
     server: str = _setting("WAREST_SERVER", "granian", _choice("granian", "uvicorn"))
     supervisor_pid: int = _setting("WAREST_SUPERVISOR_PID", "0", _int(0))
     database_embedded: bool = _setting("WAREST_DATABASE_EMBEDDED", "false", _bool)

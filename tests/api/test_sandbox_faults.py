@@ -60,18 +60,20 @@ async def test_logout_from_the_phone(client: AsyncTestClient[Any], settings: Set
 async def test_disconnect_then_reconnect(client: AsyncTestClient[Any], settings: Settings) -> None:
     a = await tenant(client, "fault-disconnect")
     await open_by_scan(client, a, "s", "6287000000011")
-    await fault(client, a, "disconnect", sessionId="s", reconnectAfterMs=300)
+    await fault(client, a, "disconnect", sessionId="s", reconnectAfterMs=1500)
+    await wait_status(client, a, "s", "reconnecting")
+    info = (await client.get("/api/v1/session/info", params={"sessionId": "s"}, headers=a)).json()
+    outage = info["results"][0]["outage"]  # live status, not an event
+    assert info["code"] == 1000 and outage["reason"] == "connection lost"
+    assert outage["attempts"] == 1 and outage["nextRetryAt"] and outage["suspended"] is False
 
-    async def reconnected() -> bool:
-        return (await lifecycle_events(settings, "s"))[-4:] == [
-            "Opened",
-            "Reconnecting",
-            "Connecting",
-            "Opened",
-        ]
+    async def reconnected() -> bool:  # the outage is two transitions: lost, then open again
+        return (await lifecycle_events(settings, "s"))[-3:] == ["Opened", "Reconnecting", "Opened"]
 
     await eventually(reconnected)
     await wait_status(client, a, "s", "open")
+    info = (await client.get("/api/v1/session/info", params={"sessionId": "s"}, headers=a)).json()
+    assert info["results"][0]["outage"] is None
     assert (await send_text(client, a, "s", "6287000000012", "after reconnect")).status_code == 200
 
 

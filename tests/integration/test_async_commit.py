@@ -115,20 +115,17 @@ async def test_a_tailing_reader_misses_nothing_while_the_loop_and_threads_write(
     assert seen == all_ids  # same ids, same order: nothing skipped, nothing repeated
 
 
-async def test_a_lost_connection_fails_the_batch_and_the_writer_reconnects(
+async def test_a_lost_connection_loses_no_save_and_the_writer_reconnects(
     store: EventStoreApp, writer: AsyncGroupCommitter, database_url: str
 ) -> None:
     await writer.record([new_session(1)])
     with psycopg.connect(database_url, autocommit=True) as admin:
-        admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE application_name = 'warest-group-commit' AND pid <> pg_backend_pid()"
-        )
-    with pytest.raises(Exception):  # noqa: B017 (the driver's own error: the callers hear it)
-        await writer.record([new_session(2)])
-    assert await writer.record([new_session(3)]) >= 1  # the next save goes through again
+        # only this writer's own connection: other runs share the server
+        admin.execute("SELECT pg_terminate_backend(%s)", (writer.backend_pid,))
+    assert await writer.record([new_session(2)]) >= 2  # written on a new connection, not lost
+    assert await writer.record([new_session(3)]) >= 3
     names = {store.repository.get(n.originator_id).name for n in store.select(0, 10)}
-    assert len(names) == 2
+    assert len(names) == 3 and writer.reconnects == 1
 
 
 async def test_a_schema_without_the_append_function_is_refused_at_start(

@@ -163,6 +163,7 @@ class Factory:
 class RecordingListener:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
+        self.retries: list[float | None] = []  # reconnecting's retry_in_s, in order
 
     async def wait_for(self, count: int, timeout: float = 2.0) -> list[tuple[Any, ...]]:
         await eventually(lambda: len(self.calls) >= count, timeout)
@@ -180,8 +181,9 @@ class RecordingListener:
     async def opened(self, me: Me) -> None:
         self.calls.append(("opened", me))
 
-    async def reconnecting(self, attempt: int, reason: str) -> None:
+    async def reconnecting(self, attempt: int, reason: str, retry_in_s: float | None = None) -> None:
         self.calls.append(("reconnecting", attempt, reason))
+        self.retries.append(retry_in_s)
 
     async def logged_out(self, reason: str) -> None:
         self.calls.append(("logged_out", reason))
@@ -361,7 +363,7 @@ async def test_a_client_that_dies_before_pairing_fails_the_start(rig: Rig) -> No
 
 async def test_a_store_that_cannot_be_prepared_fails_the_start(tmp_path: Path) -> None:
     class BrokenStore(SqliteDeviceStore):
-        async def prepare(self, session: SessionRef) -> str:
+        async def prepare(self, session: SessionRef, client_id: str | None = None) -> str:
             raise OSError("read-only file system")
 
     factory, listener = Factory(), RecordingListener()

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from warest.app.engine import Engine, EngineError, SessionRef
 from warest.app.ports import ConcurrencyConflict, EventStore, MessagingQueries
 from warest.app.records import SessionRecord
-from warest.app.runtime import QueueSettings, SessionRuntime
+from warest.app.runtime import LifecycleSettings, QueueSettings, SessionRuntime
 from warest.domain import ids
 from warest.domain.sessions import Session
 
@@ -28,8 +28,10 @@ class SessionManager:
         store: EventStore,
         queries: MessagingQueries,
         queue_settings: QueueSettings,
+        lifecycle: LifecycleSettings | None = None,
     ) -> None:
         self.engines = dict(engines)
+        self._lifecycle = lifecycle
         self._store = store
         self._queries = queries
         self._queue_settings = queue_settings
@@ -50,7 +52,7 @@ class SessionManager:
             if engine is None:
                 raise EngineUnavailable(f"engine '{record.engine}' is not enabled on this server")
             runtime = SessionRuntime(
-                ref, engine, self._store, self._queries, self._queue_settings, self._closed
+                ref, engine, self._store, self._queries, self._queue_settings, self._closed, self._lifecycle
             )
             self._runtimes[ref.key] = runtime
         return runtime

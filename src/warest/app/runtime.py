@@ -3,6 +3,17 @@
 A runtime is the engine's listener: every happening it reports becomes an event on the
 Session or Message aggregates. It owns the session's outbound queue and keeps the
 Session aggregate in memory (reloading it after a concurrency conflict).
+
+What WhatsApp reported cannot be asked for again, so its saves are retried until stored
+(``_until_stored``: back-off, no give-up; the engine's inbox waits meanwhile, which holds
+the engine back). Ids of received messages are deterministic and lifecycle and receipt
+changes are re-applied to fresh state, so a retry after a save whose outcome was unknown
+finds "already stored" (a conflict, or nothing left to change) rather than a duplicate.
+
+Outages: the engine reports every reconnect attempt; the runtime records the loss once
+(``Session.Reconnecting``), ``Session.Suspended`` once the outage has lasted
+``suspend_after_s``, and ``Session.Opened`` when the link is back. Attempts, the outage's
+start and the next retry are live status (``outage``), shown by ``session/info``.
 """
 
 from __future__ import annotations
@@ -12,9 +23,10 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -42,6 +54,29 @@ log = logging.getLogger("warest.runtime")
 
 RECEIPT_BATCH = 2000
 WA_ID_CLAIM = "WhatsApp message id"
+
+
+@dataclass(frozen=True)
+class LifecycleSettings:
+    """``suspend_after_s``: how long an outage lasts before the session is recorded as
+    suspended. ``store_retry_*``: the back-off of saves of what WhatsApp reported.
+    ``receipt_backlog``: receipts waiting to be recorded before the engine is held back."""
+
+    suspend_after_s: float = 300.0
+    store_retry_base_s: float = 0.1
+    store_retry_max_s: float = 5.0
+    receipt_backlog: int = 10_000
+
+
+@dataclass(frozen=True)
+class Outage:
+    """The live state of a lost connection (not an event: it changes at every attempt)."""
+
+    since: datetime
+    reason: str
+    attempts: int
+    next_retry_at: datetime | None
+    suspended: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,8 +116,10 @@ class SessionRuntime:
         queries: MessagingQueries,
         queue_settings: QueueSettings,
         on_closed: Callable[[SessionRuntime], None],
+        lifecycle: LifecycleSettings | None = None,
     ) -> None:
         self.ref = ref
+        self._settings = lifecycle or LifecycleSettings()
         self.engine = engine
         self._store = store
         self._queries = queries
@@ -103,6 +140,10 @@ class SessionRuntime:
         self._inflight: dict[str, asyncio.Event] = {}
         self._receipts: deque[Receipt] = deque()
         self._receipt_task: asyncio.Task[None] | None = None
+        self._receipt_room = asyncio.Event()
+        self.outage: Outage | None = None
+        self._suspend_timer: asyncio.TimerHandle | None = None
+        self._suspending: asyncio.Task[None] | None = None
         self._messages: _Lru = _Lru(5000)
         self._wa_index: _Lru = _Lru(20000)
         self.connection: Connection = engine.connection(ref, self)
@@ -154,6 +195,36 @@ class SessionRuntime:
                     raise
         await self._notify()
 
+    async def _until_stored(self, what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+        """Runs ``attempt`` (a save of something WhatsApp reported) until it succeeds.
+
+        Each attempt starts again from the report (fresh aggregates), so a failed save
+        leaves nothing half-applied. Domain refusals are not retried: they will not change.
+        Cancellation (the connection closing) ends the retries."""
+        delay = self._settings.store_retry_base_s
+        failures = 0
+        while True:
+            try:
+                await attempt()
+            except DomainError:
+                raise
+            except Exception as error:
+                failures += 1
+                log.warning(
+                    "session %s: %s not stored (attempt %d: %s); retrying in %.1f s",
+                    self.ref.key, what, failures, error or type(error).__name__, delay,
+                )  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._settings.store_retry_max_s)
+                continue
+            if failures:
+                log.info("session %s: %s stored after %d failed attempts", self.ref.key, what, failures)
+            return
+
+    async def _record_reported(self, what: str, change: Callable[[Session], None]) -> None:
+        """``_record`` for a lifecycle change the engine reported: retried until stored."""
+        await self._until_stored(what, lambda: self._record(change))
+
     # -- commands from the application ----------------------------------------
 
     async def start(self, pair_phone: str | None = None) -> None:
@@ -163,11 +234,13 @@ class SessionRuntime:
 
     async def stop(self, reason: str) -> None:
         self.queue.offline()
+        self._end_outage()
         await self.connection.stop()
         await self._record(lambda s: s.closed(reason))
 
     async def logout(self) -> None:
         self.queue.offline()
+        self._end_outage()
         await self.connection.logout()
         await self._record(lambda s: s.logged_out("logged out through the API"))
         await self.fail_pending("the session was logged out")
@@ -175,6 +248,9 @@ class SessionRuntime:
     async def shutdown(self) -> None:
         """Process shutdown: disconnect without recording anything (the session resumes)."""
         self.queue.offline()
+        self._end_outage()
+        if self._suspending is not None:
+            self._suspending.cancel()
         await self.queue.close()
         try:
             await self.connection.stop()
@@ -294,44 +370,84 @@ class SessionRuntime:
 
     async def qr(self, qr: str, duration_s: int, attempt: int) -> None:
         self.current_qr = QrCode(qr, duration_s, time.monotonic())
-        await self._record(lambda s: s.issue_qr(qr, duration_s, attempt))
+        await self._record_reported("a QR", lambda s: s.issue_qr(qr, duration_s, attempt))
 
     async def pairing_code(self, code: str, phone: str) -> None:
         self.current_pairing_code = code
-        await self._record(lambda s: s.issue_pairing_code(code, phone))
+        await self._record_reported("a pairing code", lambda s: s.issue_pairing_code(code, phone))
 
     async def connecting(self) -> None:
-        await self._record(lambda s: s.connecting())
+        await self._record_reported("connecting", lambda s: s.connecting())
 
     async def opened(self, me: Me) -> None:
         self.current_qr = None
         self.current_pairing_code = None
-        await self._record(lambda s: s.opened(me.jid, me.lid, me.push_name))
+        self._end_outage()
+        await self._record_reported("the login", lambda s: s.opened(me.jid, me.lid, me.push_name))
         await self.resume_pending()
         self.queue.online()
 
-    async def reconnecting(self, attempt: int, reason: str) -> None:
+    async def reconnecting(self, attempt: int, reason: str, retry_in_s: float | None = None) -> None:
         self.queue.offline()
-        await self._record(lambda s: s.reconnecting(attempt, reason))
+        now = utcnow()
+        retry_at = now + timedelta(seconds=retry_in_s) if retry_in_s is not None else None
+        outage = self.outage
+        if outage is None:
+            self.outage = Outage(since=now, reason=reason, attempts=attempt, next_retry_at=retry_at)
+            self._arm_suspension()
+        else:
+            self.outage = replace(outage, attempts=attempt, next_retry_at=retry_at)
+        await self._record_reported("the lost connection", lambda s: s.reconnecting(attempt, reason))
 
     async def logged_out(self, reason: str) -> None:
         self.queue.offline()
-        await self._record(lambda s: s.logged_out(reason))
+        self._end_outage()
+        await self._record_reported("the logout", lambda s: s.logged_out(reason))
         await self.fail_pending("the session was logged out")
         self._on_closed(self)
 
     async def replaced(self, reason: str) -> None:
         self.queue.offline()
-        await self._record(lambda s: s.replaced(reason))
+        self._end_outage()
+        await self._record_reported("the replacement", lambda s: s.replaced(reason))
         self._on_closed(self)
 
     async def closed(self, reason: str) -> None:
         self.queue.offline()
-        await self._record(lambda s: s.closed(reason))
+        self._end_outage()
+        await self._record_reported("the close", lambda s: s.closed(reason))
 
     async def banned(self, reason: str, until: datetime | None) -> None:
         self.queue.offline()
-        await self._record(lambda s: s.banned(reason, until))
+        self._end_outage()
+        await self._record_reported("the ban", lambda s: s.banned(reason, until))
+
+    # -- outages ---------------------------------------------------------------
+
+    def _arm_suspension(self) -> None:
+        self._cancel_suspension()
+        loop = asyncio.get_running_loop()
+        self._suspend_timer = loop.call_later(self._settings.suspend_after_s, self._suspend)
+
+    def _suspend(self) -> None:
+        self._suspend_timer = None
+        outage = self.outage
+        if outage is None or outage.suspended:
+            return
+        self.outage = replace(outage, suspended=True)
+        self._suspending = asyncio.create_task(
+            self._record_reported("the suspension", lambda s: s.suspended(outage.reason, outage.since)),
+            name=f"suspend-{self.ref.key}",
+        )
+
+    def _cancel_suspension(self) -> None:
+        if self._suspend_timer is not None:
+            self._suspend_timer.cancel()
+            self._suspend_timer = None
+
+    def _end_outage(self) -> None:
+        self.outage = None
+        self._cancel_suspension()
 
     async def message(self, message: InboundMessage) -> None:
         if message.kind == "reaction" and message.quoted_id:
@@ -340,6 +456,9 @@ class SessionRuntime:
                 lambda m: m.react(message.sender, message.text or "", message.sent_at or utcnow()),
             )
             return
+        await self._until_stored(f"message {message.wa_id}", lambda: self._receive(message))
+
+    async def _receive(self, message: InboundMessage) -> None:
         aggregate = Message.receive(
             self.ref.registry,
             self.ref.name,
@@ -356,7 +475,7 @@ class SessionRuntime:
         )
         try:
             await self._store.save(aggregate)
-        except ConcurrencyConflict:
+        except ConcurrencyConflict:  # its id is derived from the WhatsApp id: stored already
             log.debug("session %s: duplicate delivery of %s dropped", self.ref.key, message.wa_id)
             return
         self._messages.remember(aggregate.id, aggregate)
@@ -370,6 +489,9 @@ class SessionRuntime:
 
     async def _on_target(self, wa_id: str, change: Callable[[Message], None]) -> None:
         """Applies a change reported by WhatsApp to a known message (unknown ones are skipped)."""
+        await self._until_stored(f"a change of {wa_id}", lambda: self._apply_to_target(wa_id, change))
+
+    async def _apply_to_target(self, wa_id: str, change: Callable[[Message], None]) -> None:
         for attempt in range(3):
             message = await self.message_by_wa_id(wa_id)
             if message is None:
@@ -387,6 +509,9 @@ class SessionRuntime:
             except ConcurrencyConflict:
                 if attempt == 2:
                     raise
+            except BaseException:
+                self._messages.pop(message.id, None)  # its in-memory state is not what is stored
+                raise
 
     async def message_by_wa_id(self, wa_id: str) -> Message | None:
         """The message WhatsApp knows as ``wa_id``, from memory or the event store (never a
@@ -425,20 +550,26 @@ class SessionRuntime:
         """Takes a receipt in; receipts are recorded in batches behind the engine, in order.
 
         One save per receipt cannot keep up with a busy session (two receipts per message
-        sent, each a commit round trip): they queued up in memory without bound and were lost
-        at shutdown. Now whatever arrives while a batch is being recorded goes in the next one,
-        a single save of every message it moves."""
+        sent, each a commit round trip). Whatever arrives while a batch is being recorded
+        goes in the next one, a single save of every message it moves. A failed batch is
+        retried until stored; meanwhile at most ``receipt_backlog`` receipts wait, and the
+        engine's next receipt waits for room (it is held back, nothing is dropped)."""
+        while len(self._receipts) >= self._settings.receipt_backlog:
+            self._receipt_room.clear()
+            self._ensure_receipt_task()
+            await self._receipt_room.wait()
         self._receipts.append(receipt)
+        self._ensure_receipt_task()
+
+    def _ensure_receipt_task(self) -> None:
         if self._receipt_task is None or self._receipt_task.done():
             self._receipt_task = asyncio.create_task(self._record_receipts(), name=f"receipts-{self.ref.key}")
 
     async def _record_receipts(self) -> None:
         while self._receipts:
             batch = [self._receipts.popleft() for _ in range(min(len(self._receipts), RECEIPT_BATCH))]
-            try:
-                await self._apply_receipts(batch)
-            except Exception:  # the next receipts must not wait behind a failed batch
-                log.exception("session %s: %d receipts not recorded", self.ref.key, len(batch))
+            self._receipt_room.set()
+            await self._until_stored(f"{len(batch)} receipts", partial(self._apply_receipts, batch))
 
     async def _apply_receipts(self, batch: list[Receipt]) -> None:
         changed: dict[UUID, Message] = {}

@@ -109,6 +109,13 @@ def _session_status(event: Any) -> dict[str, Any] | None:
                 "attempts": event.attempt,
                 "reason": event.reason,
             }
+        case Session.Suspended():
+            return {
+                "tags": "suspended",
+                "status": "suspended",
+                "reason": event.reason,
+                "since": event.since.isoformat(),
+            }
         case Session.LoggedOut():
             return {"tags": "logged_out", "status": "logged_out", "reason": event.reason}
         case Session.Replaced():

@@ -2,7 +2,12 @@
 
 It holds what the owner configures (label, auto-start, engine) and every
 lifecycle happening reported by the engine (QR, pairing code, connecting, open,
-reconnecting, logged out, replaced, closed, banned).
+reconnecting, suspended, logged out, replaced, closed, banned).
+
+Lifecycle events are state transitions, not reports: an outage is one ``Reconnecting``
+(however many attempts the engine makes), then ``Suspended`` if it lasts, then ``Opened``
+once the link is back. Attempt counts and retry times are live status (the runtime), not
+events.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ class Status(StrEnum):
     CONNECTING = "connecting"
     OPEN = "open"
     RECONNECTING = "reconnecting"
+    SUSPENDED = "suspended"
     LOGGED_OUT = "logged_out"
     REPLACED = "replaced"
     CLOSED = "closed"
@@ -118,11 +124,25 @@ class Session(model.Aggregate):
             aggregate.push_name = self.push_name
 
     class Reconnecting(model.DomainEvent, frozen=True, kw_only=True):
+        """The connection was lost (once per outage). ``attempt`` is the engine's attempt
+        when the loss was recorded: 1 (events written before outages were de-duplicated
+        may carry later attempts)."""
+
         attempt: int
         reason: str
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status.RECONNECTING
+
+    class Suspended(model.DomainEvent, frozen=True, kw_only=True):
+        """The connection has been lost for longer than the configured threshold; the
+        engine keeps trying, less often. ``reason`` is the outage's; ``since`` its start."""
+
+        reason: str
+        since: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.status = Status.SUSPENDED
 
     class LoggedOut(model.DomainEvent, frozen=True, kw_only=True):
         """The device was unlinked (from the phone or through the API)."""
@@ -218,8 +238,10 @@ class Session(model.Aggregate):
         self._trigger(Session.PairingCodeIssued, code=code, phone=phone)
 
     def connecting(self) -> None:
+        """Not a transition while the session is connecting already or in an outage (a
+        reconnect is part of the outage; ``Opened`` ends it)."""
         self._ensure_live()
-        if self.status != Status.CONNECTING:
+        if self.status not in (Status.CONNECTING, *_OUTAGE):
             self._trigger(Session.Connecting)
 
     def opened(self, jid: str, lid: str | None, push_name: str | None) -> None:
@@ -228,8 +250,16 @@ class Session(model.Aggregate):
             self._trigger(Session.Opened, jid=jid, lid=lid, push_name=push_name)
 
     def reconnecting(self, attempt: int, reason: str) -> None:
+        """The connection was lost: recorded once per outage (later attempts change nothing)."""
         self._ensure_live()
-        self._trigger(Session.Reconnecting, attempt=attempt, reason=reason)
+        if self.status not in _OUTAGE:
+            self._trigger(Session.Reconnecting, attempt=attempt, reason=reason)
+
+    def suspended(self, reason: str, since: datetime) -> None:
+        """The outage has lasted: recorded once, and only during an outage."""
+        self._ensure_live()
+        if self.status == Status.RECONNECTING:
+            self._trigger(Session.Suspended, reason=reason, since=since)
 
     def logged_out(self, reason: str) -> None:
         self._ensure_live()
@@ -268,6 +298,8 @@ class Session(model.Aggregate):
 
 Session.Created.aggregate_class = Session
 
+_OUTAGE = (Status.RECONNECTING, Status.SUSPENDED)
+
 
 LIFECYCLE_EVENTS: tuple[type[model.DomainEvent], ...] = (
     Session.Created,
@@ -277,6 +309,7 @@ LIFECYCLE_EVENTS: tuple[type[model.DomainEvent], ...] = (
     Session.Connecting,
     Session.Opened,
     Session.Reconnecting,
+    Session.Suspended,
     Session.LoggedOut,
     Session.Replaced,
     Session.Closed,

@@ -19,6 +19,7 @@ from warest.api.middleware import set_label
 from warest.api.params import session_param
 from warest.app.manager import EngineUnavailable
 from warest.app.records import Principal, SessionRecord
+from warest.app.runtime import Outage
 from warest.app.sessions import LoginState
 from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
@@ -63,6 +64,19 @@ def session_view(record: SessionRecord) -> dict[str, Any]:
         "webhookUrl": record.webhook_url or "",
         "createdAt": record.created_at.isoformat(),
         "updatedAt": record.updated_at.isoformat(),
+    }
+
+
+def outage_view(outage: Outage | None) -> dict[str, Any] | None:
+    """The live state of a lost connection (this process's runtime), or None."""
+    if outage is None:
+        return None
+    return {
+        "since": outage.since.isoformat(),
+        "reason": outage.reason,
+        "attempts": outage.attempts,
+        "nextRetryAt": outage.next_retry_at.isoformat() if outage.next_retry_at else None,
+        "suspended": outage.suspended,
     }
 
 
@@ -216,7 +230,9 @@ class SessionController(Controller):
         name = _session_name(request, SessionBody())
         record = await state.services.sessions.get(request.user, name)
         set_label(request.scope, record.label)
-        return envelope(Code.SUCCESS, "Session", session_view(record))
+        runtime = state.services.sessions.runtime(record)
+        outage = runtime.outage if runtime is not None else None
+        return envelope(Code.SUCCESS, "Session", session_view(record) | {"outage": outage_view(outage)})
 
     @route("/logout", http_method=["GET", "POST"], status_code=200)
     async def logout(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:

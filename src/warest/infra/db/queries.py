@@ -28,6 +28,7 @@ AUTOSTART_STATUSES = (
     "connecting",
     "open",
     "reconnecting",
+    "suspended",
     "banned",
     "unavailable",
 )

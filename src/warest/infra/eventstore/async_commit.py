@@ -14,12 +14,24 @@ loop: every return from the database waits for the loop to let go of the GIL, an
 library dumps each batch through psycopg's pure-Python composite-type adapter. A 64-event
 batch took 7 ms at p50 and 22 ms at p99 under a send load (docs/performance.md). Here the
 loop itself awaits the database, and asyncpg encodes the four arrays in C.
+
+A lost connection loses no batch. Before a write the writer checks its connection and
+reconnects if it is closed: a batch that was never sent is simply written on the new one.
+When the connection breaks *during* a write, the outcome is unknown: the server may have
+committed the transaction and only the answer was lost. Retrying blindly would then hit
+the batch's own rows and report a conflict for a save that succeeded; so after reconnecting
+the writer first looks the batch's rows up (``(originator_id, originator_version)`` with the
+same topic and state bytes): all of them there means the batch is stored (its position is
+returned), none means it never committed and it is written again (a batch is one
+transaction: all or nothing). Rows taken by another writer's different events are a real
+conflict, which the retry reports the usual way. The writer keeps reconnecting, with a
+back-off, for ``reconnect_for_s``; after that the callers hear the error (and the session
+runtimes retry what WhatsApp reported until it is stored, see ``app/runtime.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -37,9 +49,13 @@ APPEND_FUNCTION_TARGETS = ("warest_events", "warest_events")
 """The events table and notification channel that ``warest_append`` writes to."""
 
 
+_Rows = tuple[list[Any], list[int], list[str], list[bytes]]
+"""One save's events as columns: originator ids, versions, topics, states."""
+
+
 @dataclass(slots=True)
 class _Submission:
-    rows: tuple[list[Any], list[int], list[str], list[bytes]]
+    rows: _Rows
     future: asyncio.Future[int] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -52,21 +68,31 @@ class AsyncGroupCommitter:
         *,
         window_s: float = 0.002,
         max_batch_events: int = 1000,
+        reconnect_for_s: float = 10.0,
     ) -> None:
         self._mapper = store.mapper
         self._url = database_url
         self._schema = schema
         self._window_s = window_s
         self._max_batch = max_batch_events
+        self._reconnect_for_s = reconnect_for_s
         if (store.events_table, store.channel) != APPEND_FUNCTION_TARGETS:
             raise ValueError(f"warest_append writes {APPEND_FUNCTION_TARGETS}, not {store.events_table}")
         self._append_sql = f'SELECT "{schema}".warest_append($1::uuid[], $2::int8[], $3::text[], $4::bytea[])'
+        self._stored_sql = (
+            "SELECT count(*), bool_and(e.topic = b.topic AND e.state = b.state), max(e.notification_id)"
+            f" FROM unnest($1::uuid[], $2::int8[], $3::text[], $4::bytea[]) AS b(id, version, topic, state)"
+            f' JOIN "{schema}".warest_events e ON e.originator_id = b.id AND e.originator_version = b.version'
+        )
         self._queue: asyncio.Queue[_Submission | None] = asyncio.Queue()
         self._listeners: list[CommitListener] = []
         self._conn: asyncpg.Connection | None = None
         self._writer: asyncio.Task[None] | None = None
         self.batches = 0
         self.saved_events = 0
+        self.reconnects = 0
+        self.backend_pid: int | None = None
+        """The server process of the writer's connection (tests end exactly this one)."""
 
     def add_listener(self, listener: CommitListener) -> None:
         """``listener(max_position)`` is called on the event loop after each commit."""
@@ -149,7 +175,7 @@ class AsyncGroupCommitter:
 
     async def _write_batch(self, batch: list[_Submission]) -> None:
         try:
-            position = await self._write([s.rows for s in batch])
+            position = await self._write_surely([s.rows for s in batch])
         except ConcurrencyConflict as conflict:
             if len(batch) == 1:
                 _settle(batch[0].future, error=conflict)
@@ -157,11 +183,10 @@ class AsyncGroupCommitter:
             for submission in batch:  # find the conflicting caller; the others are written
                 await self._write_batch([submission])
             return
-        except Exception as error:  # the database is down: every caller must hear it
+        except Exception as error:  # the database stayed away: every caller must hear it
             log.warning("event store write failed: %s", error)
             for submission in batch:
                 _settle(submission.future, error=error)
-            await self._reconnect()
             return
         for submission in batch:  # one commit: everything in it becomes visible at once
             _settle(submission.future, position)
@@ -170,28 +195,89 @@ class AsyncGroupCommitter:
         for listener in self._listeners:
             listener(position)
 
-    async def _write(self, rows: list[tuple[list[Any], list[int], list[str], list[bytes]]]) -> int:
+    async def _write_surely(self, rows: list[_Rows]) -> int:
+        """Writes one batch, through lost connections (see the module's docstring)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._reconnect_for_s
+        delay = 0.05
+        sent = False  # a write of this batch may have reached the server
+        while True:
+            try:
+                if self._conn is None or self._conn.is_closed():
+                    await self._reconnect()
+                if sent and (position := await self._stored_position(rows)) is not None:
+                    return position  # committed; only the answer was lost
+                sent = True
+                return await self._write(rows)
+            except ConcurrencyConflict:
+                raise
+            except Exception as error:
+                if not self._lost(error) or loop.time() >= deadline:
+                    raise
+                log.warning("event store connection lost (%s); reconnecting", error)
+                await self._drop_connection()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _stored_position(self, rows: list[_Rows]) -> int | None:
+        """The batch's position if its rows are in the log (it committed), else None."""
         assert self._conn is not None
-        ids = [i for r in rows for i in r[0]]
-        versions = [v for r in rows for v in r[1]]
-        topics = [t for r in rows for t in r[2]]
-        states = [s for r in rows for s in r[3]]
+        ids, versions, topics, states = _columns(rows)
+        row = await self._conn.fetchrow(self._stored_sql, ids, versions, topics, states)
+        assert row is not None  # an aggregate always answers one row
+        count, same, position = row
+        if count == len(ids) and same:
+            return int(position)
+        return None  # not committed (or rows taken by others: the write reports the conflict)
+
+    def _lost(self, error: Exception) -> bool:
+        """Whether ``error`` means the connection is gone (rather than a refused batch)."""
+        if self._conn is None or self._conn.is_closed():
+            return True
+        return isinstance(
+            error,
+            asyncpg.PostgresConnectionError
+            | asyncpg.InterfaceError
+            | asyncpg.exceptions.OperatorInterventionError
+            | OSError
+            | TimeoutError,
+        )
+
+    async def _write(self, rows: list[_Rows]) -> int:
+        assert self._conn is not None
         try:
-            return int(await self._conn.fetchval(self._append_sql, ids, versions, topics, states))
+            return int(await self._conn.fetchval(self._append_sql, *_columns(rows)))
         except asyncpg.UniqueViolationError as error:
             raise ConcurrencyConflict(str(error)) from error
 
     async def _reconnect(self) -> None:
-        if self._conn is not None and not self._conn.is_closed():
-            return
-        with contextlib.suppress(Exception):
-            self._conn = await self._connect()
+        await self._drop_connection()
+        self._conn = await self._connect()
+        self.reconnects += 1
+
+    async def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        self.backend_pid = None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
 
     async def _connect(self) -> asyncpg.Connection:
-        return await asyncpg.connect(
+        conn = await asyncpg.connect(
             self._url,
             server_settings={"search_path": self._schema, "application_name": "warest-group-commit"},
         )
+        self.backend_pid = conn.get_server_pid()
+        return conn
+
+
+def _columns(rows: list[_Rows]) -> _Rows:
+    """The batch as the four arrays of ``warest_append``."""
+    return (
+        [i for r in rows for i in r[0]],
+        [v for r in rows for v in r[1]],
+        [t for r in rows for t in r[2]],
+        [s for r in rows for s in r[3]],
+    )
 
 
 def _settle(future: asyncio.Future[int], result: int = 0, error: BaseException | None = None) -> None:

@@ -8,12 +8,20 @@ events in the order whatsmeow produced them, even when a listener call is slow.
 Generations: every (re)started client gets a new generation number; jobs from an older
 client are dropped, so a stopped client's late events cannot reach the listener.
 
+The inbox is bounded (``inbox_size`` events): when the listener falls behind (its saves
+are retried until stored while the database is away), neonize's callbacks wait for room
+instead of queueing without limit or dropping. goneonize does not wait for its callbacks
+(it schedules each on the loop), so what waits are those callbacks; the lifecycle's own
+notices (a few per state change) bypass the bound so a full inbox cannot stall a stop.
+
 Reconnects: whatsmeow reconnects a logged-in client by itself after an unexpected drop
 (neonize cannot turn that off). On ``Disconnected`` this connection reports
 ``reconnecting(1)``, waits ``reconnect_base_s``, and while the session stays offline
-reports the next attempt after a delay that doubles up to ``reconnect_max_s``. At each
-step it replaces the client with a fresh one when whatsmeow cannot recover it: the Go
-thread has ended, or the client never logged in.
+reports the next attempt after a delay that doubles up to ``reconnect_max_s`` (at least
+``suspended_retry_s`` once the outage has lasted ``suspend_after_s``). These reports are
+live status: the listener records the loss once per outage. At each step it replaces the
+client with a fresh one when whatsmeow cannot recover it: the Go thread has ended, or the
+client never logged in; the replaced client's database connections are closed.
 """
 
 from __future__ import annotations
@@ -56,6 +64,42 @@ log = logging.getLogger("warest.engines.neonize")
 Job = Callable[[], Awaitable[None]]
 ProxyFor = Callable[[SessionRef], str | None]
 
+INBOX_SIZE = 1000
+"""Events from neonize waiting for the listener before the next callback waits for room."""
+
+
+class Inbox:
+    """The jobs between neonize's callbacks and the pump, in arrival order.
+
+    ``put`` (what WhatsApp reports) waits while ``size`` such jobs are queued or running;
+    ``put_control`` (the lifecycle's own notices) never waits."""
+
+    def __init__(self, size: int = INBOX_SIZE) -> None:
+        self._jobs: asyncio.Queue[tuple[Job, bool]] = asyncio.Queue()
+        self._room = asyncio.Semaphore(size)
+
+    async def put(self, job: Job) -> None:
+        await self._room.acquire()
+        self._jobs.put_nowait((job, True))
+
+    def put_control(self, job: Job) -> None:
+        self._jobs.put_nowait((job, False))
+
+    async def run(self, on_error: Callable[[], None]) -> None:
+        """Runs the jobs one at a time, for ever (the pump)."""
+        while True:
+            job, counted = await self._jobs.get()
+            try:
+                await job()
+            except Exception:
+                on_error()
+            finally:
+                if counted:
+                    self._room.release()
+
+    def qsize(self) -> int:
+        return self._jobs.qsize()
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -78,8 +122,13 @@ class NeonizeConnection(Lifecycle):
         qr_grace_s: float = 5.0,
         pair_wait_s: float = 30.0,
         clock: Callable[[], datetime] = utc_now,
+        suspend_after_s: float = 300.0,
+        suspended_retry_s: float = 120.0,
+        inbox_size: int = INBOX_SIZE,
     ) -> None:
-        super().__init__(reconnect_base_s, reconnect_max_s, qr_durations_s, qr_grace_s)
+        super().__init__(
+            reconnect_base_s, reconnect_max_s, qr_durations_s, qr_grace_s, suspend_after_s, suspended_retry_s
+        )
         self.session = session
         self.listener = listener
         self._store = store
@@ -87,7 +136,8 @@ class NeonizeConnection(Lifecycle):
         self._proxy_for = proxy_for
         self._pair_wait_s = pair_wait_s
         self._clock = clock
-        self._inbox: asyncio.Queue[Job] = asyncio.Queue()
+        self._inbox = Inbox(inbox_size)
+        self._databases: dict[int, str] = {}  # id(client) -> the database it opened
         self._pump: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._recent = RecentMessages()
@@ -278,10 +328,12 @@ class NeonizeConnection(Lifecycle):
         self._notify(partial(self.listener.pairing_code, str(code), phone))
 
     async def _launch(self) -> None:
-        database = await self._store.prepare(self.session)
         self._generation += 1
         generation = self._generation
-        client = self._factory(database, f"{self.session.key}#{generation}.{secrets.token_hex(4)}")
+        client_id = f"{self.session.key}#{generation}.{secrets.token_hex(4)}"
+        database = await self._store.prepare(self.session, client_id)
+        client = self._factory(database, client_id)
+        self._databases[id(client)] = database
         self._subscribe(client, generation)
         self._client = client
         self._reset_link_state()
@@ -292,10 +344,10 @@ class NeonizeConnection(Lifecycle):
 
     def _subscribe(self, client: NeonizeClient, generation: int) -> None:
         async def on_event(_client: Any, event: Any) -> None:
-            self._inbox.put_nowait(partial(self._on_event, generation, event, self._clock()))
+            await self._inbox.put(partial(self._on_event, generation, event, self._clock()))
 
         async def on_qr(_client: Any, code: bytes) -> None:
-            self._inbox.put_nowait(partial(self._on_qr, generation, code.decode(errors="replace")))
+            await self._inbox.put(partial(self._on_qr, generation, code.decode(errors="replace")))
 
         for event_type in EVENT_TYPES:
             client.event(event_type)(on_event)
@@ -305,22 +357,20 @@ class NeonizeConnection(Lifecycle):
         """The Go client's thread returned: fine after a stop, a failure otherwise."""
         if task.cancelled() or (error := task.exception()) is None:
             return
-        self._inbox.put_nowait(partial(self._on_client_failed, generation, str(error) or "client failed"))
+        self._inbox.put_control(partial(self._on_client_failed, generation, str(error) or "client failed"))
 
     def _notify(self, callback: Callable[..., Awaitable[None]], *args: Any) -> None:
-        self._inbox.put_nowait(partial(callback, *args))
+        self._inbox.put_control(partial(callback, *args))
 
     def _ensure_pump(self) -> None:
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._run_pump(), name=f"neonize-{self.session.key}")
 
     async def _run_pump(self) -> None:
-        while True:
-            job = await self._inbox.get()
-            try:
-                await job()
-            except Exception:
-                log.exception("session %s: a neonize event could not be handled", self.session.key)
+        def failed() -> None:  # the listener retries its saves: what reaches here is a bug
+            log.exception("session %s: a neonize event could not be handled", self.session.key)
+
+        await self._inbox.run(failed)
 
     async def _on_event(self, generation: int, event: Any, received_at: datetime) -> None:
         if generation != self._generation:
@@ -344,6 +394,11 @@ class NeonizeConnection(Lifecycle):
             await self._request_pairing_code(phone)
         except EngineError as error:
             log.warning("session %s: no new pairing code: %s", self.session.key, error)
+
+    async def _release_store(self, client: NeonizeClient) -> None:
+        database = self._databases.pop(id(client), None)
+        if database is not None:
+            await self._store.release(database)
 
     async def _wipe(self) -> None:
         self._me = None

@@ -26,6 +26,8 @@ class NeonizeEngine:
         reconnect_max_s: float = 30.0,
         client_factory: ClientFactory = new_aclient,
         store: DeviceStore | None = None,
+        suspend_after_s: float = 300.0,
+        suspended_retry_s: float = 120.0,
     ) -> None:
         """``device_store``: a postgres URL ("postgres..." / "postgresql://...") or a SQLite
         file path; ``proxy_for(session)``: that session's proxy URL or None; ``store``
@@ -33,6 +35,7 @@ class NeonizeEngine:
         self.store: DeviceStore = store if store is not None else store_for_setting(device_store)
         self._proxy_for = proxy_for
         self._reconnect = (reconnect_base_s, reconnect_max_s)
+        self._suspend = (suspend_after_s, suspended_retry_s)
         self._factory = client_factory
         self._connections: dict[str, NeonizeConnection] = {}
 
@@ -51,6 +54,8 @@ class NeonizeEngine:
             proxy_for=self._proxy_for,
             reconnect_base_s=self._reconnect[0],
             reconnect_max_s=self._reconnect[1],
+            suspend_after_s=self._suspend[0],
+            suspended_retry_s=self._suspend[1],
         )
         self._connections[session.key] = connection
         return connection

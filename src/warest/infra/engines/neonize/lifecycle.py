@@ -49,6 +49,22 @@ class Backoff:
         return float(min(self.max_s, self.base_s * 2 ** max(0, attempt - 1)))
 
 
+@dataclass(frozen=True)
+class RetryPlan:
+    """When the next reconnect attempt is due: the back-off, and after ``suspend_after_s``
+    of outage at least ``suspended_retry_s`` (the session is then recorded as suspended)."""
+
+    backoff: Backoff
+    suspend_after_s: float = 300.0
+    suspended_retry_s: float = 120.0
+
+    def delay(self, attempt: int, outage_s: float) -> float:
+        delay = self.backoff.delay(attempt)
+        if outage_s >= self.suspend_after_s:
+            return max(delay, self.suspended_retry_s)
+        return delay
+
+
 class Lifecycle:
     session: SessionRef
     listener: EngineListener
@@ -60,8 +76,11 @@ class Lifecycle:
         reconnect_max_s: float,
         qr_durations_s: tuple[float, float],
         qr_grace_s: float = 5.0,
+        suspend_after_s: float = 300.0,
+        suspended_retry_s: float = 120.0,
     ) -> None:
-        self._backoff = Backoff(reconnect_base_s, reconnect_max_s)
+        backoff = Backoff(reconnect_base_s, reconnect_max_s)
+        self._retry = RetryPlan(backoff, suspend_after_s, suspended_retry_s)
         self._qr_durations_s = qr_durations_s
         self._qr_grace_s = qr_grace_s
         self._client: NeonizeClient | None = None
@@ -185,11 +204,15 @@ class Lifecycle:
             self._recovery = asyncio.create_task(self._recover(reason))
 
     async def _recover(self, reason: str) -> None:
+        """Reports every attempt to the listener (live status: it records the loss once)."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
         attempt = 0
         while self._wanted and not self._online:
             attempt += 1
-            self._notify(self.listener.reconnecting, attempt, self._last_error or reason)
-            if await self._wait_online(self._backoff.delay(attempt)):
+            delay = self._retry.delay(attempt, loop.time() - started)
+            self._notify(self.listener.reconnecting, attempt, self._last_error or reason, delay)
+            if await self._wait_online(delay):
                 return
             async with self._lock:
                 if not self._wanted or self._online:
@@ -207,9 +230,9 @@ class Lifecycle:
         """Whether only a new client can bring the session back.
 
         whatsmeow retries a logged-in client forever by itself, and every new neonize
-        client opens a new database pool that goneonize never closes; so a client is
-        replaced only when its Go thread has ended, or when it never logged in (whatsmeow
-        does not reconnect those).
+        client opens a new database pool (closed by ``_release_store`` when the client
+        stops, as goneonize never closes it); so a client is replaced only when its Go
+        thread has ended, or when it never logged in (whatsmeow does not reconnect those).
         """
         task = self._task
         return self._client is None or task is None or task.done() or not self._logged_in
@@ -273,6 +296,10 @@ class Lifecycle:
             done, _ = await asyncio.wait({task}, timeout=STOP_WAIT_S)
             if not done:
                 log.warning("session %s: the neonize thread did not end in time", self.session.key)
+        try:
+            await self._release_store(client)
+        except Exception as error:
+            log.warning("session %s: the client's store connections stay open: %s", self.session.key, error)
 
     # -- hooks supplied by NeonizeConnection ---------------------------------------------------
 
@@ -280,6 +307,11 @@ class Lifecycle:
         raise NotImplementedError
 
     async def _wipe(self) -> None:
+        raise NotImplementedError
+
+    async def _release_store(self, client: NeonizeClient) -> None:
+        """Closes what the stopped ``client`` opened on its device store (goneonize opens
+        a database pool per client and never closes it)."""
         raise NotImplementedError
 
     async def _renew_pairing_code(self, generation: int) -> None:

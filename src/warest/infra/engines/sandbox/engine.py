@@ -222,7 +222,7 @@ class SandboxConnection:
         elif kind == "disconnect":
             delay = float(options.get("reconnectAfterMs", 300)) / 1000
             self.state = "reconnecting"
-            self._queue(lambda: self.listener.reconnecting(1, "connection lost"))
+            self._queue(lambda: self.listener.reconnecting(1, "connection lost", delay))
             self._later(delay, self._reconnect)
         elif kind == "stream_replaced":
             await self.stop()
