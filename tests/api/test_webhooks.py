@@ -305,11 +305,18 @@ async def test_actions_in_the_reply_become_commands(
         "error": "send kind 'media' is not available yet",
         "message_id": None,
     }
-    chats = await app.get(
-        "/api/v1/chats/6281000000001@s.whatsapp.net/messages", params={"sessionId": "beta"}, headers=a
-    )
-    items = chats.json()["results"][0]["items"]
-    assert [(m["direction"], m["text"]) for m in items] == [("in", "pong: ping"), ("out", "ping")]
+
+    async def conversation() -> list[tuple[str, str]]:
+        chats = await app.get(
+            "/api/v1/chats/6281000000001@s.whatsapp.net/messages", params={"sessionId": "beta"}, headers=a
+        )
+        return [(m["direction"], m["text"]) for m in chats.json()["results"][0]["items"]]
+
+    async def replied() -> bool:  # the reply reaches beta's read model a moment after the report
+        return len(await conversation()) == 2
+
+    await eventually(replied)
+    assert await conversation() == [("in", "pong: ping"), ("out", "ping")]
 
 
 async def test_commands_fire_message_command(
