@@ -20,9 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import msgspec
 import psycopg
-from eventsourcing.utils import get_topic
 
 from projections._page import Folded, PagedProjection, Writes, select_rows
 from warest.app.webhook_events import (
@@ -40,10 +38,11 @@ from warest.app.webhook_events import (
 from warest.domain import ids
 from warest.domain.ids import DEFAULT_WEBHOOK_ENDPOINT
 from warest.domain.messages import Message
-from warest.domain.model import DomainEvent
+from warest.domain.model import DomainEvent, stored_topics
 from warest.domain.sessions import LIFECYCLE_EVENTS, Session
 from warest.domain.users import User
 from warest.domain.webhooks import WebhookEndpoint
+from warest.infra.eventstore.mapper import decode_state
 
 _Cursor = psycopg.Cursor[Any]
 MESSAGE_CACHE = 50_000
@@ -242,7 +241,7 @@ _TOPIC_CLASSES: tuple[type[DomainEvent], ...] = (
 class OutboxProjection(PagedProjection):
     name: str = "webhook_outbox"
     tables: tuple[str, ...] = ()  # never truncated: see the module docstring
-    topics: tuple[str, ...] = tuple(get_topic(c) for c in _TOPIC_CLASSES)
+    topics: tuple[str, ...] = stored_topics(*_TOPIC_CLASSES)
 
     def __init__(
         self,
@@ -408,11 +407,14 @@ class OutboxProjection(PagedProjection):
             if wanted
             else []
         )
-        types = {get_topic(Message.Received): Message.Received, get_topic(Message.Queued): Message.Queued}
         for originator_id, topic, state in rows:
-            cls = types.get(topic)
-            if cls is not None:
-                _remember(d, originator_id, _message_info(msgspec.json.decode(state, type=cls)))
+            if topic in _CREATION_TOPICS:
+                event = decode_state(topic, state, f" {originator_id} v1")
+                if isinstance(event, (Message.Received, Message.Queued)):
+                    _remember(d, originator_id, _message_info(event))
+
+
+_CREATION_TOPICS = frozenset(stored_topics(Message.Received, Message.Queued))
 
 
 def _message_info(event: Message.Received | Message.Queued) -> MessageInfo:

@@ -123,7 +123,12 @@ def _session_status(event: Any) -> dict[str, Any] | None:
     return None
 
 
-MESSAGE_FOLLOW_UPS: tuple[type[DomainEvent], ...] = (Message.Reacted, Message.Edited, Message.Revoked)
+MESSAGE_FOLLOW_UPS: tuple[type[DomainEvent], ...] = (
+    Message.Reacted,
+    Message.ReactionRemoved,
+    Message.Edited,
+    Message.Revoked,
+)
 
 # -- messages --------------------------------------------------------------------------
 
@@ -193,9 +198,10 @@ def _command(text: str, prefixes: Sequence[str]) -> tuple[str, list[str]] | None
 def _follow_up(event: Any, info: MessageInfo) -> tuple[str, dict[str, Any]] | None:
     key = _key(info)
     match event:
-        case Message.Reacted():
+        case Message.Reacted() | Message.ReactionRemoved():
+            # The original reports a removed reaction as one with an empty text.
             reaction = {
-                "text": event.emoji,
+                "text": event.emoji if isinstance(event, Message.Reacted) else "",
                 "key": key,
                 "sender": event.by,
                 "senderTimestampMs": epoch_ms(event.at),
