@@ -8,15 +8,21 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import msgspec
+import pytest
 from eventsourcing.persistence import StoredEvent
 
-from projections import ChatsProjection, MessagesProjection
+from projections import ChatsProjection, MessagesProjection, RegistryProjection, StreamsProjection
 from tests.integration.test_projections import rows_of
+from warest.app.history import HistoryQuery, to_item
 from warest.domain import ids
 from warest.domain.chats import Chat
 from warest.domain.messages import Message
+from warest.domain.sessions import Session
+from warest.infra.db.history import PgEventHistory
 from warest.infra.eventstore.group_commit import GroupCommitter
+from warest.infra.eventstore.mapper import EventFromTheFuture
 from warest.infra.eventstore.store import EventStoreApp
 from warest.infra.projection_runner import ProjectionRunner
 
@@ -104,3 +110,41 @@ def test_old_toggle_events_project_as_the_split_ones(
     assert old == ([(False, None)], [(CHAT, "🎉")], [(True, None, False)])
     # The aggregates agree as well.
     assert (message.starred, message.pinned_until, message.reactions) == (False, None, {CHAT: "🎉"})
+
+
+async def test_the_history_lists_an_event_from_the_future_and_the_runner_refuses_it(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str
+) -> None:
+    """A newer release's event (``_v`` above the class's) is not silently decoded as the
+    older shape: the history lists it as unreadable (the page still answers), and a
+    projection runner meets ``EventFromTheFuture`` (which the runner parks)."""
+    session = Session.create("REG", "s", None, True, "sandbox")
+    committer.save(session)
+    newer = {"originator_id": str(session.id), "originator_version": 2, "timestamp": T0,
+             "jid": "628@s.whatsapp.net", "colour": "new in v2", "_v": 2}  # fmt: skip
+    store.recorder.insert_events(
+        [StoredEvent(session.id, 2, "warest.domain.sessions:Session.Opened", msgspec.json.encode(newer))]
+    )
+    streams = ProjectionRunner(store, StreamsProjection(), database_url, schema)
+    try:
+        streams.catch_up()
+    finally:
+        streams.stop()
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=2, server_settings={"search_path": schema}
+    )
+    try:
+        batch = await PgEventHistory(pool, store.mapper).events(HistoryQuery(registry="REG"), 0, 10)
+    finally:
+        await pool.close()
+    created, opened = (to_item(e) for e in batch.events)
+    assert created.type == "Session.Created"
+    assert (opened.type, opened.time) == ("Session.Opened", T0)
+    assert "version 2" in opened.data["unreadable"] and "upgrade warest" in opened.data["unreadable"]
+
+    registry = ProjectionRunner(store, RegistryProjection(), database_url, schema)
+    try:
+        with pytest.raises(EventFromTheFuture):
+            registry.process_batch()
+    finally:
+        registry.stop()

@@ -114,6 +114,7 @@ class PgEventHistory:
             topic=row["topic"],
             state=bytes(row["state"]),
         )
+        event: Any
         try:
             event = self._mapper.to_domain_event(stored)
         except MapperDeserialisationError as error:
