@@ -34,6 +34,7 @@ from warest.app.webhook_events import (
     event_id,
     finish_data,
     render_body,
+    with_qr,
 )
 from warest.domain import ids
 from warest.domain.ids import DEFAULT_WEBHOOK_ENDPOINT
@@ -42,6 +43,7 @@ from warest.domain.model import DomainEvent, stored_topics
 from warest.domain.sessions import LIFECYCLE_EVENTS, Session
 from warest.domain.users import User
 from warest.domain.webhooks import WebhookEndpoint
+from warest.infra.db.login_qr import shown_qrs
 from warest.infra.eventstore.mapper import decode_state
 
 _Cursor = psycopg.Cursor[Any]
@@ -171,6 +173,7 @@ class _Page(Folded):
         self.seqs: set[UUID] = set()
         self.events: list[tuple[Any, ...]] = []
         self.deliveries: list[tuple[Any, ...]] = []
+        self.qrs: dict[tuple[UUID, int], str] = {}  # the QR strings of the page's QrIssued
 
     def news(self) -> bool:
         """The dispatcher, which follows the outbox, looks only for new deliveries."""
@@ -262,6 +265,7 @@ class OutboxProjection(PagedProjection):
         directory = previous.directory.copy() if isinstance(previous, _Page) else self._load(cur)
         out = _Page(directory)
         self._lookup_messages(page, cur, directory)
+        out.qrs = shown_qrs(cur, {e.originator_id for e, _ in page if isinstance(e, Session.QrIssued)})
         now = datetime.now(UTC)
         for event, position in page:
             if isinstance(event, _ENDPOINT_EVENTS):
@@ -352,6 +356,8 @@ class OutboxProjection(PagedProjection):
         if rendered is None:
             return
         name, data = rendered
+        if isinstance(event, Session.QrIssued):
+            data = with_qr(data, out.qrs.get((event.originator_id, event.attempt)))
         session = self._session_of(event, d)
         if session is None:
             return

@@ -43,6 +43,7 @@ from warest.infra.db.connect import AdvisoryLock
 from warest.infra.db.embedded import EmbeddedPostgres
 from warest.infra.db.history import PgEventHistory
 from warest.infra.db.lease import Lease
+from warest.infra.db.login_qr import PgLoginQrs
 from warest.infra.db.migrations import migrate
 from warest.infra.db.queries import (
     PgAuthSessionStore,
@@ -370,7 +371,9 @@ class Container:
         await users.seed_admin(settings.admin_username, settings.admin_password, settings.admin_api_key)
         engines = await self._engines(settings)
         messaging_queries = PgMessagingQueries(self.pool)
-        self.manager = SessionManager(engines, event_store, messaging_queries, queue_settings(settings))
+        self.manager = SessionManager(
+            engines, event_store, messaging_queries, queue_settings(settings), PgLoginQrs(self.pool)
+        )
         sessions = SessionService(event_store, queries, self.read_models, self.manager, settings.engine)
         messaging = MessagingService(event_store, self.manager, settings.send_wait_ms / 1000)
         actions = ActionService(event_store, sessions, self.manager)

@@ -2,8 +2,9 @@
 
 Every event of the caller's streams (users, sessions, messages) is listed with its global
 position, stream id, stream version, a stable public type name and its fields. Secrets
-(password hashes, API-key digests) never leave this module. QR strings and pairing codes
-stay: the history is owner-scoped, and they are the owner's own login material.
+(password hashes, API-key digests) never leave this module. QR strings are not in the log
+(``Session.QrIssued`` v2; decoding drops them from older events); pairing codes still are:
+the history is owner-scoped, and they are the owner's own login material.
 
 Events are visible once the ``streams`` read model knows their stream; every read is
 bounded by that read model's position (the *horizon*), so a cursor never moves past an

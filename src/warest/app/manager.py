@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 
 from warest.app.engine import Engine, EngineError, SessionRef
-from warest.app.ports import ConcurrencyConflict, EventStore, MessagingQueries
+from warest.app.ports import ConcurrencyConflict, EventStore, LoginQrs, MessagingQueries
 from warest.app.records import SessionRecord
 from warest.app.runtime import QueueSettings, SessionRuntime
 from warest.domain import ids
@@ -28,8 +28,10 @@ class SessionManager:
         store: EventStore,
         queries: MessagingQueries,
         queue_settings: QueueSettings,
+        login_qrs: LoginQrs | None = None,
     ) -> None:
         self.engines = dict(engines)
+        self._login_qrs = login_qrs
         self._store = store
         self._queries = queries
         self._queue_settings = queue_settings
@@ -50,8 +52,9 @@ class SessionManager:
             if engine is None:
                 raise EngineUnavailable(f"engine '{record.engine}' is not enabled on this server")
             runtime = SessionRuntime(
-                ref, engine, self._store, self._queries, self._queue_settings, self._closed
-            )
+                ref, engine, self._store, self._queries, self._queue_settings, self._closed,
+                login_qrs=self._login_qrs,
+            )  # fmt: skip
             self._runtimes[ref.key] = runtime
         return runtime
 

@@ -91,7 +91,8 @@ def _session_status(event: Any) -> dict[str, Any] | None:
         case Session.Deleted():
             return {"tags": "delete", "status": "deleted"}
         case Session.QrIssued():
-            return {"tags": "qr", "qr": event.qr, "qrDuration": event.duration_s, "attempt": event.attempt}
+            # The QR string is not in the log: the outbox fills ``qr`` in (``with_qr``).
+            return {"tags": "qr", "qr": None, "qrDuration": event.duration_s, "attempt": event.attempt}
         case Session.PairingCodeIssued():
             return {"tags": "pairing_code", "pairingCode": event.code, "phone": event.phone}
         case Session.Connecting():
@@ -121,6 +122,12 @@ def _session_status(event: Any) -> dict[str, Any] | None:
         case Session.Unavailable():
             return {"tags": "unavailable", "status": "unavailable", "reason": event.reason}
     return None
+
+
+def with_qr(data: dict[str, Any], qr: str | None) -> dict[str, Any]:
+    """The ``session_status`` data of a ``Session.QrIssued`` with the QR string it showed
+    (``None`` when it was replaced before the outbox rendered it: it is useless by then)."""
+    return {**data, "qr": qr}
 
 
 MESSAGE_FOLLOW_UPS: tuple[type[DomainEvent], ...] = (
