@@ -181,3 +181,17 @@ def test_an_unreadable_event_is_listed_not_failed() -> None:
     item = to_item(logged)
     assert (item.type, item.time, item.data) == ("Session.Opened", when, {"unreadable": "from the future"})
     assert not build_query("REG", types=["Session.Opened"]).wants(logged.event)
+
+
+def test_a_former_type_name_still_selects_its_events() -> None:
+    """``Chat.PinnedChanged`` (pinned and unpinned in one event) became ``Chat.Pinned`` and
+    ``Chat.Unpinned``: the old name selects both, under the old topic and the new ones."""
+    assert [c.__qualname__ for c in build_query("REG", types=["Chat.PinnedChanged"]).types] == [
+        "Chat.Pinned",
+        "Chat.Unpinned",
+    ]
+    assert set(topics_for("Chat.PinnedChanged")) == {
+        "warest.domain.chats:Chat.Pinned",
+        "warest.domain.chats:Chat.Unpinned",
+        "warest.domain.chats:Chat.PinnedChanged",
+    }

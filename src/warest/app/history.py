@@ -51,21 +51,42 @@ EVENT_TYPES: dict[str, type[DomainEvent]] = {
 }
 
 
+def _former_types() -> dict[str, tuple[type[DomainEvent], ...]]:
+    """Former public names (a renamed class's old name) -> the classes its events decode as
+    now (the renamed class, and those split out of it)."""
+    former: dict[str, dict[type[DomainEvent], None]] = {}
+    for cls in EVENT_TYPES.values():
+        for old in cls.renamed_from:
+            name = old.partition(":")[2]
+            former.setdefault(name, {})[cls] = None
+            for other in EVENT_TYPES.values():
+                if old in other.split_from:
+                    former[name][other] = None
+    return {name: tuple(classes) for name, classes in former.items()}
+
+
+# A name the history used to show (e.g. "Chat.PinnedChanged") still selects its events.
+FORMER_TYPES = _former_types()
+
+
 def types_for(names: Iterable[str]) -> tuple[type[DomainEvent], ...]:
     """Event classes of public type names; names may be comma-separated, ``Aggregate.*``
-    selects all of an aggregate's types. Unknown names are refused (field ``type``)."""
+    selects all of an aggregate's types, a former name what its events decode as now.
+    Unknown names are refused (field ``type``)."""
     chosen: dict[type[DomainEvent], None] = {}
     for raw in [names] if isinstance(names, str) else names:
         for name in (part.strip() for part in raw.split(",")):
             if not name:
                 continue
             if name.endswith(".*"):
-                matches = [n for n in EVENT_TYPES if n.startswith(name[:-1])]
+                matches = [EVENT_TYPES[n] for n in EVENT_TYPES if n.startswith(name[:-1])]
+            elif name in EVENT_TYPES:
+                matches = [EVENT_TYPES[name]]
             else:
-                matches = [name] if name in EVENT_TYPES else []
+                matches = list(FORMER_TYPES.get(name, ()))
             if not matches:
                 raise InvalidValue("type", f"unknown event type '{name}'")
-            chosen.update(dict.fromkeys(EVENT_TYPES[m] for m in matches))
+            chosen.update(dict.fromkeys(matches))
     return tuple(chosen)
 
 
