@@ -112,7 +112,7 @@ def test_a_bump_is_accepted_only_with_a_regenerated_snapshot_and_a_fixture() -> 
     current = current_schemas()
     current["Message.SendFailed"] = schema_of(SendFailedV2)
     (problem,) = schema_problems(current, read_snapshot())
-    assert "version 2 is not in the snapshot" in problem and "make_event_fixtures" in problem
+    assert "version 2 is not in the snapshot" in problem and "make event-fixtures" in problem
     snapshot = read_snapshot()
     snapshot["Message.SendFailed"] = schema_of(SendFailedV2)
     assert schema_problems(current, snapshot) == []
