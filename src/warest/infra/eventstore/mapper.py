@@ -4,8 +4,8 @@ The library's default mapper serialises ``vars(event)`` through a JSON transcode
 events are msgspec Structs, so we encode them directly and decode them with their class
 as the target type, which keeps UUIDs, datetimes and enums typed.
 
-Versions: an event of a class at ``class_version`` n > 1 is stored with ``"_v": n``
-(version 1 stores nothing). Older shapes are upcast with the class's static
+Versions: an event of a class at ``class_version`` n > 1 is stored with ``"_v": n`` as the
+JSON object's last key (version 1 stores nothing). Older shapes are upcast with the class's static
 ``upcast_v{n}_v{n+1}`` methods (one may hand the state on to another class: a split).
 A stored version *newer* than the class here was written by newer code: decoding refuses
 it with ``EventFromTheFuture`` instead of silently dropping what it does not know.
@@ -17,7 +17,7 @@ history) decodes through ``decode_state`` here, so upcasters always apply.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 import msgspec
@@ -80,8 +80,32 @@ def encode_event(event: Any) -> bytes:
 
 
 def stored_version(state: bytes) -> int:
-    """The version a stored state was written at (only a top-level ``_v`` counts)."""
-    return _version_decoder.decode(state).v if _VERSION_MARK in state else 1
+    """The version a stored state was written at (only a top-level ``_v`` counts).
+
+    ``_v`` is written as the object's last key, so only the tail is searched (searching a
+    whole state for it cost as much as decoding it); a ``_v`` found there inside a field's
+    value is not taken for the version: the top level is then decoded for it.
+    """
+    return _version_decoder.decode(state).v if _VERSION_MARK in state[-24:] else 1
+
+
+class _Target(NamedTuple):
+    cls: Any
+    version: int
+    decoder: msgspec.json.Decoder[Any]
+
+
+_targets: dict[str, _Target] = {}
+
+
+def _target(topic: str, where: str) -> _Target:
+    """The class of ``topic`` (former topics included), its version and its decoder."""
+    try:
+        cls = resolve_topic(topic)
+    except TopicError as e:
+        raise MapperDeserialisationError(f"cannot decode event {topic}{where}: unknown topic") from e
+    target = _targets[topic] = _Target(cls, class_version(cls), msgspec.json.Decoder(cls))
+    return target
 
 
 def decode_state(topic: str, state: bytes, where: str = "") -> DomainEvent:
@@ -91,18 +115,14 @@ def decode_state(topic: str, state: bytes, where: str = "") -> DomainEvent:
     ``MapperDeserialisationError`` for anything else that does not decode; ``where``
     (e.g. " <id> v3") completes their message.
     """
-    try:
-        cls = resolve_topic(topic)
-    except TopicError as e:
-        raise MapperDeserialisationError(f"cannot decode event {topic}{where}: unknown topic") from e
+    cls, known, decoder = _targets.get(topic) or _target(topic, where)
     try:
         version = stored_version(state)
-        known = class_version(cls)
+        if version == known:
+            event: DomainEvent = decoder.decode(state)
+            return event
         if version > known:
             raise EventFromTheFuture(topic, version, known, where)
-        if version == known:
-            event: DomainEvent = msgspec.json.decode(state, type=cls)
-            return event
         raw: dict[str, Any] = msgspec.json.decode(state)
         raw.pop(VERSION_KEY, None)
         while version < known:
