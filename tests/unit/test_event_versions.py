@@ -140,3 +140,14 @@ def test_new_event_classes_and_dropped_ones_are_named() -> None:
     problems = schema_problems(current, snapshot)
     assert any(p.startswith("Message.Failed: not in the schema snapshot") for p in problems)
     assert "Message.SendFailed: in the snapshot but no such event class" in problems
+
+
+def test_regenerating_the_snapshot_does_not_hide_an_unversioned_change() -> None:
+    from tests.fixtures.make_event_fixtures import unversioned_changes  # noqa: PLC0415
+
+    current = current_schemas()
+    assert unversioned_changes(current, read_snapshot()) == []
+    current["Message.SendFailed"] = schema_of(SendFailed)
+    assert unversioned_changes(current, read_snapshot()) == ["Message.SendFailed"]
+    current["Message.SendFailed"] = schema_of(SendFailedV2)  # bumped: regenerating is right
+    assert unversioned_changes(current, read_snapshot()) == []
