@@ -39,7 +39,9 @@ FIXTURES = fixture_files()
 def test_every_stored_fixture_decodes_with_the_current_code(path: Path) -> None:
     fixture: dict[str, Any] = json.loads(path.read_text())
     event = decode_state(fixture["topic"], msgspec.json.encode(fixture["state"]))
-    assert name(type(event)) == fixture["decodes_to"]
+    # ``decodes_to`` was the class's name when the fixture was written (it may be renamed since).
+    names = {name(type(event)), *(t.partition(":")[2] for t in type(event).renamed_from)}
+    assert fixture["decodes_to"] in names
     assert event.timestamp.isoformat() == "2026-01-02T03:04:05.678000+00:00"
     # What it decodes to is a current event: it stores and reads back unchanged.
     assert decode_state(model.topic(type(event)), encode_event(event)) == event
