@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 
-.PHONY: serve test lint typecheck contracts unit bench clean
+.PHONY: serve test lint typecheck contracts unit bench clean event-fixtures
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ typecheck: $(VENV)/.dev-installed
 
 contracts: $(VENV)/.dev-installed
 	$(BIN)/lint-imports
+
+## After changing an event class (version bump, new class): writes the missing stored-event
+## fixtures of current versions and regenerates the schema snapshot (docs/events.md#versions).
+event-fixtures: $(VENV)/.dev-installed
+	$(BIN)/python -m tests.fixtures.make_event_fixtures
 
 bench: $(VENV)/.dev-installed
 	$(BIN)/python bench/append.py

@@ -212,7 +212,7 @@ async def setup(store: AsyncEventStore, world: World, rng: random.Random, users:
         await save(store, world, [user, *claims])
         for s in range(sessions):
             session = Session.create(registry, f"s{s}", f"line {s}", True, "sandbox")
-            session.issue_qr("2@" + secrets.token_urlsafe(40), 60, 1)
+            session.issue_qr(60, 1)
             session.connecting()
             me = phone(rng)
             session.opened(f"{me}@s.whatsapp.net", f"{rng.randrange(10**14, 10**15)}@lid", f"Bench {u}.{s}")

@@ -16,7 +16,6 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.utils import get_topic
 
 from projections._page import Folded, Page, PagedProjection, Writes, fold_page, select_rows
 from warest.domain import ids
@@ -24,6 +23,7 @@ from warest.domain.chats import Chat
 from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
 from warest.domain.messages import Message
+from warest.domain.model import stored_topics
 
 _Cursor = psycopg.Cursor[Any]
 _EVENTS = (
@@ -33,8 +33,11 @@ _EVENTS = (
     Message.Revoked,
     Chat.Started,
     Chat.Muted,
+    Chat.Unmuted,
     Chat.Archived,
-    Chat.PinnedChanged,
+    Chat.Unarchived,
+    Chat.Pinned,
+    Chat.Unpinned,
     Chat.MarkedRead,
     Chat.Cleared,
 )
@@ -210,7 +213,7 @@ class _State(Folded):
 class ChatsProjection(PagedProjection):
     name: str = "chats"
     tables: tuple[str, ...] = ("rm_chats",)
-    topics: tuple[str, ...] = tuple(get_topic(c) for c in _EVENTS)
+    topics: tuple[str, ...] = stored_topics(*_EVENTS)
 
     def fold(self, page: Page, cur: _Cursor, previous: object = None) -> _State:
         """The page applied in memory (see ``_State``)."""
@@ -249,18 +252,20 @@ def _(event: Chat.Started, state: _State, position: int) -> None:
 
 
 @_apply.register
-def _(event: Chat.Muted, state: _State, position: int) -> None:
-    state.update(event.originator_id.int, event.timestamp, position, muted_until=event.until)
+def _(event: Chat.Muted | Chat.Unmuted, state: _State, position: int) -> None:
+    until = event.until if isinstance(event, Chat.Muted) else None
+    state.update(event.originator_id.int, event.timestamp, position, muted_until=until)
 
 
 @_apply.register
-def _(event: Chat.Archived, state: _State, position: int) -> None:
-    state.update(event.originator_id.int, event.timestamp, position, archived=event.archived)
+def _(event: Chat.Archived | Chat.Unarchived, state: _State, position: int) -> None:
+    archived = isinstance(event, Chat.Archived)
+    state.update(event.originator_id.int, event.timestamp, position, archived=archived)
 
 
 @_apply.register
-def _(event: Chat.PinnedChanged, state: _State, position: int) -> None:
-    state.update(event.originator_id.int, event.timestamp, position, pinned=event.pinned)
+def _(event: Chat.Pinned | Chat.Unpinned, state: _State, position: int) -> None:
+    state.update(event.originator_id.int, event.timestamp, position, pinned=isinstance(event, Chat.Pinned))
 
 
 @_apply.register

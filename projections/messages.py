@@ -15,10 +15,10 @@ from typing import Any
 from uuid import UUID
 
 import psycopg
-from eventsourcing.utils import get_topic
 
 from projections._page import Folded, Page, PagedProjection, Writes, fold_page, select_rows
 from warest.domain.messages import Message
+from warest.domain.model import stored_topics
 
 _Cursor = psycopg.Cursor[Any]
 _EVENTS = (
@@ -28,10 +28,13 @@ _EVENTS = (
     Message.Received,
     Message.StatusChanged,
     Message.Reacted,
+    Message.ReactionRemoved,
     Message.Edited,
     Message.Revoked,
     Message.Starred,
+    Message.Unstarred,
     Message.Pinned,
+    Message.Unpinned,
     Message.DeletedForMe,
 )
 # Every column of rm_messages; a new row is written whole (the defaults of migration 0007
@@ -194,7 +197,7 @@ class _State(Folded):
 class MessagesProjection(PagedProjection):
     name: str = "messages"
     tables: tuple[str, ...] = ("rm_messages", "rm_message_status", "rm_message_reactions", "rm_message_edits")
-    topics: tuple[str, ...] = tuple(get_topic(c) for c in _EVENTS)
+    topics: tuple[str, ...] = stored_topics(*_EVENTS)
 
     def fold(self, page: Page, cur: _Cursor, previous: object = None) -> _State:
         """The page applied in memory (see ``_State``)."""
@@ -297,9 +300,14 @@ def _(event: Message.StatusChanged, state: _State, position: int) -> None:
 
 @_apply.register
 def _(event: Message.Reacted, state: _State, position: int) -> None:
-    key = (event.originator_id, event.by)
     # The last change of a (message, actor) in the page decides: upsert or delete.
-    state.reactions[key] = (event.originator_id, event.by, event.emoji, event.at) if event.emoji else None
+    state.reactions[(event.originator_id, event.by)] = (event.originator_id, event.by, event.emoji, event.at)
+    state.update(event, position)
+
+
+@_apply.register
+def _(event: Message.ReactionRemoved, state: _State, position: int) -> None:
+    state.reactions[(event.originator_id, event.by)] = None
     state.update(event, position)
 
 
@@ -322,17 +330,17 @@ def _(event: Message.Revoked, state: _State, position: int) -> None:
 
 
 @_apply.register
-def _(event: Message.Starred, state: _State, position: int) -> None:
+def _(event: Message.Starred | Message.Unstarred, state: _State, position: int) -> None:
     row = state.update(event, position)
     if row is not None:
-        row[_AT["starred"]] = event.starred
+        row[_AT["starred"]] = isinstance(event, Message.Starred)
 
 
 @_apply.register
-def _(event: Message.Pinned, state: _State, position: int) -> None:
+def _(event: Message.Pinned | Message.Unpinned, state: _State, position: int) -> None:
     row = state.update(event, position)
     if row is not None:
-        row[_AT["pinned_until"]] = event.until
+        row[_AT["pinned_until"]] = event.until if isinstance(event, Message.Pinned) else None
 
 
 @_apply.register

@@ -20,9 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-import msgspec
 import psycopg
-from eventsourcing.utils import get_topic
 
 from projections._page import Folded, PagedProjection, Writes, select_rows
 from warest.app.webhook_events import (
@@ -36,14 +34,17 @@ from warest.app.webhook_events import (
     event_id,
     finish_data,
     render_body,
+    with_qr,
 )
 from warest.domain import ids
 from warest.domain.ids import DEFAULT_WEBHOOK_ENDPOINT
 from warest.domain.messages import Message
-from warest.domain.model import DomainEvent
+from warest.domain.model import DomainEvent, stored_topics
 from warest.domain.sessions import LIFECYCLE_EVENTS, Session
 from warest.domain.users import User
 from warest.domain.webhooks import WebhookEndpoint
+from warest.infra.db.login_qr import shown_qrs
+from warest.infra.eventstore.mapper import decode_state
 
 _Cursor = psycopg.Cursor[Any]
 MESSAGE_CACHE = 50_000
@@ -172,6 +173,7 @@ class _Page(Folded):
         self.seqs: set[UUID] = set()
         self.events: list[tuple[Any, ...]] = []
         self.deliveries: list[tuple[Any, ...]] = []
+        self.qrs: dict[tuple[UUID, int], str] = {}  # the QR strings of the page's QrIssued
 
     def news(self) -> bool:
         """The dispatcher, which follows the outbox, looks only for new deliveries."""
@@ -242,7 +244,7 @@ _TOPIC_CLASSES: tuple[type[DomainEvent], ...] = (
 class OutboxProjection(PagedProjection):
     name: str = "webhook_outbox"
     tables: tuple[str, ...] = ()  # never truncated: see the module docstring
-    topics: tuple[str, ...] = tuple(get_topic(c) for c in _TOPIC_CLASSES)
+    topics: tuple[str, ...] = stored_topics(*_TOPIC_CLASSES)
 
     def __init__(
         self,
@@ -263,6 +265,7 @@ class OutboxProjection(PagedProjection):
         directory = previous.directory.copy() if isinstance(previous, _Page) else self._load(cur)
         out = _Page(directory)
         self._lookup_messages(page, cur, directory)
+        out.qrs = shown_qrs(cur, {e.originator_id for e, _ in page if isinstance(e, Session.QrIssued)})
         now = datetime.now(UTC)
         for event, position in page:
             if isinstance(event, _ENDPOINT_EVENTS):
@@ -353,6 +356,8 @@ class OutboxProjection(PagedProjection):
         if rendered is None:
             return
         name, data = rendered
+        if isinstance(event, Session.QrIssued):
+            data = with_qr(data, out.qrs.get((event.originator_id, event.attempt)))
         session = self._session_of(event, d)
         if session is None:
             return
@@ -408,11 +413,14 @@ class OutboxProjection(PagedProjection):
             if wanted
             else []
         )
-        types = {get_topic(Message.Received): Message.Received, get_topic(Message.Queued): Message.Queued}
         for originator_id, topic, state in rows:
-            cls = types.get(topic)
-            if cls is not None:
-                _remember(d, originator_id, _message_info(msgspec.json.decode(state, type=cls)))
+            if topic in _CREATION_TOPICS:
+                event = decode_state(topic, state, f" {originator_id} v1")
+                if isinstance(event, (Message.Received, Message.Queued)):
+                    _remember(d, originator_id, _message_info(event))
+
+
+_CREATION_TOPICS = frozenset(stored_topics(Message.Received, Message.Queued))
 
 
 def _message_info(event: Message.Received | Message.Queued) -> MessageInfo:

@@ -43,6 +43,7 @@ from warest.infra.db.connect import AdvisoryLock
 from warest.infra.db.embedded import EmbeddedPostgres
 from warest.infra.db.history import PgEventHistory
 from warest.infra.db.lease import Lease
+from warest.infra.db.login_qr import PgLoginQrs
 from warest.infra.db.migrations import migrate
 from warest.infra.db.queries import (
     PgAuthSessionStore,
@@ -381,6 +382,7 @@ class Container:
             messaging_queries,
             queue_settings(settings),
             LifecycleSettings(suspend_after_s=settings.suspend_after_s),
+            PgLoginQrs(self.pool),
         )
         sessions = SessionService(event_store, queries, self.read_models, self.manager, settings.engine)
         messaging = MessagingService(event_store, self.manager, settings.send_wait_ms / 1000)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from uuid import uuid4
 
 import pytest
@@ -14,11 +15,15 @@ from warest.app.history import (
     HistoryItem,
     HistoryQuery,
     LoggedEvent,
+    UnreadableEvent,
+    build_query,
     event_data,
+    to_item,
     topics_for,
 )
 from warest.app.records import Principal
 from warest.domain.errors import InvalidValue
+from warest.domain.messages import Message
 from warest.domain.sessions import Session
 from warest.domain.users import User
 from warest.domain.values import Role
@@ -134,3 +139,59 @@ async def test_page_and_export_validate_and_page_through() -> None:
     assert [i.registry async for i in history.export("REG")] == [None] * 15
     with pytest.raises(RuntimeError):
         await history.follow(OWNER)
+
+
+def _starred_log() -> FakeLog:
+    """Star / unstar five times: as the old topic ``Message.Starred`` holds both kinds, the
+    query port returns both (this fake ignores topics altogether)."""
+    log = FakeLog()
+    message = Message.receive("REG", "s", "W1", chat="c@s.whatsapp.net", sender="c@s.whatsapp.net")
+    for _ in range(5):
+        message.star(True)
+        message.star(False)
+    for event in message.collect_events()[1:]:
+        log.horizon_value += 1
+        log.logged.append(LoggedEvent(position=log.horizon_value, stream_id=event.originator_id,
+                                      version=event.originator_version, registry="REG", session="s",
+                                      event=event))  # fmt: skip
+    return log
+
+
+async def test_a_type_filter_keeps_that_type_only_and_fills_the_page() -> None:
+    assert topics_for("Message.Unstarred") == (
+        "warest.domain.messages:Message.Unstarred",
+        "warest.domain.messages:Message.Starred",  # old unstar events are stored there
+    )
+    log = _starred_log()
+    history = EventHistory(log, FakeWaiter())
+    page = await history.page(OWNER, types=["Message.Unstarred"], limit=3)
+    assert [(i.type, i.position) for i in page] == [("Message.Unstarred", p) for p in (2, 4, 6)]
+    exported = [i.type async for i in history.export("REG", types=["Message.Starred"])]
+    assert exported == ["Message.Starred"] * 5
+    stream = await history.follow(OWNER, types=["Message.Unstarred"], heartbeat_s=0.05, poll_s=0.01)
+    first = await anext(stream)
+    assert {i.type for i in first} == {"Message.Unstarred"} and len(first) == 5
+
+
+def test_an_unreadable_event_is_listed_not_failed() -> None:
+    when = datetime(2026, 1, 2, tzinfo=UTC)
+    unreadable = UnreadableEvent(name="Session.Opened", timestamp=when, reason="from the future")
+    logged = LoggedEvent(position=7, stream_id=uuid4(), version=3, registry="REG", session="s",
+                         event=unreadable)  # fmt: skip
+    item = to_item(logged)
+    assert (item.type, item.time, item.data) == ("Session.Opened", when, {"unreadable": "from the future"})
+    assert not build_query("REG", types=["Session.Opened"]).wants(logged.event)
+
+
+def test_a_former_type_name_still_selects_its_events() -> None:
+    """``Chat.PinnedChanged`` (pinned and unpinned in one event) became ``Chat.Pinned`` and
+    ``Chat.Unpinned``: the old name selects both, under the old topic and the new ones."""
+    assert [c.__qualname__ for c in build_query("REG", types=["Chat.PinnedChanged"]).types] == [
+        "Chat.Pinned",
+        "Chat.Unpinned",
+    ]
+    assert set(topics_for("Chat.PinnedChanged")) == {
+        "warest.domain.chats:Chat.Pinned",
+        "warest.domain.chats:Chat.Unpinned",
+        "warest.domain.chats:Chat.PinnedChanged",
+    }

@@ -2,8 +2,9 @@
 
 Every event of the caller's streams (users, sessions, messages) is listed with its global
 position, stream id, stream version, a stable public type name and its fields. Secrets
-(password hashes, API-key digests) never leave this module. QR strings and pairing codes
-stay: the history is owner-scoped, and they are the owner's own login material.
+(password hashes, API-key digests) never leave this module. QR strings are not in the log
+(``Session.QrIssued`` v2; decoding drops them from older events); pairing codes still are:
+the history is owner-scoped, and they are the owner's own login material.
 
 Events are visible once the ``streams`` read model knows their stream; every read is
 bounded by that read model's position (the *horizon*), so a cursor never moves past an
@@ -23,10 +24,11 @@ import msgspec
 from warest.app.ports import ReadModelWaiter
 from warest.app.records import Principal
 from warest.domain import values
+from warest.domain.catalog import event_classes
 from warest.domain.chats import Chat
 from warest.domain.errors import InvalidValue
 from warest.domain.messages import Message
-from warest.domain.model import DomainEvent
+from warest.domain.model import DomainEvent, stored_topics
 from warest.domain.sessions import Session
 from warest.domain.users import User
 from warest.domain.webhooks import WebhookEndpoint
@@ -37,47 +39,61 @@ FOLLOW_PAGE = 500
 EXPORT_PAGE = 1000
 MIN_IDLE_S = 0.02
 
-# Aggregates whose events the history shows (claims are internal and never shown).
+# Aggregates whose events the history shows (claims and idempotency records are internal).
 AGGREGATES: tuple[type, ...] = (User, Session, Message, Chat, WebhookEndpoint)
 SECRET_FIELDS = frozenset({"password_hash", "api_key_digest", "secret_sealed"})
 _COMMON_FIELDS = frozenset({"originator_id", "originator_version", "timestamp"})
 
 
-def _event_classes(aggregate: type) -> list[type[DomainEvent]]:
-    return [
-        value
-        for value in vars(aggregate).values()
-        if isinstance(value, type) and issubclass(value, DomainEvent)
-    ]
-
-
 # Public type name (the class's qualified name, e.g. "Session.Opened") -> event class.
 EVENT_TYPES: dict[str, type[DomainEvent]] = {
-    cls.__qualname__: cls for aggregate in AGGREGATES for cls in _event_classes(aggregate)
+    cls.__qualname__: cls for aggregate in AGGREGATES for cls in event_classes(aggregate)
 }
 
 
-def topic_of(cls: type) -> str:
-    """The topic the event store records for ``cls`` (``module:QualifiedName``)."""
-    return f"{cls.__module__}:{cls.__qualname__}"
+def _former_types() -> dict[str, tuple[type[DomainEvent], ...]]:
+    """Former public names (a renamed class's old name) -> the classes its events decode as
+    now (the renamed class, and those split out of it)."""
+    former: dict[str, dict[type[DomainEvent], None]] = {}
+    for cls in EVENT_TYPES.values():
+        for old in cls.renamed_from:
+            name = old.partition(":")[2]
+            former.setdefault(name, {})[cls] = None
+            for other in EVENT_TYPES.values():
+                if old in other.split_from:
+                    former[name][other] = None
+    return {name: tuple(classes) for name, classes in former.items()}
 
 
-def topics_for(names: Iterable[str]) -> tuple[str, ...]:
-    """Topics of public type names; names may be comma-separated, ``Aggregate.*`` selects all
-    of an aggregate's types. Unknown names are refused (field ``type``)."""
-    chosen: dict[str, None] = {}
+# A name the history used to show (e.g. "Chat.PinnedChanged") still selects its events.
+FORMER_TYPES = _former_types()
+
+
+def types_for(names: Iterable[str]) -> tuple[type[DomainEvent], ...]:
+    """Event classes of public type names; names may be comma-separated, ``Aggregate.*``
+    selects all of an aggregate's types, a former name what its events decode as now.
+    Unknown names are refused (field ``type``)."""
+    chosen: dict[type[DomainEvent], None] = {}
     for raw in [names] if isinstance(names, str) else names:
         for name in (part.strip() for part in raw.split(",")):
             if not name:
                 continue
             if name.endswith(".*"):
-                matches = [n for n in EVENT_TYPES if n.startswith(name[:-1])]
+                matches = [EVENT_TYPES[n] for n in EVENT_TYPES if n.startswith(name[:-1])]
+            elif name in EVENT_TYPES:
+                matches = [EVENT_TYPES[name]]
             else:
-                matches = [name] if name in EVENT_TYPES else []
+                matches = list(FORMER_TYPES.get(name, ()))
             if not matches:
                 raise InvalidValue("type", f"unknown event type '{name}'")
-            chosen.update(dict.fromkeys(topic_of(EVENT_TYPES[m]) for m in matches))
+            chosen.update(dict.fromkeys(matches))
     return tuple(chosen)
+
+
+def topics_for(names: Iterable[str]) -> tuple[str, ...]:
+    """Every topic under which events of the named types may be stored (former names and
+    split events included: see ``HistoryQuery.types``)."""
+    return stored_topics(*types_for(names))
 
 
 # -- records and the query port ---------------------------------------------------------
@@ -86,13 +102,22 @@ def topics_for(names: Iterable[str]) -> tuple[str, ...]:
 class HistoryQuery(msgspec.Struct, frozen=True, kw_only=True):
     """Which events: one registry (None: every registry), optionally one session, some
     topics (empty: all), and a time window on the event's timestamp: ``since`` inclusive,
-    ``until`` exclusive."""
+    ``until`` exclusive.
+
+    ``types`` (empty: all) are the event classes asked for. ``topics`` are where they may be
+    stored, which can also hold events of other classes (a toggle split in two events keeps
+    both kinds under its old topic): the service keeps the decoded events of ``types`` only.
+    """
 
     registry: str | None
     session: str | None = None
     topics: tuple[str, ...] = ()
+    types: tuple[Any, ...] = ()
     since: datetime | None = None
     until: datetime | None = None
+
+    def wants(self, event: Any) -> bool:
+        return not self.types or type(event) in self.types
 
 
 class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
@@ -104,6 +129,15 @@ class LoggedEvent(msgspec.Struct, frozen=True, kw_only=True):
     registry: str
     session: str | None
     event: Any  # the decoded (upcast) domain event
+
+
+class UnreadableEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """A stored event this code cannot decode (e.g. written by a newer release): listed by
+    its type name and time with the reason, never as a failure of the whole page."""
+
+    name: str
+    timestamp: datetime
+    reason: str
 
 
 class EventBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -148,6 +182,17 @@ def event_data(event: Any) -> dict[str, Any]:
 
 def to_item(logged: LoggedEvent, with_registry: bool = False) -> HistoryItem:
     event = logged.event
+    if isinstance(event, UnreadableEvent):
+        return HistoryItem(
+            position=logged.position,
+            stream_id=logged.stream_id,
+            version=logged.version,
+            type=event.name,
+            time=event.timestamp,
+            session=logged.session,
+            data={"unreadable": event.reason},
+            registry=logged.registry if with_registry else None,
+        )
     return HistoryItem(
         position=logged.position,
         stream_id=logged.stream_id,
@@ -184,10 +229,12 @@ def build_query(
 ) -> HistoryQuery:
     if since is not None and until is not None and since >= until:
         raise InvalidValue("to", "must be later than 'from'")
+    classes = types_for(types)
     return HistoryQuery(
         registry=registry,
         session=values.session_name(session, "session") if session is not None else None,
-        topics=topics_for(types),
+        topics=stored_topics(*classes),
+        types=classes,
         since=since,
         until=until,
     )
@@ -210,8 +257,14 @@ class EventHistory:
     ) -> list[HistoryItem]:
         """The caller's events with position > ``after``, oldest first, at most ``limit``."""
         query = build_query(owner.registry, session, types, since, until)
-        batch = await self._queries.events(query, _check_position(after), _check_limit(limit))
-        return [to_item(e) for e in batch.events]
+        cursor, limit = _check_position(after), _check_limit(limit)
+        items: list[HistoryItem] = []
+        while True:
+            batch = await self._queries.events(query, cursor, limit)
+            items += [to_item(e) for e in batch.events if query.wants(e.event)]
+            if len(items) >= limit or len(batch.events) < limit:
+                return items[:limit]
+            cursor = batch.events[-1].position
 
     async def follow(
         self,
@@ -245,8 +298,10 @@ class EventHistory:
             batch = await self._queries.events(query, cursor, FOLLOW_PAGE)
             if batch.events:
                 cursor = batch.events[-1].position
-                yield [to_item(e) for e in batch.events]
-                last_yield = loop.time()
+                items = [to_item(e) for e in batch.events if query.wants(e.event)]
+                if items:
+                    yield items
+                    last_yield = loop.time()
                 if len(batch.events) >= FOLLOW_PAGE:
                     continue
             # Everything at or below the horizon has been seen.
@@ -289,7 +344,8 @@ class EventHistory:
         while True:
             batch = await self._queries.events(query, cursor, EXPORT_PAGE, upper=stop)
             for logged in batch.events:
-                yield to_item(logged, with_registry=registry is None)
+                if query.wants(logged.event):
+                    yield to_item(logged, with_registry=registry is None)
             if len(batch.events) < EXPORT_PAGE:
                 return
             cursor = batch.events[-1].position

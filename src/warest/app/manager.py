@@ -8,7 +8,7 @@ import logging
 from collections.abc import Mapping
 
 from warest.app.engine import Engine, EngineError, SessionRef
-from warest.app.ports import ConcurrencyConflict, EventStore, MessagingQueries
+from warest.app.ports import ConcurrencyConflict, EventStore, LoginQrs, MessagingQueries
 from warest.app.records import SessionRecord
 from warest.app.runtime import LifecycleSettings, QueueSettings, SessionRuntime
 from warest.domain import ids
@@ -29,9 +29,11 @@ class SessionManager:
         queries: MessagingQueries,
         queue_settings: QueueSettings,
         lifecycle: LifecycleSettings | None = None,
+        login_qrs: LoginQrs | None = None,
     ) -> None:
         self.engines = dict(engines)
         self._lifecycle = lifecycle
+        self._login_qrs = login_qrs
         self._store = store
         self._queries = queries
         self._queue_settings = queue_settings
@@ -52,7 +54,14 @@ class SessionManager:
             if engine is None:
                 raise EngineUnavailable(f"engine '{record.engine}' is not enabled on this server")
             runtime = SessionRuntime(
-                ref, engine, self._store, self._queries, self._queue_settings, self._closed, self._lifecycle
+                ref,
+                engine,
+                self._store,
+                self._queries,
+                self._queue_settings,
+                self._closed,
+                self._lifecycle,
+                login_qrs=self._login_qrs,
             )
             self._runtimes[ref.key] = runtime
         return runtime

@@ -56,6 +56,13 @@ class MessagingQueries(Protocol):
     async def message_for_wa_id(self, registry: str, session_id: str, wa_id: str) -> UUID | None: ...
 
 
+class LoginQrs(Protocol):
+    """The QR a session shows now, kept outside the event log (a login secret): the webhook
+    outbox adds it to the ``qr`` event of ``Session.QrIssued``."""
+
+    async def put(self, session_id: UUID, attempt: int, qr: str) -> None: ...
+
+
 class LoginGuardStore(Protocol):
     async def locked_until(self, username: str, address: str) -> datetime | None: ...
     async def record_failure(self, username: str, address: str, now: datetime) -> int:

@@ -42,7 +42,7 @@ from warest.app.engine import (
     SessionRef,
 )
 from warest.app.outbound import Job, OutboundQueue, RetryPolicy
-from warest.app.ports import ConcurrencyConflict, EventStore, MessagingQueries
+from warest.app.ports import ConcurrencyConflict, EventStore, LoginQrs, MessagingQueries
 from warest.domain import ids
 from warest.domain.claims import Claim
 from warest.domain.errors import DomainError, NotFound, SessionNotFound
@@ -117,9 +117,12 @@ class SessionRuntime:
         queue_settings: QueueSettings,
         on_closed: Callable[[SessionRuntime], None],
         lifecycle: LifecycleSettings | None = None,
+        *,
+        login_qrs: LoginQrs | None = None,
     ) -> None:
         self.ref = ref
         self._settings = lifecycle or LifecycleSettings()
+        self._login_qrs = login_qrs
         self.engine = engine
         self._store = store
         self._queries = queries
@@ -370,7 +373,11 @@ class SessionRuntime:
 
     async def qr(self, qr: str, duration_s: int, attempt: int) -> None:
         self.current_qr = QrCode(qr, duration_s, time.monotonic())
-        await self._record_reported("a QR", lambda s: s.issue_qr(qr, duration_s, attempt))
+        # The QR string stays out of the log: the event says that a QR was shown; the
+        # webhook outbox finds the string here.
+        if self._login_qrs is not None:
+            await self._login_qrs.put(ids.session_id(self.ref.registry, self.ref.name), attempt, qr)
+        await self._record_reported("a QR", lambda s: s.issue_qr(duration_s, attempt))
 
     async def pairing_code(self, code: str, phone: str) -> None:
         self.current_pairing_code = code

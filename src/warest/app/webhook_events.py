@@ -91,7 +91,8 @@ def _session_status(event: Any) -> dict[str, Any] | None:
         case Session.Deleted():
             return {"tags": "delete", "status": "deleted"}
         case Session.QrIssued():
-            return {"tags": "qr", "qr": event.qr, "qrDuration": event.duration_s, "attempt": event.attempt}
+            # The QR string is not in the log: the outbox fills ``qr`` in (``with_qr``).
+            return {"tags": "qr", "qr": None, "qrDuration": event.duration_s, "attempt": event.attempt}
         case Session.PairingCodeIssued():
             return {"tags": "pairing_code", "pairingCode": event.code, "phone": event.phone}
         case Session.Connecting():
@@ -130,7 +131,18 @@ def _session_status(event: Any) -> dict[str, Any] | None:
     return None
 
 
-MESSAGE_FOLLOW_UPS: tuple[type[DomainEvent], ...] = (Message.Reacted, Message.Edited, Message.Revoked)
+def with_qr(data: dict[str, Any], qr: str | None) -> dict[str, Any]:
+    """The ``session_status`` data of a ``Session.QrIssued`` with the QR string it showed
+    (``None`` when it was replaced before the outbox rendered it: it is useless by then)."""
+    return {**data, "qr": qr}
+
+
+MESSAGE_FOLLOW_UPS: tuple[type[DomainEvent], ...] = (
+    Message.Reacted,
+    Message.ReactionRemoved,
+    Message.Edited,
+    Message.Revoked,
+)
 
 # -- messages --------------------------------------------------------------------------
 
@@ -200,9 +212,10 @@ def _command(text: str, prefixes: Sequence[str]) -> tuple[str, list[str]] | None
 def _follow_up(event: Any, info: MessageInfo) -> tuple[str, dict[str, Any]] | None:
     key = _key(info)
     match event:
-        case Message.Reacted():
+        case Message.Reacted() | Message.ReactionRemoved():
+            # The original reports a removed reaction as one with an empty text.
             reaction = {
-                "text": event.emoji,
+                "text": event.emoji if isinstance(event, Message.Reacted) else "",
                 "key": key,
                 "sender": event.by,
                 "senderTimestampMs": epoch_ms(event.at),

@@ -7,9 +7,11 @@ and clearing. Its id is the uuid5 of (registry, session, chat JID).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
 from warest.domain import ids, model
+
+_PINNED_CHANGED = f"{__name__}:Chat.PinnedChanged"
 
 
 class Chat(model.Aggregate):
@@ -38,24 +40,65 @@ class Chat(model.Aggregate):
             aggregate.cleared_at = None
 
     class Muted(model.DomainEvent, frozen=True, kw_only=True):
-        """Muted until ``until`` (None: unmuted)."""
+        """Muted until ``until``. v1 unmuted with ``until`` None: those are ``Unmuted`` now."""
 
-        until: datetime | None
+        until: datetime
+
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> type[model.DomainEvent] | None:
+            if state.get("until") is not None:
+                return None
+            state.pop("until", None)
+            return Chat.Unmuted
 
         def apply(self, aggregate: Any) -> None:
             aggregate.muted_until = self.until
 
+    class Unmuted(model.DomainEvent, frozen=True, kw_only=True):
+        split_from: ClassVar[tuple[str, ...]] = (f"{__name__}:Chat.Muted",)
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.muted_until = None
+
     class Archived(model.DomainEvent, frozen=True, kw_only=True):
-        archived: bool
+        """v1 carried ``archived: bool``; its ``false`` events are ``Unarchived`` now."""
+
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> type[model.DomainEvent] | None:
+            return None if state.pop("archived", True) else Chat.Unarchived
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.archived = self.archived
+            aggregate.archived = True
 
-    class PinnedChanged(model.DomainEvent, frozen=True, kw_only=True):
-        pinned: bool
+    class Unarchived(model.DomainEvent, frozen=True, kw_only=True):
+        split_from: ClassVar[tuple[str, ...]] = (f"{__name__}:Chat.Archived",)
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.pinned = self.pinned
+            aggregate.archived = False
+
+    class Pinned(model.DomainEvent, frozen=True, kw_only=True):
+        """Pinned to the top of the chat list. Was ``PinnedChanged(pinned: bool)`` (v1); its
+        ``false`` events are ``Unpinned`` now."""
+
+        class_version: ClassVar[int] = 2
+        renamed_from: ClassVar[tuple[str, ...]] = (_PINNED_CHANGED,)
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> type[model.DomainEvent] | None:
+            return None if state.pop("pinned", True) else Chat.Unpinned
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.pinned = True
+
+    class Unpinned(model.DomainEvent, frozen=True, kw_only=True):
+        split_from: ClassVar[tuple[str, ...]] = (_PINNED_CHANGED,)
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.pinned = False
 
     class MarkedRead(model.DomainEvent, frozen=True, kw_only=True):
         """Every message received up to ``at`` is read (read receipts were sent)."""
@@ -82,15 +125,18 @@ class Chat(model.Aggregate):
 
     def mute(self, until: datetime | None) -> None:
         if until != self.muted_until:
-            self._trigger(Chat.Muted, until=until)
+            if until is None:
+                self._trigger(Chat.Unmuted)
+            else:
+                self._trigger(Chat.Muted, until=until)
 
     def archive(self, archived: bool) -> None:
         if archived != self.archived:
-            self._trigger(Chat.Archived, archived=archived)
+            self._trigger(Chat.Archived if archived else Chat.Unarchived)
 
     def pin(self, pinned: bool) -> None:
         if pinned != self.pinned:
-            self._trigger(Chat.PinnedChanged, pinned=pinned)
+            self._trigger(Chat.Pinned if pinned else Chat.Unpinned)
 
     def mark_read(self, at: datetime, wa_ids: list[str]) -> None:
         self._trigger(Chat.MarkedRead, at=at, wa_ids=wa_ids)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from warest.domain import ids, model
@@ -159,17 +159,37 @@ class Message(model.Aggregate):
             aggregate.status = self.status
 
     class Reacted(model.DomainEvent, frozen=True, kw_only=True):
-        """``by`` reacted with ``emoji``; an empty emoji removes the reaction."""
+        """``by`` reacted with ``emoji`` (replacing their earlier reaction).
+
+        v1 also removed a reaction with an empty emoji: those are ``ReactionRemoved`` now.
+        """
 
         by: str
         emoji: str
         at: datetime
 
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> type[model.DomainEvent] | None:
+            if state.get("emoji"):
+                return None
+            state.pop("emoji", None)
+            return Message.ReactionRemoved
+
         def apply(self, aggregate: Any) -> None:
-            if self.emoji:
-                aggregate.reactions[self.by] = self.emoji
-            else:
-                aggregate.reactions.pop(self.by, None)
+            aggregate.reactions[self.by] = self.emoji
+
+    class ReactionRemoved(model.DomainEvent, frozen=True, kw_only=True):
+        """``by`` took their reaction back."""
+
+        by: str
+        at: datetime
+
+        split_from: ClassVar[tuple[str, ...]] = (f"{__name__}:Message.Reacted",)
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.reactions.pop(self.by, None)
 
     class Edited(model.DomainEvent, frozen=True, kw_only=True):
         """The sender changed the text (earlier texts stay in the log)."""
@@ -192,19 +212,50 @@ class Message(model.Aggregate):
             aggregate.revoked = True
 
     class Starred(model.DomainEvent, frozen=True, kw_only=True):
-        starred: bool
+        """Starred by the account's owner. v1 carried ``starred: bool``; its ``false`` events
+        are ``Unstarred`` now."""
+
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> type[model.DomainEvent] | None:
+            return None if state.pop("starred", True) else Message.Unstarred
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.starred = self.starred
+            aggregate.starred = True
+
+    class Unstarred(model.DomainEvent, frozen=True, kw_only=True):
+        split_from: ClassVar[tuple[str, ...]] = (f"{__name__}:Message.Starred",)
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.starred = False
 
     class Pinned(model.DomainEvent, frozen=True, kw_only=True):
-        """Pinned in the chat until ``until``; ``until`` None unpins."""
+        """Pinned in the chat until ``until``. v1 unpinned with ``until`` None: those events
+        are ``Unpinned`` now."""
 
-        until: datetime | None
+        until: datetime
         by: str | None = None
+
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> type[model.DomainEvent] | None:
+            if state.get("until") is not None:
+                return None
+            state.pop("until", None)
+            return Message.Unpinned
 
         def apply(self, aggregate: Any) -> None:
             aggregate.pinned_until = self.until
+
+    class Unpinned(model.DomainEvent, frozen=True, kw_only=True):
+        by: str | None = None
+
+        split_from: ClassVar[tuple[str, ...]] = (f"{__name__}:Message.Pinned",)
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.pinned_until = None
 
     class DeletedForMe(model.DomainEvent, frozen=True, kw_only=True):
         def apply(self, aggregate: Any) -> None:
@@ -220,8 +271,12 @@ class Message(model.Aggregate):
         if emoji and (len(emoji) > MAX_EMOJI or not emoji.strip()):
             raise InvalidValue("emoji", "must be one emoji")
         self._ensure_visible()
-        if self.reactions.get(by, "") != emoji:
+        if self.reactions.get(by, "") == emoji:
+            return
+        if emoji:
             self._trigger(Message.Reacted, by=by, emoji=emoji, at=at)
+        else:
+            self._trigger(Message.ReactionRemoved, by=by, at=at)
 
     def edit(self, text: str, at: datetime, by: str | None = None, *, enforce: bool = True) -> None:
         """``enforce`` is off for edits reported by WhatsApp (they happened already)."""
@@ -252,13 +307,13 @@ class Message(model.Aggregate):
     def star(self, starred: bool) -> None:
         self._ensure_visible()
         if self.starred != starred:
-            self._trigger(Message.Starred, starred=starred)
+            self._trigger(Message.Starred if starred else Message.Unstarred)
 
     def pin(self, duration: str | None, at: datetime, by: str | None = None) -> None:
         self._ensure_visible()
         if duration is None:
             if self.pinned_until is not None:
-                self._trigger(Message.Pinned, until=None, by=by)
+                self._trigger(Message.Unpinned, by=by)
             return
         if duration not in PIN_DURATIONS:
             raise InvalidValue("duration", f"must be one of {', '.join(PIN_DURATIONS)}")

@@ -22,8 +22,17 @@ def utcnow() -> datetime:
 class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
     """An immutable fact about one aggregate.
 
-    ``class_version`` is bumped when the shape of an event changes; the mapper then runs
-    the static ``upcast_v{n}_v{n+1}(state: dict)`` methods on older stored events.
+    ``class_version`` is bumped when the shape (or the meaning) of an event changes; the
+    mapper then runs the static ``upcast_v{n}_v{n+1}(state: dict)`` methods on older stored
+    events, in place. An upcaster may return another event class: the state is then that
+    class's version-1 shape and its own upcasters follow (a toggle split in two events).
+    ``tests/unit/test_event_versions.py`` holds every class to its version: see
+    docs/events.md#versions.
+
+    ``renamed_from``: the topics this class was stored under before a rename (the mapper
+    resolves them to this class). ``split_from``: topics of another class whose upcaster
+    turns some of its events into this class. Both are where events of this class may be
+    found in the log (``stored_topics``).
     """
 
     originator_id: UUID
@@ -31,6 +40,8 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
     timestamp: datetime
 
     class_version: ClassVar[int] = 1
+    renamed_from: ClassVar[tuple[str, ...]] = ()
+    split_from: ClassVar[tuple[str, ...]] = ()
 
     def apply(self, aggregate: Any) -> None:
         """Changes the state of ``aggregate``; overridden by events that carry state."""
@@ -46,6 +57,20 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
         aggregate.version = self.originator_version
         aggregate.modified_on = self.timestamp
         return aggregate
+
+
+def topic(cls: type) -> str:
+    """The topic the event store records for ``cls`` (``module:Qualified.Name``)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def stored_topics(*classes: type[DomainEvent]) -> tuple[str, ...]:
+    """Every topic under which events of ``classes`` may be stored: their own, their former
+    names and the events they were split from (each once, in order)."""
+    found: dict[str, None] = {}
+    for cls in classes:
+        found.update(dict.fromkeys((topic(cls), *cls.renamed_from, *cls.split_from)))
+    return tuple(found)
 
 
 TAggregate = TypeVar("TAggregate", bound="Aggregate")

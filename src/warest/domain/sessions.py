@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar
 
 from warest.domain import ids, model, values
 from warest.domain.errors import AlreadyExists, SessionNotFound
@@ -88,11 +88,19 @@ class Session(model.Aggregate):
     # -- lifecycle reported by the engine ---------------------------------------
 
     class QrIssued(model.DomainEvent, frozen=True, kw_only=True):
-        """A login QR to scan; it is replaced after ``duration_s`` seconds."""
+        """A login QR was shown (``attempt`` 1 starts a login); it is replaced after
+        ``duration_s`` seconds. The QR string itself is a login secret and is not recorded
+        (v1 recorded it as ``qr``; decoding drops it): the runtime keeps it in memory for the
+        API and in ``session_login_qr`` for the webhook ``qr`` event."""
 
-        qr: str
         duration_s: int
         attempt: int
+
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.pop("qr", None)
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status.QR
@@ -229,9 +237,9 @@ class Session(model.Aggregate):
         self._ensure_live()
         self._trigger(Session.Deleted)
 
-    def issue_qr(self, qr: str, duration_s: int, attempt: int) -> None:
+    def issue_qr(self, duration_s: int, attempt: int) -> None:
         self._ensure_live()
-        self._trigger(Session.QrIssued, qr=qr, duration_s=duration_s, attempt=attempt)
+        self._trigger(Session.QrIssued, duration_s=duration_s, attempt=attempt)
 
     def issue_pairing_code(self, code: str, phone: str) -> None:
         self._ensure_live()

@@ -11,12 +11,14 @@ events of the selected registry after the cursor are examined.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from eventsourcing.persistence import Mapper, StoredEvent
+import msgspec
+from eventsourcing.persistence import Mapper, MapperDeserialisationError, StoredEvent
 
-from warest.app.history import EventBatch, HistoryQuery, LoggedEvent
+from warest.app.history import EventBatch, HistoryQuery, LoggedEvent, UnreadableEvent
 
 STREAMS_PROJECTION = "streams"
 _HORIZON = (
@@ -69,8 +71,22 @@ def build_sql(query: HistoryQuery, upper: int | None) -> tuple[str, list[Any]]:
     return sql, args
 
 
+class _Stamp(msgspec.Struct):
+    timestamp: datetime = datetime.min.replace(tzinfo=UTC)
+
+
+def _unreadable(stored: StoredEvent, error: MapperDeserialisationError) -> UnreadableEvent:
+    try:
+        stamp = msgspec.json.decode(stored.state, type=_Stamp).timestamp
+    except msgspec.MsgspecError:
+        stamp = _Stamp().timestamp
+    return UnreadableEvent(name=stored.topic.partition(":")[2], timestamp=stamp, reason=str(error))
+
+
 class PgEventHistory:
-    """``HistoryQueries`` over asyncpg; events are decoded (and upcast) by the store's mapper."""
+    """``HistoryQueries`` over asyncpg. The SQL only pages and filters; what an event says
+    is always the store's mapper's decode (upcast to the current shape). An event that does
+    not decode (a newer release's) is listed as ``UnreadableEvent``."""
 
     def __init__(self, pool: asyncpg.Pool, mapper: Mapper[Any]) -> None:
         self._pool = pool
@@ -98,11 +114,16 @@ class PgEventHistory:
             topic=row["topic"],
             state=bytes(row["state"]),
         )
+        event: Any
+        try:
+            event = self._mapper.to_domain_event(stored)
+        except MapperDeserialisationError as error:
+            event = _unreadable(stored, error)
         return LoggedEvent(
             position=row["notification_id"],
             stream_id=row["originator_id"],
             version=row["originator_version"],
             registry=row["registry"],
             session=row["session_id"],
-            event=self._mapper.to_domain_event(stored),
+            event=event,
         )
