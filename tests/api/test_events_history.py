@@ -155,6 +155,11 @@ async def test_secrets_never_appear(client: AsyncTestClient[Any]) -> None:
 async def test_filters_session_type_and_time(client: AsyncTestClient[Any]) -> None:
     a, _ = await traffic(client)
     await client.post("/api/v1/session/create", json={"sessionId": "other"}, headers=a)
+
+    async def qr_shown() -> bool:  # the engine issues the first QR a moment after the answer
+        return "Session.QrIssued" in [i["type"] for i in await everything(client, a, session="other")]
+
+    await eventually(qr_shown)
     items = await everything(client, a)
 
     assert await everything(client, a, session="main") == [i for i in items if i["session"] == "main"]
