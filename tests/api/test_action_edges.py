@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from tests.api.test_input_validation import tenant_with_session
 from tests.api.test_sandbox_messaging import open_by_scan, tenant
 from tests.conftest import db_rows
 from warest.config import Settings
@@ -37,3 +38,17 @@ async def test_marking_an_unknown_message_read_records_nothing(
     assert await chat_events(settings) == []
     chats = await client.get("/api/v1/chats", params={"sessionId": "m"}, headers=a)
     assert chats.json()["results"][0]["items"] == []
+
+
+async def test_clear_all_answers_post_and_delete(client: AsyncTestClient[Any]) -> None:
+    a = await tenant_with_session(client, "clear-a")
+    for method in ("POST", "DELETE"):
+        response = await client.request(
+            method,
+            "/api/v1/messages/action/clear-all",
+            json={"sessionId": "m", "to": "628123456789"},
+            headers=a,
+        )
+        assert response.status_code == 200, f"{method}: {response.text}"
+        body = response.json()
+        assert body["code"] == 1000 and body["results"][0]["status"] == "clear-all", body
