@@ -83,7 +83,7 @@ def _float(lo: float, hi: float) -> Callable[[str, str], float]:
 
 def _country_code(name: str, raw: str) -> str:
     value = raw.strip().lstrip("+")
-    if not re.fullmatch(r"\d{1,4}", value):
+    if not re.fullmatch(r"[0-9]{1,4}", value):
         raise ConfigError(name, "must be 1-4 digits (e.g. 62)")
     return value
 

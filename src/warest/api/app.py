@@ -30,6 +30,7 @@ from warest.api.controllers.webhooks import (
     preflight_v1,
 )
 from warest.api.errors import EXCEPTION_HANDLERS
+from warest.api.guards_input import GuardedRequest, InputGuardMiddleware
 from warest.api.middleware import identity_headers
 from warest.app.webhooks import PreflightFailed
 
@@ -118,7 +119,8 @@ def create_app(
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],
-        middleware=[DefineMiddleware(ApiKeyMiddleware, exclude=["^/docs"])],
+        middleware=[InputGuardMiddleware, DefineMiddleware(ApiKeyMiddleware, exclude=["^/docs"])],
+        request_class=GuardedRequest,
         before_send=[identity_headers(__version__)],
         cors_config=CORSConfig(
             allow_origins=origins,

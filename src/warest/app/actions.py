@@ -112,8 +112,9 @@ class ActionService:
             message = await runtime.message_by_wa_id(wa_id)
             if message is not None and not message.own and message.chat == str(chat):
                 refs.append(MessageRef(message.chat, message.wa_id, _sender(message), False))
-        if refs:
-            await self._engine("read", runtime.connection.mark_read(str(chat), tuple(refs)))
+        if not refs:  # nothing known to mark: record nothing (no chat appears from a bad id)
+            return []
+        await self._engine("read", runtime.connection.mark_read(str(chat), tuple(refs)))
         record = await self._sessions.get(owner, session)
         await self._chat(record, chat, lambda c: c.mark_read(_now(), [r.wa_id for r in refs]))
         return [r.wa_id for r in refs]

@@ -21,8 +21,12 @@ NEWSLETTER = "newsletter"
 BROADCAST = "broadcast"
 SERVERS = (USER, LID, GROUP, NEWSLETTER, BROADCAST)
 
-_DIGITS = re.compile(r"^\d{5,20}$")
-_GROUP_USER = re.compile(r"^\d{5,20}(-\d{5,20})?$")
+# ASCII digits only: ``\d`` and ``str.isdigit`` also match Arabic-Indic, fullwidth and
+# other Unicode digits, which are no phone number WhatsApp knows.
+_DIGITS = re.compile(r"[0-9]{5,20}")
+_GROUP_USER = re.compile(r"[0-9]{5,20}(-[0-9]{5,20})?")
+_OTHER_USER = re.compile(r"[0-9A-Za-z._-]{1,64}")  # newsletter and broadcast ids
+_ONLY_DIGITS = re.compile(r"[0-9]+")
 _PHONE_NOISE = re.compile(r"[\s\-().+]")
 MAX_RECIPIENTS = 100
 
@@ -61,23 +65,28 @@ class Jid:
                 server = USER
             if server not in SERVERS:
                 raise InvalidValue(field, f"'{value}' has an unknown server '@{server}'")
-            if server == GROUP and not _GROUP_USER.match(user):
+            if server == GROUP and not _GROUP_USER.fullmatch(user):
                 raise InvalidValue(field, f"'{value}' is not a valid group id")
-            if server in (USER, LID) and not _DIGITS.match(user):
+            if server in (USER, LID) and not _DIGITS.fullmatch(user):
                 raise InvalidValue(field, f"'{value}' is not a valid {server} user")
-            if server in (NEWSLETTER, BROADCAST) and not user:
-                raise InvalidValue(field, f"'{value}' has an empty id")
+            if server in (NEWSLETTER, BROADCAST) and not _OTHER_USER.fullmatch(user):
+                raise InvalidValue(field, f"'{value}' is not a valid {server} id")
             return cls(user, server)
         digits = _PHONE_NOISE.sub("", value)
-        if not digits.isdigit():
+        if not _ONLY_DIGITS.fullmatch(digits):
             raise InvalidValue(field, f"'{value}' is not a phone number")
         if digits.startswith("00"):
             digits = digits[2:]
         elif digits.startswith("0"):
             digits = default_country_code + digits[1:]
-        if not _DIGITS.match(digits):
+        if not _DIGITS.fullmatch(digits):
             raise InvalidValue(field, f"'{value}' must have 5 to 20 digits")
         return cls(digits, USER)
+
+
+def ascii_digits(value: str) -> str:
+    """The ASCII digits of ``value``, in order (other Unicode digits are not phone digits)."""
+    return "".join(c for c in value if "0" <= c <= "9")
 
 
 def recipients(raw: object, default_country_code: str = "62", field: str = "to") -> list[Jid]:

@@ -6,6 +6,7 @@ import re
 from enum import StrEnum
 
 from warest.domain.errors import InvalidValue
+from warest.domain.text import checked
 
 SESSION_ID_RE = re.compile(r"^[a-zA-Z0-9._-]{1,64}$")
 USERNAME_RE = re.compile(r"^[a-zA-Z0-9._@-]{3,64}$")
@@ -30,8 +31,7 @@ def label(value: str | None, field: str = "label") -> str | None:
     """A display label: printable text without control characters (it travels in a header)."""
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > LABEL_MAX:
-        raise InvalidValue(field, f"must be a string of at most {LABEL_MAX} characters")
+    checked(value, field, max_length=LABEL_MAX)
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise InvalidValue(field, "must not contain control characters (line breaks, tabs, ...)")
     return value.strip() or None

@@ -20,6 +20,7 @@ from uuid import UUID
 
 from warest.domain import ids, model
 from warest.domain.errors import AlreadyExists, InvalidValue, NotFound
+from warest.domain.text import checked
 
 # The webhook event names (the original's tags), in the order of its catalog.
 EVENT_NAMES: tuple[str, ...] = (
@@ -92,9 +93,7 @@ def event_filter(value: list[str] | None, field: str = "events") -> list[str]:
 def description(value: str | None, field: str = "description") -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > DESCRIPTION_MAX:
-        raise InvalidValue(field, f"must be a string of at most {DESCRIPTION_MAX} characters")
-    return value.strip() or None
+    return checked(value, field, max_length=DESCRIPTION_MAX).strip() or None
 
 
 class WebhookEndpoint(model.Aggregate):

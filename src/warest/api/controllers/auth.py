@@ -13,16 +13,19 @@ from warest.api.auth import DOCS_COOKIE, client_address, header_key, is_trusted,
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
+from warest.api.params import NAME_MAX, PASSWORD_MAX, Body
 from warest.app.records import Principal
 from warest.config import Settings
 
 
-class LoginBody(msgspec.Struct, kw_only=True):
+class LoginBody(Body, kw_only=True):
+    limits = {"username": NAME_MAX, "password": PASSWORD_MAX}
+
     username: str = msgspec.field()
     password: str = msgspec.field()
 
 
-class SessionBody(msgspec.Struct, kw_only=True):
+class SessionBody(Body, kw_only=True):
     apiKey: str | None = None  # noqa: N815 (the original's field name)
     token: str | None = None
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 from typing import Annotated, Any
+from uuid import UUID
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -14,11 +14,22 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
-from warest.api.params import invalid, session_param
-from warest.app.readside import MessageFilter
+from warest.api.params import (
+    MESSAGE_ID_MAX,
+    NAME_MAX,
+    SEARCH_MAX,
+    Body,
+    invalid,
+    offset_param,
+    page_limit,
+    session_param,
+    text_param,
+)
+from warest.app.readside import MAX_LIMIT, MessageFilter
 from warest.app.records import ChatRecord, ContactRecord, MessageRecord, Principal
 from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
+from warest.domain.text import is_safe
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -109,7 +120,7 @@ def decode_cursor(cursor: str, size: int) -> list[str]:
         parts = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode().split("\x1f")
     except (ValueError, UnicodeDecodeError):
         raise invalid("cursor", "is not a cursor returned by this API", source="query") from None
-    if len(parts) != size:
+    if len(parts) != size or not all(is_safe(part) for part in parts):
         raise invalid("cursor", "is not a cursor returned by this API", source="query")
     return parts
 
@@ -118,14 +129,22 @@ def parse_time(field: str, raw: str | None) -> datetime | None:
     if raw is None or raw == "":
         return None
     try:
-        if raw.isdigit():
+        if raw.isascii() and raw.isdigit():
             value = int(raw)
             return datetime.fromtimestamp(value / 1000 if value > 10**11 else value).astimezone()
         return datetime.fromisoformat(raw.replace("Z", "+00:00")).astimezone()
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, OSError):  # OSError: beyond what the C library converts
         raise invalid(
             field, "must be an ISO-8601 time or unix seconds/milliseconds", source="query"
         ) from None
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def chat_jid(raw: str, country_code: str, field: str = "chatId") -> str:
@@ -151,7 +170,9 @@ FromMeQuery = Annotated[str | None, QueryParameter(name="fromMe")]
 TypeQuery = Annotated[str | None, QueryParameter(name="type")]
 
 
-class ChatBody(msgspec.Struct, kw_only=True):
+class ChatBody(Body, kw_only=True):
+    limits = {"sessionId": NAME_MAX, "duration": NAME_MAX, "messages": MESSAGE_ID_MAX}
+
     sessionId: str | None = None  # noqa: N815
     pin: bool | None = None
     duration: str | None = None
@@ -175,6 +196,8 @@ class ChatsController(Controller):
     ) -> Response[Envelope]:
         """Chats newest first (pinned on top); page with the returned ``nextCursor``."""
         name = session_param(session_id)
+        limit = page_limit(limit, MAX_LIMIT)
+        search = text_param(search, "search", max_length=SEARCH_MAX)
         before = None
         if cursor:
             at, jid = decode_cursor(cursor, 2)
@@ -182,7 +205,7 @@ class ChatsController(Controller):
         chats = await state.services.reads.chats(
             request.user, name, limit, before, search, _bool("archived", archived)
         )
-        last = chats[-1] if len(chats) == max(1, min(limit, 500)) else None
+        last = chats[-1] if len(chats) == limit else None
         next_cursor = encode_cursor(_iso(last.last_message_at) or "", last.jid) if last else None
         return envelope(
             Code.SUCCESS,
@@ -208,26 +231,27 @@ class ChatsController(Controller):
     ) -> Response[Envelope]:
         """A chat's messages newest first, with reactions, edits and the status timeline."""
         name = session_param(session_id)
+        limit = page_limit(limit, MAX_LIMIT)
         chat = chat_jid(chat_id, state.services.settings.default_country_code)
         filters = MessageFilter(
             since=parse_time("since", since),
             until=parse_time("until", until),
-            kind=kind,
+            kind=text_param(kind, "type", max_length=NAME_MAX),
             from_me=_bool("fromMe", from_me),
-            search=search,
+            search=text_param(search, "search", max_length=SEARCH_MAX),
             starred=_bool("starred", starred),
         )
         before = None
         if cursor:
             at, message_id = decode_cursor(cursor, 2)
             when = parse_time("cursor", at)
-            if when is None:
+            if when is None or not _is_uuid(message_id):
                 raise invalid("cursor", "is not a cursor returned by this API", source="query")
             before = (when, message_id)
         reads = state.services.reads
         items = await reads.messages(request.user, name, chat, limit, before, filters)
         info = await reads.chat(request.user, name, chat)
-        last = items[-1] if len(items) == max(1, min(limit, 500)) else None
+        last = items[-1] if len(items) == limit else None
         next_cursor = encode_cursor(last.created_at.isoformat(), str(last.id)) if last else None
         return envelope(
             Code.SUCCESS,
@@ -325,6 +349,7 @@ class ContactsController(Controller):
         offset: FromQuery[int] = 0,
     ) -> Response[Envelope]:
         name = session_param(session_id)
+        limit, offset = page_limit(limit, MAX_LIMIT), offset_param(offset)
         contacts = await state.services.reads.contacts(request.user, name, limit, offset)
         return envelope(
             Code.SUCCESS,

@@ -15,30 +15,13 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 from warest.api.auth import header_key
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
-from warest.api.errors import ApiError
-from warest.app.history import DEFAULT_LIMIT, HistoryItem
+from warest.api.params import int_param, invalid
+from warest.app.history import DEFAULT_LIMIT, MAX_LIMIT, HistoryItem
 from warest.app.records import Principal
 from warest.domain.errors import InvalidValue
 
 NEXT_AFTER_HEADER = "X-WAREST-Next-After"
 LAST_EVENT_ID = "Last-Event-ID"
-
-
-def _invalid(field: str, reason: str, source: str = "query") -> ApiError:
-    return ApiError(
-        Code.INVALID_PARAMETER,
-        f"Invalid '{field}': {reason}",
-        [{"field": field, "reason": reason, "source": source}],
-    )
-
-
-def _position(raw: str | None, field: str, default: int, source: str = "query") -> int:
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        return int(raw.strip())
-    except ValueError:
-        raise _invalid(field, "must be an integer", source) from None
 
 
 def _when(raw: str | None, field: str) -> datetime | None:
@@ -53,7 +36,7 @@ def _when(raw: str | None, field: str) -> datetime | None:
         except ValueError:
             continue
         return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-    raise _invalid(field, "must be an ISO-8601 date or date-time (e.g. 2026-01-31T12:00:00Z)")
+    raise invalid(field, "must be an ISO-8601 date or date-time (e.g. 2026-01-31T12:00:00Z)", source="query")
 
 
 def _filters(request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -103,12 +86,12 @@ class EventsController(Controller):
         and ``to`` (exclusive). The next cursor is in the ``X-WAREST-Next-After`` header.
         """
         query = request.query_params
-        after = _position(query.get("after"), "after", 0)
-        limit = _position(query.get("limit"), "limit", DEFAULT_LIMIT)
+        after = int_param(query.get("after"), "after", 0)
+        limit = int_param(query.get("limit"), "limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
         try:
             items = await state.services.history.page(request.user, after, limit, **_filters(request))
         except InvalidValue as error:
-            raise _invalid(_field(error.field), error.reason) from None
+            raise invalid(_field(error.field), error.reason, source="query") from None
         next_after = items[-1].position if items else after
         return envelope(
             Code.SUCCESS, f"{len(items)} events", items, headers={NEXT_AFTER_HEADER: str(next_after)}
@@ -120,8 +103,8 @@ class EventsController(Controller):
         live. Each event has ``id`` = position, ``event`` = type, ``data`` = the item as JSON;
         a ``: heartbeat`` comment is sent every 15 s of silence. The key is checked again at
         that pace: the stream ends when it was rotated or the user disabled."""
-        after = _position(request.query_params.get("after"), "after", 0)
-        after = _position(request.headers.get(LAST_EVENT_ID), LAST_EVENT_ID, after, "header")
+        after = int_param(request.query_params.get("after"), "after", 0)
+        after = int_param(request.headers.get(LAST_EVENT_ID), LAST_EVENT_ID, after, source="header")
         try:
             batches = await state.services.history.follow(
                 request.user, after, heartbeat_s=self.heartbeat_s, **_filters(request)
@@ -129,7 +112,7 @@ class EventsController(Controller):
         except InvalidValue as error:
             source = "header" if error.field == "after" and LAST_EVENT_ID in request.headers else "query"
             field = LAST_EVENT_ID if source == "header" else _field(error.field)
-            raise _invalid(field, error.reason, source) from None
+            raise invalid(field, error.reason, source=source) from None
         users, key = state.services.users, header_key(request) or ""
 
         async def still_allowed() -> bool:

@@ -6,8 +6,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import msgspec
-from litestar import Controller, Request, Response, delete, post, route
+from litestar import Controller, Request, Response, post, route
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
@@ -15,19 +14,31 @@ from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.middleware import set_label
-from warest.api.params import invalid, session_not_found
+from warest.api.params import MESSAGE_ID_MAX, NAME_MAX, Body, invalid, session_not_found
 from warest.app.actions import EngineRefused
 from warest.app.messaging import IdempotencyMismatch, QueueIsFull, SendOutcome, SessionNotOpen
 from warest.app.records import Principal, SessionRecord
 from warest.domain.errors import InvalidValue
-from warest.domain.jid import Jid, recipients
+from warest.domain.jid import Jid, ascii_digits, recipients
 from warest.domain.messages import ActionNotAllowed
 from warest.domain.values import session_name
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 
 
-class SendTextBody(msgspec.Struct, kw_only=True):
+EMOJI_MAX = 32
+
+
+class SendTextBody(Body, kw_only=True):
+    limits = {
+        "sessionId": NAME_MAX,
+        "phone": NAME_MAX,
+        "replyMessageId": MESSAGE_ID_MAX,
+        "quotedMessageId": MESSAGE_ID_MAX,
+        "replyId": MESSAGE_ID_MAX,
+        "presence": NAME_MAX,
+    }
+
     to: str | list[str] | None = None
     message: str | None = None
     text: str | None = None
@@ -60,7 +71,7 @@ async def resolve_session(
         except InvalidValue as error:
             raise invalid("sessionId", error.reason, code=Code.SESSION_REQUIRED) from None
     if body.phone:
-        digits = "".join(c for c in body.phone if c.isdigit())
+        digits = ascii_digits(body.phone)
         for record in await sessions.owned(request.user):
             if record.me_jid and record.me_jid.split("@", 1)[0] == digits:
                 return record  # type: ignore[no-any-return]
@@ -145,7 +156,9 @@ def _send_response(kind: str, outcomes: list[SendOutcome]) -> Response[Envelope]
     return envelope(Code.SUCCESS, f"{kind} message sent{suffix}", views)
 
 
-class ActionBody(msgspec.Struct, kw_only=True):
+class ActionBody(Body, kw_only=True):
+    limits = {"sessionId": NAME_MAX, "phone": NAME_MAX, "to": NAME_MAX, "emoji": EMOJI_MAX}
+
     sessionId: str | None = None  # noqa: N815
     phone: str | None = None
     to: str | None = None
@@ -319,7 +332,7 @@ class MessageActionsController(Controller):
     ) -> Response[Envelope]:
         return await self._chat_action(request, state, action, data)
 
-    @delete("/action/clear-all", status_code=200)
+    @route("/action/clear-all", http_method=["DELETE", "POST"], status_code=200)
     async def clear_all(
         self, request: Request[Principal, Any, Any], state: State, data: JSONBody[ActionBody]
     ) -> Response[Envelope]:

@@ -6,7 +6,7 @@ Every route acts for the caller's tenant: its sessions and the accounts it creat
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post
@@ -15,11 +15,32 @@ from litestar.params import FromPath, FromQuery, JSONBody
 
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
+from warest.api.params import MESSAGE_ID_MAX, NAME_MAX, Body, page_limit
 from warest.app.records import Principal
 from warest.app.sandbox import SandboxAccount
 
+ABOUT_MAX = 1024
+_TEXT_LIMITS = {
+    "phone": NAME_MAX,
+    "pushName": NAME_MAX,
+    "lid": NAME_MAX,
+    "about": ABOUT_MAX,
+    "sessionId": NAME_MAX,
+    "code": NAME_MAX,
+    "from": NAME_MAX,
+    "to": NAME_MAX,
+    "quotedId": MESSAGE_ID_MAX,
+    "kind": NAME_MAX,
+}
+# Fault options: bounded so that a timer or a counter built from them stays meaningful.
+Seconds = Annotated[float, msgspec.Meta(ge=0, le=366 * 86_400)]
+Millis = Annotated[int, msgspec.Meta(ge=0, le=3_600_000)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
 
-class AccountBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+
+class AccountBody(Body, kw_only=True, forbid_unknown_fields=True):
+    limits = _TEXT_LIMITS
+
     phone: str
     pushName: str | None = None  # noqa: N815
     lid: str | None = None
@@ -29,31 +50,39 @@ class AccountBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     autoRead: bool = False  # noqa: N815
 
 
-class ScanBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class ScanBody(Body, kw_only=True, forbid_unknown_fields=True):
+    limits = _TEXT_LIMITS
+
     sessionId: str  # noqa: N815
     phone: str
 
 
-class PairBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class PairBody(Body, kw_only=True, forbid_unknown_fields=True):
+    limits = _TEXT_LIMITS
+
     phone: str
     code: str
 
 
-class MessageBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename={"sender": "from"}):
+class MessageBody(Body, kw_only=True, forbid_unknown_fields=True, rename={"sender": "from"}):
+    limits = _TEXT_LIMITS
+
     sender: str
     to: str
     text: str
     quotedId: str | None = None  # noqa: N815
 
 
-class FaultBody(msgspec.Struct, kw_only=True):
+class FaultBody(Body, kw_only=True):
+    limits = _TEXT_LIMITS
+
     kind: str
     sessionId: str | None = None  # noqa: N815
     phone: str | None = None
-    seconds: float | None = None
-    count: int | None = None
-    reconnectAfterMs: int | None = None  # noqa: N815
-    delayMs: int | None = None  # noqa: N815
+    seconds: Seconds | None = None
+    count: Count | None = None
+    reconnectAfterMs: Millis | None = None  # noqa: N815
+    delayMs: Millis | None = None  # noqa: N815
 
 
 def account_view(account: SandboxAccount) -> dict[str, Any]:
@@ -155,7 +184,7 @@ class SandboxController(Controller):
         limit: FromQuery[int] = 100,
     ) -> Response[Envelope]:
         """What one of your external accounts has received, oldest first."""
-        items = await state.services.sandbox.inbox(request.user.registry, phone, max(1, min(limit, 1000)))
+        items = await state.services.sandbox.inbox(request.user.registry, phone, page_limit(limit, 1000))
         return envelope(
             Code.SUCCESS,
             f"{len(items)} messages",

@@ -12,20 +12,33 @@ from litestar.params import FromPath, JSONBody
 
 from warest.api.auth import admin_only
 from warest.api.codes import Code
-from warest.api.controllers.webhooks import endpoint_view, service
+from warest.api.controllers.webhooks import SECRET_MAX, endpoint_view, service
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
+from warest.api.guards_input import guard_json, malformed_json
 from warest.api.middleware import set_label
-from warest.api.params import session_param
+from warest.api.params import NAME_MAX, Body, session_param
 from warest.app.manager import EngineUnavailable
 from warest.app.records import Principal, SessionRecord
 from warest.app.runtime import Outage
 from warest.app.sessions import LoginState
 from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
+from warest.domain.webhooks import URL_MAX
 
 
-class SessionBody(msgspec.Struct, kw_only=True):
+class SessionBody(Body, kw_only=True):
+    limits = {
+        "sessionId": NAME_MAX,
+        "id": NAME_MAX,
+        "session": NAME_MAX,
+        "label": NAME_MAX,
+        "engine": NAME_MAX,
+        "phone": NAME_MAX,
+        "pair": NAME_MAX,
+        "pairPhone": NAME_MAX,
+    }
+
     sessionId: str | None = None  # noqa: N815
     id: str | None = None
     session: str | None = None
@@ -37,7 +50,9 @@ class SessionBody(msgspec.Struct, kw_only=True):
     pairPhone: str | None = None  # noqa: N815
 
 
-class ConfigBody(msgspec.Struct, kw_only=True):
+class ConfigBody(Body, kw_only=True):
+    limits = {"label": NAME_MAX, "webhookUrl": URL_MAX, "webhookSecret": SECRET_MAX}
+
     webhookUrl: str | None = None  # noqa: N815
     webhookSecret: str | None = None  # noqa: N815
     preflight: bool = False
@@ -91,6 +106,7 @@ async def _body(request: Request[Any, Any, Any]) -> SessionBody:
     raw = await request.body()
     if request.method == "GET" or not raw:
         return SessionBody()
+    guard_json(raw)
     try:
         return msgspec.json.decode(raw, type=SessionBody)
     except msgspec.ValidationError as error:
@@ -101,7 +117,7 @@ async def _body(request: Request[Any, Any, Any]) -> SessionBody:
             [{"field": field, "reason": str(error), "source": "body"}],
         ) from None
     except msgspec.DecodeError as error:
-        raise ApiError(Code.MALFORMED_JSON, f"Malformed JSON body: {error}") from None
+        raise malformed_json(raw, str(error)) from None
 
 
 def _pick(

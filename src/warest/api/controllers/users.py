@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
@@ -12,11 +11,14 @@ from litestar.params import FromPath, JSONBody
 from warest.api.auth import admin_only
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
+from warest.api.params import NAME_MAX, PASSWORD_MAX, Body
 from warest.app.records import Principal, UserRecord
 from warest.domain.values import Role
 
 
-class CreateUserBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CreateUserBody(Body, kw_only=True, forbid_unknown_fields=True):
+    limits = {"username": NAME_MAX, "password": PASSWORD_MAX, "registry": NAME_MAX}
+
     username: str
     password: str | None = None
     role: Literal["user", "admin"] = "user"

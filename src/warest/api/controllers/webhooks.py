@@ -6,7 +6,6 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
@@ -14,7 +13,15 @@ from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
-from warest.api.params import invalid, session_param
+from warest.api.params import (
+    NAME_MAX,
+    POSITION_MAX,
+    Body,
+    Position,
+    invalid,
+    page_limit,
+    session_param,
+)
 from warest.app.records import Principal
 from warest.app.webhooks import (
     AttemptView,
@@ -28,12 +35,25 @@ from warest.app.webhooks import (
     WebhookService,
 )
 from warest.domain.errors import InvalidValue
-from warest.domain.webhooks import PRIMARY
+from warest.domain.webhooks import DESCRIPTION_MAX, PRIMARY, URL_MAX
 
 MAX_PAGE = 500
 
 
-class EndpointBody(msgspec.Struct, kw_only=True):
+SECRET_MAX = 1024
+_TEXT_LIMITS = {
+    "url": URL_MAX,
+    "name": NAME_MAX,
+    "secret": SECRET_MAX,
+    "events": NAME_MAX,
+    "description": DESCRIPTION_MAX,
+    "sessionId": NAME_MAX,
+}
+
+
+class EndpointBody(Body, kw_only=True):
+    limits = _TEXT_LIMITS
+
     url: str
     name: str = ""
     secret: str | None = None
@@ -42,27 +62,35 @@ class EndpointBody(msgspec.Struct, kw_only=True):
     preflight: bool = False
 
 
-class EndpointPatch(msgspec.Struct, kw_only=True):
+class EndpointPatch(Body, kw_only=True):
+    limits = _TEXT_LIMITS
+
     url: str | None = None
     events: list[str] | None = None
     description: str | None = None
     enabled: bool | None = None
 
 
-class RotateBody(msgspec.Struct, kw_only=True):
+class RotateBody(Body, kw_only=True):
+    limits = _TEXT_LIMITS
+
     secret: str | None = None
     graceSeconds: int | None = None  # noqa: N815
 
 
-class ReplayBody(msgspec.Struct, kw_only=True):
-    fromPosition: int | None = None  # noqa: N815
-    toPosition: int | None = None  # noqa: N815
-    since: datetime | int | None = None
-    until: datetime | int | None = None
+class ReplayBody(Body, kw_only=True):
+    limits = _TEXT_LIMITS
+
+    fromPosition: Position | None = None  # noqa: N815
+    toPosition: Position | None = None  # noqa: N815
+    since: datetime | Position | None = None
+    until: datetime | Position | None = None
     events: list[str] | None = None
 
 
-class PreflightBody(msgspec.Struct, kw_only=True):
+class PreflightBody(Body, kw_only=True):
+    limits = _TEXT_LIMITS
+
     sessionId: str | None = None  # noqa: N815
     url: str | list[str] | None = None
     secret: str | None = None
@@ -160,6 +188,8 @@ def _cursor(raw: str | None) -> tuple[int, UUID | None] | None:
         return None
     position, _, endpoint = raw.partition(":")
     try:
+        if not (position.isascii() and position.isdigit() and int(position) <= POSITION_MAX):
+            raise ValueError(position)
         return int(position), UUID(endpoint) if endpoint else None
     except ValueError:
         raise invalid(
@@ -301,8 +331,7 @@ class WebhooksController(Controller):
         limit: FromQuery[int] = 100,
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        if not 1 <= limit <= MAX_PAGE:
-            raise invalid("limit", f"must be between 1 and {MAX_PAGE}", source="query")
+        page_limit(limit, MAX_PAGE)
         where = DeliveryFilter(status=status, event=event, before=_cursor(before), limit=limit)
         views = await _query(service(state).deliveries(request.user, name, where, endpoint))
         page = [delivery_view(v) for v in views]

@@ -131,8 +131,8 @@ class SandboxNetwork:
         jid = Jid.parse(phone, self.country_code, "phone")
         if jid.server != USER:
             raise InvalidValue("phone", "must be a phone number")
-        if lid is not None and not lid.isdigit():
-            raise InvalidValue("lid", "must be digits")
+        if lid is not None and not (lid.isascii() and lid.isdigit() and len(lid) <= 20):
+            raise InvalidValue("lid", "must be 1-20 digits (0-9)")
         account = SandboxAccount(
             phone=jid.user,
             lid=lid or codes.lid_for(jid.user),
