@@ -64,10 +64,7 @@ async def test_free_text_with_nul_is_refused_naming_the_field(client: AsyncTestC
         ("PATCH", f"{hooks}/primary", {"description": NUL}, "description"),
         ("POST", "/api/v1/session/create", {"sessionId": "m2", "label": NUL}, "label"),
         ("POST", "/api/v1/session/m/config", {"label": NUL}, "label"),
-        ("POST", "/api/v1/sandbox/accounts", {"phone": "628123456789", "pushName": NUL}, "pushName"),
-        ("POST", "/api/v1/sandbox/accounts", {"phone": "628123456789", "about": NUL}, "about"),
         ("POST", "/api/v1/sandbox/accounts", {"phone": "628123456789", "business": {"n": NUL}}, "business"),
-        ("POST", "/api/v1/sandbox/messages", {"from": "628123456789", "to": "62811", "text": NUL}, "text"),
         ("POST", "/api/v1/sandbox/messages", {"from": NUL, "to": "62811", "text": "hi"}, "from"),
         ("POST", "/api/v1/sandbox/scan", {"sessionId": "m", "phone": NUL}, "phone"),
     ]
@@ -75,6 +72,12 @@ async def test_free_text_with_nul_is_refused_naming_the_field(client: AsyncTestC
         response = await client.request(method, path, json=body, headers=a)
         refused = assert_refused(response, field, what=f"{method} {path} {field}")
         assert "NUL" in refused["results"][0]["reason"]
+    # The sandbox control API plays WhatsApp's side: what an account shows and the text it
+    # sends cannot be refused by the gateway; it is recorded and made safe where it is written.
+    shown = {"phone": "628123456700", "pushName": "Evil\x00Name", "about": "a\x00b"}
+    created = await client.post("/api/v1/sandbox/accounts", json=shown, headers=a)
+    assert created.status_code == 201, created.text
+    assert created.json()["results"][0]["pushName"] == "Evil\ufffdName"
     admin = admin_headers()
     users = [({"username": NUL}, "username"), ({"username": "valid-name", "password": NUL}, "password")]
     for body, field in users:

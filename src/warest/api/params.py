@@ -61,15 +61,22 @@ class Body(msgspec.Struct, kw_only=True):
     """
 
     limits: ClassVar[Mapping[str, int]] = {}
+    whatsapp_text: ClassVar[frozenset[str]] = frozenset()
+    """Fields (JSON names) that stand for text WhatsApp delivers (the sandbox control API plays
+    WhatsApp's side): only their length is bounded, since WhatsApp's text cannot be refused and
+    is made safe where it is written."""
 
     def __post_init__(self) -> None:
         # On every request (send/text included): the common case, a short safe string or
         # None, costs one length test and one regex scan.
-        for attribute, name, max_length in _plan(type(self)):
+        for attribute, name, max_length, as_whatsapp in _plan(type(self)):
             value = getattr(self, attribute)
             if value is None or isinstance(value, int | float):  # bool is an int
                 continue
-            if isinstance(value, str):
+            if as_whatsapp and isinstance(value, str):
+                if len(value) > max_length:
+                    raise InvalidValue(name, f"must be at most {max_length} characters")
+            elif isinstance(value, str):
                 if len(value) > max_length or not is_safe(value):
                     checked(value, name, max_length=max_length)
             else:
@@ -77,10 +84,10 @@ class Body(msgspec.Struct, kw_only=True):
 
 
 @cache
-def _plan(body: type[Body]) -> tuple[tuple[str, str, int], ...]:
-    """(attribute, JSON name, length bound) of each field of a body class."""
+def _plan(body: type[Body]) -> tuple[tuple[str, str, int, bool], ...]:
+    """(attribute, JSON name, length bound, WhatsApp's text) of each field of a body class."""
     return tuple(
-        (attribute, name, body.limits.get(name, TEXT_MAX))
+        (attribute, name, body.limits.get(name, TEXT_MAX), name in body.whatsapp_text)
         for attribute, name in zip(body.__struct_fields__, body.__struct_encode_fields__, strict=True)
     )
 

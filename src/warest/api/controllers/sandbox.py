@@ -40,6 +40,7 @@ Count = Annotated[int, msgspec.Meta(ge=0, le=10_000)]
 
 class AccountBody(Body, kw_only=True, forbid_unknown_fields=True):
     limits = _TEXT_LIMITS
+    whatsapp_text = frozenset({"pushName", "about"})  # what the account shows others on WhatsApp
 
     phone: str
     pushName: str | None = None  # noqa: N815
@@ -66,6 +67,7 @@ class PairBody(Body, kw_only=True, forbid_unknown_fields=True):
 
 class MessageBody(Body, kw_only=True, forbid_unknown_fields=True, rename={"sender": "from"}):
     limits = _TEXT_LIMITS
+    whatsapp_text = frozenset({"text"})  # a message WhatsApp delivers: recorded, made safe
 
     sender: str
     to: str
