@@ -42,6 +42,7 @@ from warest.domain.ids import DEFAULT_WEBHOOK_ENDPOINT
 from warest.domain.messages import Message
 from warest.domain.model import DomainEvent
 from warest.domain.sessions import LIFECYCLE_EVENTS, Session
+from warest.domain.text import safe, safe_json, safe_optional
 from warest.domain.users import User
 from warest.domain.webhooks import WebhookEndpoint
 
@@ -361,7 +362,7 @@ class OutboxProjection(PagedProjection):
         out.seqs.add(session.id)
         eid = event_id(event.originator_id, event.originator_version)
         ts = epoch_ms(event.timestamp)
-        body = render_body(name, finish_data(data, session.name, eid, seq), ts, session)
+        body = _body(name, finish_data(data, session.name, eid, seq), ts, session)
         out.events.append(
             (position, session.id, seq, name, eid, ts, session.registry, session.name, session.label,
              session.username, body)
@@ -413,6 +414,21 @@ class OutboxProjection(PagedProjection):
             cls = types.get(topic)
             if cls is not None:
                 _remember(d, originator_id, _message_info(msgspec.json.decode(state, type=cls)))
+
+
+def _body(name: str, data: dict[str, Any], ts: int, session: SessionInfo) -> bytes:
+    """The rendered webhook, its text made ``safe`` as every read model's is: NUL (which
+    JSON can carry but a receiver's ``jsonb`` cannot) and unpaired surrogates (which cannot
+    be encoded) become U+FFFD. ``\\u0000`` is how the encoder writes NUL; a text that only
+    looks like it is rendered again unchanged."""
+    try:
+        body = render_body(name, data, ts, session)
+        if b"\\u0000" not in body:
+            return body
+    except UnicodeEncodeError:
+        pass
+    session = replace(session, label=safe(session.label), username=safe_optional(session.username))
+    return render_body(name, safe_json(data), ts, session)
 
 
 def _message_info(event: Message.Received | Message.Queued) -> MessageInfo:

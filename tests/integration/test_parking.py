@@ -1,0 +1,278 @@
+"""Projections are total: engine text is made safe where it is written, and an event a
+projection cannot apply is parked (recorded, skipped, retried after a fix), never retried
+for ever in a loop that stops the read model for every tenant."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import psycopg
+import pytest
+
+from projections import ALL, ChatsProjection, ContactsProjection, MessagesProjection, RegistryProjection
+from projections._page import Writes
+from projections.outbox import OutboxProjection
+from warest.domain.messages import Message
+from warest.domain.sessions import Session
+from warest.domain.webhooks import WebhookEndpoint
+from warest.infra.eventstore.group_commit import GroupCommitter
+from warest.infra.eventstore.store import EventStoreApp
+from warest.infra.projection_runner import ProjectionRunner
+
+PEER = "6281111111@s.whatsapp.net"
+OTHER = "6282222222@s.whatsapp.net"
+
+
+def rows_of(database_url: str, schema: str, query: str, *params: Any) -> list[tuple[Any, ...]]:
+    with psycopg.connect(database_url) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        return conn.execute(query, params or None).fetchall()
+
+
+def bent(aggregate: Any, **changes: Any) -> list[Any]:
+    """The aggregate's pending events with ``changes`` made to its first one, past every
+    validation: what an older version, a raw engine or a bug may have left in the log."""
+    events = aggregate.collect_events()
+    return [msgspec.structs.replace(events[0], **changes), *events[1:]]
+
+
+def received(registry: str, wa_id: str, sender: str = PEER, text: str = "hello", **fields: Any) -> Message:
+    return Message.receive(registry, "s1", wa_id, chat=sender, sender=sender, text=text, **fields)
+
+
+@pytest.fixture
+def runners(store: EventStoreApp, database_url: str, schema: str) -> Iterator[list[ProjectionRunner]]:
+    made = [ProjectionRunner(store, cls(), database_url, schema) for cls in ALL]
+    made.append(ProjectionRunner(store, OutboxProjection(store.events_table), database_url, schema))
+    yield made
+    for runner in made:
+        runner.stop()
+
+
+def parked(database_url: str, schema: str, name: str | None = None) -> list[tuple[Any, ...]]:
+    return rows_of(
+        database_url,
+        schema,
+        "SELECT name, position, topic, error FROM projection_parked"
+        " WHERE %s::text IS NULL OR name = %s ORDER BY name, position",
+        name,
+        name,
+    )
+
+
+def test_engine_text_with_nul_is_projected_with_replacement_characters(
+    store: EventStoreApp,
+    committer: GroupCommitter,
+    runners: list[ProjectionRunner],
+    database_url: str,
+    schema: str,
+) -> None:
+    """NUL in texts, push names, reasons and descriptions reaches the log (older versions,
+    engines, raw appends): every read model takes it with U+FFFD, parks nothing, and the
+    next tenant's events are projected."""
+    session = Session.create("REGA", "s1", None, True, "sandbox")
+    committer.submit(session.collect_events()).result(10)
+    session.opened("62899@s.whatsapp.net", None, "me")
+    committer.submit(bent(session, push_name="Me\x00")).result(10)
+    committer.submit(bent(received("REGA", "w1"), text="a\x00b", push_name="P\x00")).result(10)
+    queued = Message.queue("REGA", "s1", PEER, "w2", "ok", [], None, None)
+    committer.submit(bent(queued, text="q\x00")).result(10)
+    endpoint = WebhookEndpoint.add("REGA", "s1", "hook", "https://hooks.example/a", "sealed", None, "fine")
+    committer.submit(bent(endpoint, description="d\x00")).result(10)
+    committer.save(received("REGB", "w3", OTHER, "from b"))  # another tenant, after the poison
+    for runner in runners:
+        runner.catch_up()
+        assert runner.position == store.max_position(), runner.name
+    assert parked(database_url, schema) == []
+    messages = dict(rows_of(database_url, schema, "SELECT wa_id, text FROM rm_messages"))
+    assert messages == {"w1": "a\ufffdb", "w2": "q\ufffd", "w3": "from b"}
+    assert rows_of(database_url, schema, "SELECT push_name FROM rm_messages WHERE wa_id = 'w1'") == [
+        ("P\ufffd",)
+    ]
+    chats = rows_of(database_url, schema, "SELECT registry, name, last_message_text FROM rm_chats ORDER BY 1")
+    assert chats == [("REGA", "P\ufffd", "q\ufffd"), ("REGB", None, "from b")]
+    contacts = rows_of(database_url, schema, "SELECT registry, push_name FROM rm_contacts ORDER BY 1")
+    assert contacts == [("REGA", "P\ufffd"), ("REGB", None)]
+    assert rows_of(database_url, schema, "SELECT text FROM rm_pending_outbound") == [("q\ufffd",)]
+    assert rows_of(database_url, schema, "SELECT push_name FROM rm_sessions") == [("Me\ufffd",)]
+    assert rows_of(database_url, schema, "SELECT description FROM wh_endpoints") == [("d\ufffd",)]
+    bodies = [json.loads(b) for (b,) in rows_of(database_url, schema, "SELECT body FROM wh_events")]
+    received_body = next(body for body in bodies if body["event"] == "message_received")
+    assert received_body["data"]["text"] == "a\ufffdb"
+    assert received_body["data"]["message"]["pushName"] == "P\ufffd"
+    assert b"\\u0000" not in b"".join(
+        bytes(b) for (b,) in rows_of(database_url, schema, "SELECT body FROM wh_events")
+    )
+
+
+def test_the_page_writer_makes_lone_surrogates_and_nul_safe(
+    store: EventStoreApp, database_url: str, schema: str
+) -> None:
+    """Rows that never came from the log (a lone surrogate cannot be encoded into it) are made
+    safe by the writer itself, through COPY, arrays and staging tables alike."""
+    columns = {"id": "integer", "t": "text", "a": "text[]"}
+    few = [(1, "x\ud800y", ["m\x00"]), (2, None, [])]
+    many = [(i, f"n\x00{i}\udfff", [f"\x00{i}"]) for i in range(10, 110)]
+    with psycopg.connect(database_url) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute("CREATE TABLE w (id integer PRIMARY KEY, t text, a text[])")
+        with conn.cursor() as cur:
+            out = Writes(cur)
+            out.insert("w", columns, few)
+            out.upsert("w", "w_up", columns, many, "ON CONFLICT (id) DO UPDATE SET t = EXCLUDED.t")
+            out.run()
+            deferred = Writes(cur, deferred=True)
+            deferred.update("w", "w_set", {"id": "integer"}, {"t": "text"}, [(2, "z\x00")])
+            deferred.run()
+        rows = dict(conn.execute("SELECT id, t FROM w").fetchall())
+    assert rows[1] == "x\ufffdy" and rows[2] == "z\ufffd" and rows[10] == "n\ufffd10\ufffd"
+    assert rows_of(database_url, schema, "SELECT a FROM w WHERE id = 1") == [(["m\ufffd"],)]
+
+
+class Allergic(MessagesProjection):
+    """The messages read model with a bug: it cannot take messages whose text is ``allergen``."""
+
+    allergen = "poison"
+
+    def fold(self, page: Any, cur: Any, previous: object = None) -> Any:
+        for event, _ in page:
+            if isinstance(event, Message.Received) and event.text == self.allergen:
+                raise ValueError(f"cannot take {event.wa_id}")
+        return super().fold(page, cur, previous)
+
+
+def messages_of(database_url: str, schema: str) -> set[str]:
+    return {row[0] for row in rows_of(database_url, schema, "SELECT wa_id FROM rm_messages")}
+
+
+@pytest.mark.parametrize("pipelined", [False, True], ids=["page-by-page", "pipelined"])
+def test_an_event_a_projection_cannot_apply_is_parked_and_retried_after_a_fix(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str, pipelined: bool
+) -> None:
+    for i in range(40):
+        text = "poison" if i in (7, 23) else f"t{i}"
+        committer.save(received("REGA" if i % 2 else "REGB", f"w{i}", text=text))
+    runner = ProjectionRunner(store, Allergic(), database_url, schema, batch_size=8 if pipelined else 20_000)
+    try:
+        runner.catch_up()
+        assert runner.position == store.max_position()
+        assert messages_of(database_url, schema) == {f"w{i}" for i in range(40)} - {"w7", "w23"}
+        rows = parked(database_url, schema, "messages")
+        assert [(r[0], r[2]) for r in rows] == [("messages", "warest.domain.messages:Message.Received")] * 2
+        assert all("cannot take" in r[3] for r in rows)
+        assert runner.parked == 2
+        committer.save(received("REGA", "w40", text="after"))  # later events still flow
+        runner.catch_up()
+        assert "w40" in messages_of(database_url, schema)
+        assert runner.retry_parked().applied == 0  # not fixed yet: still parked
+        assert len(parked(database_url, schema, "messages")) == 2
+        runner.projection.allergen = "fixed"  # type: ignore[attr-defined]
+        outcome = runner.retry_parked()
+        assert (outcome.applied, outcome.failed) == (2, 0)
+        assert parked(database_url, schema) == [] and runner.parked == 0
+        assert messages_of(database_url, schema) == {f"w{i}" for i in range(41)}
+    finally:
+        runner.stop()
+
+
+def test_a_running_runner_parks_and_follows_the_log(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str
+) -> None:
+    """The background loop meets the bad event, parks it and goes on with the next ones; a
+    wait for a later position ends."""
+    runner = ProjectionRunner(store, Allergic(), database_url, schema, poll_interval_s=0.05)
+    runner.start()
+    try:
+        committer.save(received("REGA", "bad", text="poison"))
+        committer.save(received("REGB", "good", text="fine"))
+        runner.nudge()
+        assert runner.wait(store.max_position(), timeout=30)
+        assert messages_of(database_url, schema) == {"good"}
+        assert [r[1] for r in parked(database_url, schema)] == [store.max_position() - 1]
+        assert runner.error is None
+    finally:
+        runner.stop()
+
+
+def test_every_read_model_parks_instead_of_stopping(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str
+) -> None:
+    """Projections of either kind (per-event ``process``: the registry; folded pages) park."""
+    committer.save(Session.create("REGA", "bad", None, True, "sandbox"))
+    committer.save(Session.create("REGB", "good", None, True, "sandbox"))
+    runner = ProjectionRunner(store, Picky(), database_url, schema)
+    try:
+        runner.catch_up()
+        assert rows_of(database_url, schema, "SELECT session_id FROM rm_sessions") == [("good",)]
+        assert [r[0] for r in parked(database_url, schema)] == ["registry"]
+        runner.projection.refuse = "fixed"  # type: ignore[attr-defined]
+        assert runner.retry_parked() == (1, 0)
+        sessions = {r[0] for r in rows_of(database_url, schema, "SELECT session_id FROM rm_sessions")}
+        assert sessions == {"bad", "good"}
+    finally:
+        runner.stop()
+
+
+class Picky(RegistryProjection):
+    """The registry read model with a bug for sessions named ``refuse``."""
+
+    refuse = "bad"
+
+    def process(self, event: Any, cur: Any, position: int) -> None:
+        if isinstance(event, Session.Created) and event.name == self.refuse:
+            raise KeyError(event.name)
+        super().process(event, cur, position)
+
+
+class AllergicChats(ChatsProjection):
+    allergen = "poison"
+
+    def fold(self, page: Any, cur: Any, previous: object = None) -> Any:
+        for event, _ in page:
+            if isinstance(event, Message.Received) and event.text == self.allergen:
+                raise ValueError(f"cannot take {event.wa_id}")
+        return super().fold(page, cur, previous)
+
+
+def test_a_retry_from_elsewhere_invalidates_what_a_runner_carries(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str
+) -> None:
+    """A retry run by another process changes rows a following runner holds from its last
+    page: the runner reads them again instead of writing its stale copy back."""
+    committer.save(received("REGA", "m1", text="poison"))
+    runner = ProjectionRunner(store, AllergicChats(), database_url, schema)
+    fixer = ProjectionRunner(store, AllergicChats(), database_url, schema)
+    try:
+        runner.follow()  # parks m1
+        committer.save(received("REGA", "m2", text="ok"))
+        runner.follow()  # applies m2, keeps the page's rows for the next one
+        unread = "SELECT unread_count FROM rm_chats"
+        assert rows_of(database_url, schema, unread) == [(1,)]
+        fixer.projection.allergen = "fixed"  # type: ignore[attr-defined]
+        assert fixer.retry_parked().applied == 1
+        assert rows_of(database_url, schema, unread) == [(2,)]
+        committer.save(received("REGA", "m3", text="later"))
+        runner.follow()
+        assert rows_of(database_url, schema, unread) == [(3,)]
+    finally:
+        runner.stop()
+        fixer.stop()
+
+
+def test_contacts_and_chats_take_nul_in_push_names_of_other_pages(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str
+) -> None:
+    for i in range(3):
+        committer.submit(bent(received("REGA", f"p{i}"), push_name=f"N\x00{i}")).result(10)
+    for cls in (ContactsProjection, ChatsProjection):
+        runner = ProjectionRunner(store, cls(), database_url, schema, batch_size=1)
+        try:
+            runner.catch_up()
+            assert runner.position == store.max_position()
+        finally:
+            runner.stop()
+    assert rows_of(database_url, schema, "SELECT push_name FROM rm_contacts") == [("N\ufffd2",)]
+    assert parked(database_url, schema) == []
