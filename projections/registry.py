@@ -22,7 +22,7 @@ _Cursor = psycopg.Cursor[Any]
 
 def _execute(cur: _Cursor, query: str, params: tuple[Any, ...]) -> None:
     """``cur.execute`` with each text parameter made ``safe`` (NUL cannot be stored in text)."""
-    cur.execute(query, tuple(safe(p) if isinstance(p, str) else p for p in params))  # type: ignore[arg-type]
+    cur.execute(query, tuple(safe(p) if isinstance(p, str) else p for p in params))
 
 
 def _topics(*classes: type) -> tuple[str, ...]:

@@ -139,7 +139,7 @@ class Allergic(MessagesProjection):
 
     def fold(self, page: Any, cur: Any, previous: object = None) -> Any:
         for event, _ in page:
-            if isinstance(event, Message.Received) and event.text == self.allergen:
+            if isinstance(event, Message.Received | Message.Queued) and event.text == self.allergen:
                 raise ValueError(f"cannot take {event.wa_id}")
         return super().fold(page, cur, previous)
 

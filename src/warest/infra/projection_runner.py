@@ -141,7 +141,7 @@ class _Batch(NamedTuple):
     broken: list[Parked]
 
     @property
-    def count(self) -> int:
+    def consumed(self) -> int:
         return len(self.page) + len(self.broken) if (self.page or self.broken) else self.end - self.start
 
 
@@ -349,14 +349,14 @@ class ProjectionRunner:
                 "projection %s: a batch of %d events failed (%s); applying it again without the events"
                 " that fail",
                 self.name,
-                batch.count,
+                batch.consumed,
                 describe(error),
             )
             return self._isolate(batch)
         if folded is not None:
             self._carry = _Carry(batch.end, folded, batch.revision)
         self._set_position(batch.end, news)
-        return batch.count
+        return batch.consumed
 
     def _begin(self, cur: psycopg.Cursor[Any]) -> _Batch | None:
         """Locks the tracking row and reads the next page (None: the log holds nothing new)."""
@@ -400,7 +400,7 @@ class ProjectionRunner:
             self._park(cur, parked)
             self._track(cur, batch.end, news)
         self._set_position(batch.end, news)
-        return batch.count
+        return batch.consumed
 
     def _bisect(self, cur: psycopg.Cursor[Any], page: Page, parked: list[Parked]) -> bool:
         """Applies ``page`` in log order, parking (into ``parked``) the events that fail alone."""
@@ -630,25 +630,25 @@ class ProjectionRunner:
         self._set_position(0)
         return self.catch_up(progress)
 
-    def list_parked(self) -> list[Parked]:
-        with psycopg_connect(self.database_url, self._schema, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT position, originator_id::text, originator_version, topic, error FROM projection_parked"
-                " WHERE name = %s ORDER BY position",
-                (self.name,),
-            ).fetchall()
-        return [Parked(*row) for row in rows]
-
     def retry_parked(self) -> Retried:
         """Applies this projection's parked events again, in log order, at the read model's
         current state (each in a savepoint, under the tracking row's lock): those that apply
         are no longer parked, the others keep their row with the new error. The revision
-        moves, so no runner writes rows it carried from before the retry."""
-        conn = self._connection()
-        self._carry = None
+        moves, so no runner writes rows it carried from before the retry. Safe to call from
+        any thread while the runner runs."""
         applied = failed = 0
         decode = self.store.mapper.to_domain_event
-        with conn.transaction(), conn.cursor() as cur:
+        # A connection of its own: the runner's thread may be in a batch on its connection.
+        with (
+            psycopg_connect(self.database_url, self._schema) as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            cur.execute(
+                "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
+                " ON CONFLICT (name) DO NOTHING",
+                (self.name,),
+            )
             cur.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (self.name,))
             with conn.cursor(binary=True) as binary:
                 rows = binary.execute(self._parked_events, (self.name,)).fetchall()
