@@ -5,9 +5,13 @@ for ever in a loop that stops the read model for every tenant."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import msgspec
 import psycopg
 import pytest
@@ -15,12 +19,17 @@ import pytest
 from projections import ALL, ChatsProjection, ContactsProjection, MessagesProjection, RegistryProjection
 from projections._page import Writes
 from projections.outbox import OutboxProjection
+from warest.app.sandbox import InboxItem, SandboxAccount
 from warest.domain.messages import Message
 from warest.domain.sessions import Session
 from warest.domain.webhooks import WebhookEndpoint
+from warest.infra.db.migrations import migrate
+from warest.infra.engines.sandbox.store import SandboxStore
 from warest.infra.eventstore.group_commit import GroupCommitter
 from warest.infra.eventstore.store import EventStoreApp
 from warest.infra.projection_runner import ProjectionRunner
+from warest.infra.projector import projector_channel, projector_lock_key
+from warest.infra.readmodels import RemoteReadModels
 
 PEER = "6281111111@s.whatsapp.net"
 OTHER = "6282222222@s.whatsapp.net"
@@ -276,3 +285,91 @@ def test_contacts_and_chats_take_nul_in_push_names_of_other_pages(
             runner.stop()
     assert rows_of(database_url, schema, "SELECT push_name FROM rm_contacts") == [("N\ufffd2",)]
     assert parked(database_url, schema) == []
+
+
+def test_followers_of_a_projector_see_parked_counts_and_stay_healthy(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str
+) -> None:
+    """A server following a projector reads the parked counts with the tracking rows: they
+    do not make the read models unhealthy, and waits past the parked event end."""
+    committer.save(Session.create("REGA", "bad", None, True, "sandbox"))
+    runner = ProjectionRunner(store, Picky(), database_url, schema)
+    follower = RemoteReadModels(
+        ["registry"],
+        store.max_position,
+        database_url,
+        schema,
+        projector_channel(schema),
+        projector_lock_key(schema),
+    )
+    try:
+        runner.catch_up()
+        follower.start()
+        assert follower.parked() == {"registry": 1}
+        assert follower.failing == {}
+        assert follower.position == store.max_position()
+    finally:
+        follower.stop()
+        runner.stop()
+
+
+def test_the_command_line_retries_parked_events(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str, tmp_path: Any
+) -> None:
+    committer.save(Session.create("REGA", "bad", None, True, "sandbox"))
+    runner = ProjectionRunner(store, Picky(), database_url, schema)
+    try:
+        runner.catch_up()
+    finally:
+        runner.stop()
+    assert len(parked(database_url, schema)) == 1
+    env = {
+        "WAREST_DATABASE_URL": database_url,
+        "WAREST_DATABASE_SCHEMA": schema,
+        "WAREST_DATA_DIR": str(tmp_path),
+        "PATH": "/usr/bin:/bin",
+    }
+    command = [sys.executable, "-m", "warest.cli", "projections", "retry-parked"]
+    result = subprocess.run(
+        [*command, "registry"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "registry: 1 applied, 0 still parked"
+    assert parked(database_url, schema) == []
+    assert rows_of(database_url, schema, "SELECT session_id FROM rm_sessions") == [("bad",)]
+    refused = subprocess.run(
+        [*command, "nope"], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert refused.returncode != 0 and "unknown projection" in refused.stderr
+
+
+async def test_the_sandbox_stores_engine_text_made_safe(database_url: str, schema: str) -> None:
+    """An inbox flush stores every account's messages together: one bad byte must not fail it."""
+    migrate(database_url, schema)
+    pool = await asyncpg.create_pool(
+        database_url, server_settings={"search_path": schema}, min_size=1, max_size=2
+    )
+    try:
+        store = SandboxStore(pool)
+        assert await store.add_account(
+            SandboxAccount(
+                phone="62811", lid="1@lid", push_name="P\x00", about="a\ud800", business={"k\x00": "v\x00"}
+            )
+        )
+        at = datetime.now(UTC)
+        await store.record_inbox(
+            [
+                ("62811", InboxItem("w1", "s\x00", "c", "t\x00\udfff", "text", at)),
+                ("62822", InboxItem("w2", "s", "c", "fine", "text", at)),
+            ]
+        )
+        assert [i.text for i in await store.inbox("62811", 10)] == ["t\ufffd\ufffd"]
+        assert [i.text for i in await store.inbox("62822", 10)] == ["fine"]
+        [account] = await store.accounts()
+        assert (account.push_name, account.about, account.business) == (
+            "P\ufffd",
+            "a\ufffd",
+            {"k\ufffd": "v\ufffd"},
+        )
+    finally:
+        await pool.close()
