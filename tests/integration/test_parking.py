@@ -123,7 +123,7 @@ def test_the_page_writer_makes_lone_surrogates_and_nul_safe(
     """Rows that never came from the log (a lone surrogate cannot be encoded into it) are made
     safe by the writer itself, through COPY, arrays and staging tables alike."""
     columns = {"id": "integer", "t": "text", "a": "text[]"}
-    few = [(1, "x\ud800y", ["m\x00"]), (2, None, [])]
+    few = [(1, "x\ud800y", ["m\x00"]), (2, None, []), (3, "é🎉", ["ü", None])]
     many = [(i, f"n\x00{i}\udfff", [f"\x00{i}"]) for i in range(10, 110)]
     with psycopg.connect(database_url) as conn:
         conn.execute(f"SET search_path TO {schema}")
@@ -139,6 +139,8 @@ def test_the_page_writer_makes_lone_surrogates_and_nul_safe(
         rows = dict(conn.execute("SELECT id, t FROM w").fetchall())
     assert rows[1] == "x\ufffdy" and rows[2] == "z\ufffd" and rows[10] == "n\ufffd10\ufffd"
     assert rows_of(database_url, schema, "SELECT a FROM w WHERE id = 1") == [(["m\ufffd"],)]
+    assert rows[3] == "é🎉"  # other text is left as it is
+    assert rows_of(database_url, schema, "SELECT a FROM w WHERE id = 3") == [(["ü", None],)]
 
 
 class Allergic(MessagesProjection):

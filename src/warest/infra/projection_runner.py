@@ -335,11 +335,8 @@ class ProjectionRunner:
                 # The read model is a function of the log up to its position: the rows
                 # the page before left at ``start`` are still what the tables hold (unless
                 # a retry of parked events changed them: the revision moved).
-                valid = carry is not None and (carry.position, carry.revision) == (
-                    batch.start,
-                    batch.revision,
-                )
-                folded, news = self._apply(cur, batch.page, carry.state if valid and carry else None)
+                held = carry is not None and (carry.position, carry.revision) == (batch.start, batch.revision)
+                folded, news = self._apply(cur, batch.page, carry.state if held and carry else None)
                 self._park(cur, batch.broken)
                 self._track(cur, batch.end, news)
         except Exception as error:

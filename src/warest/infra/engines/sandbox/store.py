@@ -29,6 +29,10 @@ def _account(row: Any) -> SandboxAccount:
     )
 
 
+def _safe_item(i: InboxItem) -> tuple[Any, ...]:
+    return (safe(i.wa_id), safe(i.sender), safe(i.chat), safe(i.kind), safe_optional(i.text), i.at)
+
+
 class SandboxStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
@@ -76,10 +80,7 @@ class SandboxStore:
             await conn.executemany(
                 "INSERT INTO sandbox_inbox (phone, wa_id, sender, chat, kind, text, at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                [
-                    (phone, safe(i.wa_id), safe(i.sender), safe(i.chat), safe(i.kind), safe_optional(i.text), i.at)
-                    for phone, i in items
-                ],
+                [(phone, *_safe_item(i)) for phone, i in items],
             )
 
     async def inbox(self, phone: str, limit: int) -> list[InboxItem]:
