@@ -4,10 +4,11 @@ for ever in a loop that stops the read model for every tenant."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +20,7 @@ import pytest
 from projections import ALL, ChatsProjection, ContactsProjection, MessagesProjection, RegistryProjection
 from projections._page import Writes
 from projections.outbox import OutboxProjection
+from tests.integration.test_projector import follower, start_projector, until  # noqa: F401 (fixtures)
 from warest.app.sandbox import InboxItem, SandboxAccount
 from warest.domain.messages import Message
 from warest.domain.sessions import Session
@@ -296,7 +298,7 @@ def test_followers_of_a_projector_see_parked_counts_and_stay_healthy(
     do not make the read models unhealthy, and waits past the parked event end."""
     committer.save(Session.create("REGA", "bad", None, True, "sandbox"))
     runner = ProjectionRunner(store, Picky(), database_url, schema)
-    follower = RemoteReadModels(
+    remote = RemoteReadModels(
         ["registry"],
         store.max_position,
         database_url,
@@ -306,12 +308,12 @@ def test_followers_of_a_projector_see_parked_counts_and_stay_healthy(
     )
     try:
         runner.catch_up()
-        follower.start()
-        assert follower.parked() == {"registry": 1}
-        assert follower.failing == {}
-        assert follower.position == store.max_position()
+        remote.start()
+        assert remote.parked() == {"registry": 1}
+        assert remote.failing == {}
+        assert remote.position == store.max_position()
     finally:
-        follower.stop()
+        remote.stop()
         runner.stop()
 
 
@@ -375,3 +377,35 @@ async def test_the_sandbox_stores_engine_text_made_safe(database_url: str, schem
         )
     finally:
         await pool.close()
+
+
+async def test_a_projector_process_parks_an_event_it_cannot_read_and_servers_go_on(
+    database_url: str,
+    schema: str,
+    store: EventStoreApp,
+    committer: GroupCommitter,
+    start_projector: Callable[[], subprocess.Popen[bytes]],  # noqa: F811 (the fixture)
+    follower: Callable[..., RemoteReadModels],  # noqa: F811 (the fixture)
+) -> None:
+    """The projector used to retry such an event for ever (and crash-loop at start-up, so a
+    server waited for it): it now parks it, every read model moves past it, and the server
+    stays healthy, with the parked counts in its health."""
+    committer.save(received("REGA", "before"))
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {schema}")
+        conn.execute(
+            "INSERT INTO warest_events (originator_id, originator_version, topic, state)"
+            " VALUES (gen_random_uuid(), 1, %s, %s)",
+            ("warest.domain.messages:Message.Received", b'{"not": "a message"'),
+        )
+    committer.save(received("REGB", "after"))
+    read_models = follower()
+    await asyncio.to_thread(read_models.start, asyncio.get_running_loop())
+    start_projector()
+    assert await read_models.wait(store.max_position(), timeout=60)
+    assert messages_of(database_url, schema) == {"before", "after"}
+    every = {"messages", "chats", "contacts", "messaging", "streams", "webhook_outbox"}
+    assert until(lambda: read_models.parked() == dict.fromkeys(every, 1), timeout=10)
+    assert until(read_models.healthy, timeout=10)
+    rows = parked(database_url, schema, "messages")
+    assert rows[0][2] == "warest.domain.messages:Message.Received" and "cannot decode" in rows[0][3]
