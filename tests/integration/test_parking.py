@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 import msgspec
@@ -22,6 +23,7 @@ from projections._page import Writes
 from projections.outbox import OutboxProjection
 from tests.integration.test_projector import follower, start_projector, until  # noqa: F401 (fixtures)
 from warest.app.sandbox import InboxItem, SandboxAccount
+from warest.app.webhook_dispatch import Health, Outcome
 from warest.domain.messages import Message
 from warest.domain.sessions import Session
 from warest.domain.webhooks import WebhookEndpoint
@@ -32,6 +34,8 @@ from warest.infra.eventstore.store import EventStoreApp
 from warest.infra.projection_runner import ProjectionRunner
 from warest.infra.projector import projector_channel, projector_lock_key
 from warest.infra.readmodels import RemoteReadModels
+from warest.infra.webhooks.secrets import AesSecretBox
+from warest.infra.webhooks.store import PgDeliveryStore
 
 PEER = "6281111111@s.whatsapp.net"
 OTHER = "6282222222@s.whatsapp.net"
@@ -409,3 +413,37 @@ async def test_a_projector_process_parks_an_event_it_cannot_read_and_servers_go_
     assert until(read_models.healthy, timeout=10)
     rows = parked(database_url, schema, "messages")
     assert rows[0][2] == "warest.domain.messages:Message.Received" and "cannot decode" in rows[0][3]
+
+
+async def test_webhook_delivery_state_stores_what_receivers_said_made_safe(
+    database_url: str, schema: str
+) -> None:
+    """Outcomes of every endpoint are stored together: a receiver's NUL in an error or a
+    reply-action report must not fail them (nor the jsonb of the report)."""
+    migrate(database_url, schema)
+    settings = {"search_path": schema}
+    pool = await asyncpg.create_pool(database_url, server_settings=settings, min_size=1, max_size=2)
+    try:
+        store = PgDeliveryStore(pool, AesSecretBox(b"k" * 32))
+        endpoint, session = uuid4(), uuid4()
+        now = datetime.now(UTC)
+        await pool.execute(
+            "INSERT INTO wh_events (position, session_id, seq, event, event_id, ts, registry, session,"
+            " label, body) VALUES (1, $1, 1, 'message_received', 'e1', 0, 'R', 's', 's', '{}')",
+            session,
+        )
+        await pool.execute(
+            "INSERT INTO wh_deliveries (endpoint_id, position, delivery_id, session_id, event,"
+            " created_at, updated_at) VALUES ($1, 1, 'd1', $2, 'message_received', $3, $3)",
+            endpoint,
+            session,
+            now,
+        )
+        await store.record([Outcome(endpoint, 1, "failed", 1, now, 500, 3, "said \x00", None)])
+        await store.record_actions(endpoint, 1, [{"ok": False, "error": "no\x00pe"}])
+        await store.save_health(endpoint, Health(failures=1, last_error="bad\x00"))
+        row = await pool.fetchrow("SELECT last_error, actions::text FROM wh_deliveries")
+        assert row is not None and row["last_error"] == "said \ufffd" and "no\ufffdpe" in row["actions"]
+        assert (await store.health())[endpoint].last_error == "bad\ufffd"
+    finally:
+        await pool.close()
