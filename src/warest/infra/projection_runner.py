@@ -574,7 +574,13 @@ class ProjectionRunner:
                     if (row and (int(row[0]), int(row[1]))) != (start, revision):
                         cur.execute("ROLLBACK")
                         break
-                    statements = folded.write(cur, deferred=True)
+                    try:
+                        statements = folded.write(cur, deferred=True)  # stages the page's rows
+                    except Exception as error:
+                        cur.execute("ROLLBACK")
+                        log.info("projection %s: a page failed to stage, going on page by page: %s",
+                                 self.name, describe(error))  # fmt: skip
+                        raise _Stopped from error
                     pipeline = ExitStack()
                     pipeline.enter_context(writer.pipeline())
                     in_flight = _InFlight(pipeline, end, len(page) if page else end - start, folded, revision)
@@ -588,7 +594,7 @@ class ProjectionRunner:
             except _Stopped:
                 pass
             finally:
-                if in_flight is not None:  # reading or folding failed: the error is theirs
+                if in_flight is not None:  # a later page stopped: the one in flight still lands
                     with suppress(_Stopped):
                         self._land(writer, in_flight, progress)
         return total
