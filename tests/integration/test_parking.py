@@ -195,14 +195,14 @@ def test_an_event_a_projection_cannot_apply_is_parked_and_retried_after_a_fix(
     failing: str,
 ) -> None:
     for i in range(40):
-        text = "poison" if i in (7, 23) else f"t{i}"
+        text = "poison" if i in (17, 33) else f"t{i}"  # pipelined: pages 1 and 2 go through first
         committer.save(received("REGA" if i % 2 else "REGB", f"w{i}", text=text))
     projection = (StagingAllergic if failing == "write" else Allergic)()
     runner = ProjectionRunner(store, projection, database_url, schema, batch_size=8 if pipelined else 20_000)
     try:
         runner.catch_up()
         assert runner.position == store.max_position()
-        assert messages_of(database_url, schema) == {f"w{i}" for i in range(40)} - {"w7", "w23"}
+        assert messages_of(database_url, schema) == {f"w{i}" for i in range(40)} - {"w17", "w33"}
         rows = parked(database_url, schema, "messages")
         assert [(r[0], r[2]) for r in rows] == [("messages", "warest.domain.messages:Message.Received")] * 2
         assert all("cannot take" in r[3] for r in rows), rows

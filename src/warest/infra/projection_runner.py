@@ -485,6 +485,7 @@ class ProjectionRunner:
     def catch_up(self, progress: Progress | None = None) -> int:
         """Processes until the read model has reached the end of the log."""
         total = 0
+        self._connection()  # the tracking row exists: the pipelined catch-up locks it
         try:
             if hasattr(self.projection, "fold") and self._backlog() > self._batch_size:
                 with _gc_paused():
@@ -536,7 +537,6 @@ class ProjectionRunner:
         (nothing of it is committed): ``catch_up`` then goes on page by page from the
         committed position, where an event that cannot be applied is parked.
         """
-        fold = self.projection.fold  # type: ignore[attr-defined]
         total = 0
         with (
             psycopg_connect(self.database_url, self._schema, autocommit=True) as reader,
@@ -552,17 +552,7 @@ class ProjectionRunner:
             in_flight: _InFlight | None = None
             try:
                 while (upper := self.store.max_position()) > start:
-                    try:
-                        page, broken = self._read(reader, start, upper)
-                        if broken:
-                            raise _Stopped  # page by page parks them
-                        end = page[-1][1] if len(page) >= self._batch_size else upper
-                        folded = fold(page, lookup, previous)
-                    except Exception as error:  # page by page applies what it can, parks the rest
-                        if not isinstance(error, _Stopped):
-                            log.info("projection %s: a page failed to fold, going on page by page: %s",
-                                     self.name, describe(error))  # fmt: skip
-                        raise _Stopped from error
+                    end, events, folded = self._next_page(reader, lookup, start, upper, previous)
                     if in_flight is not None:
                         flight, in_flight = in_flight, None
                         total += self._land(writer, flight, progress)
@@ -574,16 +564,10 @@ class ProjectionRunner:
                     if (row and (int(row[0]), int(row[1]))) != (start, revision):
                         cur.execute("ROLLBACK")
                         break
-                    try:
-                        statements = folded.write(cur, deferred=True)  # stages the page's rows
-                    except Exception as error:
-                        cur.execute("ROLLBACK")
-                        log.info("projection %s: a page failed to stage, going on page by page: %s",
-                                 self.name, describe(error))  # fmt: skip
-                        raise _Stopped from error
+                    statements = self._stage(cur, folded)
                     pipeline = ExitStack()
                     pipeline.enter_context(writer.pipeline())
-                    in_flight = _InFlight(pipeline, end, len(page) if page else end - start, folded, revision)
+                    in_flight = _InFlight(pipeline, end, events, folded, revision)
                     statements()
                     self._track(cur, end, folded.news())
                     cur.execute("COMMIT")
@@ -596,8 +580,40 @@ class ProjectionRunner:
             finally:
                 if in_flight is not None:  # a later page stopped: the one in flight still lands
                     with suppress(_Stopped):
-                        self._land(writer, in_flight, progress)
+                        total += self._land(writer, in_flight, progress)
         return total
+
+    def _next_page(
+        self, reader: psycopg.Connection, lookup: psycopg.Cursor[Any], start: int, upper: int, previous: Any
+    ) -> tuple[int, int, Any]:
+        """(end, events, folded state) of the page after ``start``; ``_Stopped`` when it cannot
+        be read or folded: page by page applies what it can and parks the rest."""
+        try:
+            page, broken = self._read(reader, start, upper)
+            if broken:
+                raise _Stopped
+            end = page[-1][1] if len(page) >= self._batch_size else upper
+            return end, len(page) if page else end - start, self.projection.fold(page, lookup, previous)  # type: ignore[attr-defined]
+        except _Stopped:
+            raise
+        except Exception as error:
+            log.info(
+                "projection %s: a page failed to fold, going on page by page: %s", self.name, describe(error)
+            )
+            raise _Stopped from error
+
+    def _stage(self, cur: psycopg.Cursor[Any], folded: Any) -> Callable[[], None]:
+        """Stages the page's rows (in the page's transaction); its statements, to run in the
+        pipeline. ``_Stopped`` (rolled back) when they cannot be staged."""
+        try:
+            statements: Callable[[], None] = folded.write(cur, deferred=True)
+        except Exception as error:
+            cur.execute("ROLLBACK")
+            log.info(
+                "projection %s: a page failed to stage, going on page by page: %s", self.name, describe(error)
+            )
+            raise _Stopped from error
+        return statements
 
     def _land(self, writer: psycopg.Connection, flight: _InFlight, progress: Progress | None) -> int:
         """Waits for a pipelined page to commit; ``_Stopped`` if it failed (and was rolled back)."""
