@@ -38,7 +38,11 @@ class ParkedEvents(Protocol):
         ...
 
     def counts(self) -> dict[str, int]:
-        """Parked events per read model (only those with some), as last seen."""
+        """Parked events per read model (only those with some), as last seen (cheap: health)."""
+        ...
+
+    async def tally(self) -> dict[str, int]:
+        """Parked events per read model (only those with some), counted now."""
         ...
 
     async def events(self, projection: str | None = None, limit: int = 100) -> list[ParkedEvent]:

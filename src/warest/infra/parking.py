@@ -40,6 +40,18 @@ class PgParkedEvents:
     def counts(self) -> dict[str, int]:
         return self._read_models.parked()
 
+    async def tally(self) -> dict[str, int]:
+        return await asyncio.to_thread(self._tally)
+
+    def _tally(self) -> dict[str, int]:
+        with psycopg_connect(self._url, self._schema, autocommit=True) as conn:
+            rows = conn.execute(
+                "SELECT name, count(*) FROM projection_parked WHERE name = ANY(%s)"
+                " GROUP BY name ORDER BY name",
+                (self._names,),
+            ).fetchall()
+        return {name: int(count) for name, count in rows}
+
     async def events(self, projection: str | None = None, limit: int = 100) -> list[ParkedEvent]:
         return await asyncio.to_thread(self._list, projection, limit)
 

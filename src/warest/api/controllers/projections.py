@@ -65,7 +65,7 @@ class ProjectionsAdminController(Controller):
         return envelope(
             Code.SUCCESS,
             f"{len(events)} parked events",
-            {"counts": parked.counts(), "items": [parked_view(e) for e in events]},
+            {"counts": await parked.tally(), "items": [parked_view(e) for e in events]},
         )
 
     @post("/parked/retry", status_code=200)
