@@ -14,15 +14,25 @@ costs ~13 us a row, binary COPY ~0.6 us). Array columns (``text[]``) only go thr
 
 Table and column names passed here are constants of the projection modules, never input.
 Column types must be the exact types of the table (binary COPY sends typed values).
+
+Every row written here goes through ``safe_rows``: text from engines cannot be refused, and
+PostgreSQL refuses NUL in ``text`` (and psycopg cannot encode an unpaired surrogate), so
+each such character of a ``text`` or ``text[]`` value becomes U+FFFD where it is written
+(``warest.domain.text.safe``); the read model never stops on it.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
+from itertools import chain
+from operator import itemgetter
 from typing import Any, TypeVar
 
 import psycopg
+
+from warest.domain.text import safe
 
 Cursor = psycopg.Cursor[Any]
 Columns = Mapping[str, str]
@@ -38,11 +48,48 @@ def _names(columns: Iterable[str]) -> str:
     return ", ".join(columns)
 
 
-def copy_rows(cur: Cursor, table: str, columns: Columns, rows: Iterable[Sequence[Any]]) -> None:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def safe_rows(columns: Columns, rows: Sequence[Sequence[Any]]) -> Sequence[Sequence[Any]]:
+    """``rows`` with their ``text`` and ``text[]`` values made ``safe``: the same object when
+    nothing needs it (the usual case, found with one scan of their joined text; about 0.05 us
+    a value)."""
+    texts = [i for i, t in enumerate(columns.values()) if t == "text"]
+    arrays = [i for i, t in enumerate(columns.values()) if t == "text[]"]
+    if not rows or not (texts or arrays):
+        return rows
+    values: list[Iterable[Any]] = []
+    if texts:
+        pick = itemgetter(*texts)
+        values.append(chain.from_iterable(map(pick, rows)) if len(texts) > 1 else map(pick, rows))
+    for i in arrays:
+        values.append(chain.from_iterable(row[i] for row in rows if row[i]))
+    try:
+        joined = "".join(filter(None, chain.from_iterable(values)))  # None and "" left out
+    except TypeError:  # not only strings: checked value by value
+        joined = "\x00"
+    if "\x00" not in joined and (joined.isascii() or _SURROGATE.search(joined) is None):
+        return rows
+    return [_safe_row(row, texts, arrays) for row in rows]
+
+
+def _safe_row(row: Sequence[Any], texts: Sequence[int], arrays: Sequence[int]) -> list[Any]:
+    made = list(row)
+    for i in texts:
+        if isinstance(made[i], str):
+            made[i] = safe(made[i])
+    for i in arrays:
+        if made[i] is not None:
+            made[i] = [safe(v) if isinstance(v, str) else v for v in made[i]]
+    return made
+
+
+def copy_rows(cur: Cursor, table: str, columns: Columns, rows: Sequence[Sequence[Any]]) -> None:
     """Plain inserts through binary ``COPY`` (a duplicate key raises, as ``INSERT`` would)."""
     with cur.copy(f"COPY {table} ({_names(columns)}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(columns.values()))
-        for row in rows:
+        for row in safe_rows(columns, rows):
             copy.write_row(row)
 
 
@@ -119,7 +166,7 @@ class Writes:
         """
         if len(rows) <= STAGE_ABOVE:
             arrays = ", ".join(f"%s::{t}[]" for t in columns.values())
-            params = [list(column) for column in zip(*rows, strict=True)]
+            params = [list(column) for column in zip(*safe_rows(columns, rows), strict=True)]
             return f"unnest({arrays}) AS u({_names(columns)})", params
         if join and not self._planned:
             self.cur.execute("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")

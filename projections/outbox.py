@@ -41,6 +41,7 @@ from warest.domain.ids import DEFAULT_WEBHOOK_ENDPOINT
 from warest.domain.messages import Message
 from warest.domain.model import DomainEvent, stored_topics
 from warest.domain.sessions import LIFECYCLE_EVENTS, Session
+from warest.domain.text import safe, safe_json, safe_optional
 from warest.domain.users import User
 from warest.domain.webhooks import WebhookEndpoint
 from warest.infra.db.login_qr import shown_qrs
@@ -366,7 +367,7 @@ class OutboxProjection(PagedProjection):
         out.seqs.add(session.id)
         eid = event_id(event.originator_id, event.originator_version)
         ts = epoch_ms(event.timestamp)
-        body = render_body(name, finish_data(data, session.name, eid, seq), ts, session)
+        body = _body(name, finish_data(data, session.name, eid, seq), ts, session)
         out.events.append(
             (position, session.id, seq, name, eid, ts, session.registry, session.name, session.label,
              session.username, body)
@@ -421,6 +422,21 @@ class OutboxProjection(PagedProjection):
 
 
 _CREATION_TOPICS = frozenset(stored_topics(Message.Received, Message.Queued))
+
+
+def _body(name: str, data: dict[str, Any], ts: int, session: SessionInfo) -> bytes:
+    """The rendered webhook, its text made ``safe`` as every read model's is: NUL (which
+    JSON can carry but a receiver's ``jsonb`` cannot) and unpaired surrogates (which cannot
+    be encoded) become U+FFFD. ``\\u0000`` is how the encoder writes NUL; a text that only
+    looks like it is rendered again unchanged."""
+    try:
+        body = render_body(name, data, ts, session)
+        if b"\\u0000" not in body:
+            return body
+    except UnicodeEncodeError:
+        pass
+    session = replace(session, label=safe(session.label), username=safe_optional(session.username))
+    return render_body(name, safe_json(data), ts, session)
 
 
 def _message_info(event: Message.Received | Message.Queued) -> MessageInfo:

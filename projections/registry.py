@@ -1,7 +1,8 @@
 """The registry read model: users (``rm_users``) and sessions (``rm_sessions``).
 
 Pure function of the events: every value written comes from an event (timestamps
-included), so a rebuild reproduces the tables exactly.
+included), so a rebuild reproduces the tables exactly. Every statement goes through
+``_execute``, which makes text values ``safe`` (push names and reasons come from engines).
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ import psycopg
 from eventsourcing.utils import get_topic
 
 from warest.domain.sessions import LIFECYCLE_EVENTS, Session
+from warest.domain.text import safe
 from warest.domain.users import User
 
 _Cursor = psycopg.Cursor[Any]
+
+
+def _execute(cur: _Cursor, query: str, params: tuple[Any, ...]) -> None:
+    """``cur.execute`` with each text parameter made ``safe`` (NUL cannot be stored in text)."""
+    cur.execute(query, tuple(safe(p) if isinstance(p, str) else p for p in params))
 
 
 def _topics(*classes: type) -> tuple[str, ...]:
@@ -45,7 +52,8 @@ class RegistryProjection:
 
     @process.register
     def _(self, event: User.Registered, cur: _Cursor, position: int) -> None:
-        cur.execute(
+        _execute(
+            cur,
             "INSERT INTO rm_users (id, username, registry, role, disabled, password_hash,"
             " api_key_digest, key_rotated_at, created_at, updated_at, version, position)"
             " VALUES (%s, %s, %s, %s, false, %s, %s, %s, %s, %s, %s, %s)",
@@ -65,7 +73,8 @@ class RegistryProjection:
         )
 
     def _update_user(self, event: Any, cur: _Cursor, position: int, assignments: str, *values: Any) -> None:
-        cur.execute(
+        _execute(
+            cur,
             f"UPDATE rm_users SET {assignments}, updated_at = %s, version = %s, position = %s WHERE id = %s",
             (*values, event.timestamp, event.originator_version, position, event.originator_id),
         )
@@ -105,7 +114,8 @@ class RegistryProjection:
 
     @process.register
     def _(self, event: Session.Created, cur: _Cursor, position: int) -> None:
-        cur.execute(
+        _execute(
+            cur,
             "INSERT INTO rm_sessions (id, registry, session_id, label, auto_start, engine,"
             " status, status_at, created_at, updated_at, version, position)"
             " VALUES (%s, %s, %s, %s, %s, %s, 'created', %s, %s, %s, %s, %s)"
@@ -132,7 +142,8 @@ class RegistryProjection:
 
     @process.register
     def _(self, event: Session.Configured, cur: _Cursor, position: int) -> None:
-        cur.execute(
+        _execute(
+            cur,
             "UPDATE rm_sessions SET label = COALESCE(%s, label),"
             " auto_start = COALESCE(%s, auto_start),"
             " updated_at = %s, version = %s, position = %s WHERE id = %s",
@@ -148,7 +159,7 @@ class RegistryProjection:
 
     @process.register
     def _(self, event: Session.Deleted, cur: _Cursor, position: int) -> None:
-        cur.execute("DELETE FROM rm_sessions WHERE id = %s", (event.originator_id,))
+        _execute(cur, "DELETE FROM rm_sessions WHERE id = %s", (event.originator_id,))
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -162,7 +173,8 @@ class RegistryProjection:
         extra: str = "",
         *values: Any,
     ) -> None:
-        cur.execute(
+        _execute(
+            cur,
             f"UPDATE rm_sessions SET status = %s, status_reason = %s, status_at = %s{extra},"
             " updated_at = %s, version = %s, position = %s WHERE id = %s",
             (

@@ -27,6 +27,7 @@ from warest.app.history import EventHistory
 from warest.app.manager import SessionManager
 from warest.app.messaging import MessagingService
 from warest.app.outbound import RetryPolicy
+from warest.app.parking import ParkedEvents
 from warest.app.ports import ReadModelWaiter
 from warest.app.readside import ReadService
 from warest.app.runtime import LifecycleSettings, QueueSettings
@@ -60,6 +61,7 @@ from warest.infra.eventstore.adapter import AsyncEventStore
 from warest.infra.eventstore.async_commit import AsyncGroupCommitter
 from warest.infra.eventstore.group_commit import GroupCommitter
 from warest.infra.eventstore.store import EventStoreApp, postgres_env
+from warest.infra.parking import PgParkedEvents
 from warest.infra.passwords import Argon2Hasher
 from warest.infra.pepper import load_pepper
 from warest.infra.projection_runner import ProjectionRunner
@@ -108,6 +110,7 @@ class Services:
     reads: ReadService
     actions: ActionService
     webhooks: WebhookService | None = None
+    parked: ParkedEvents | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -401,6 +404,7 @@ class Container:
             reads=ReadService(PgReadQueries(self.pool), sessions, self.read_models),
             actions=actions,
             webhooks=webhooks,
+            parked=self._parked_events(settings, self.store, self.read_models),
         )
         self._autostart = asyncio.create_task(self.manager.start_autostart(), name="autostart")
         if self._settle_gc:
@@ -427,6 +431,18 @@ class Container:
             schema,
             projector_channel(schema),
             projector_lock_key(schema),
+        )
+
+    def _parked_events(
+        self, settings: Settings, store: EventStoreApp, read_models: ReadModels
+    ) -> PgParkedEvents:
+        url = self.database_url
+        return PgParkedEvents(
+            read_models,
+            server_read_model_names(settings),
+            lambda: build_runners(store, settings, url, with_outbox=True),
+            url,
+            settings.database_schema,
         )
 
     async def _caught_up(self, read_models: ReadModels) -> None:

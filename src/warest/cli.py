@@ -266,6 +266,35 @@ def projections_rebuild(name: str | None) -> None:
             embedded.stop()
 
 
+@projections.command("retry-parked")
+@click.argument("name", required=False)
+def projections_retry_parked(name: str | None) -> None:
+    """Applies again the events read models parked (all, or NAME's), after a fix."""
+    from warest.bootstrap import build_runners, build_store  # noqa: PLC0415
+    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from warest.infra.db.migrations import migrate as apply  # noqa: PLC0415
+
+    settings = _settings()
+    embedded = EmbeddedPostgres(settings.data_path) if settings.embedded_database else None
+    url = settings.database_url or (embedded.start() if embedded else "")
+    try:
+        apply(url, settings.database_schema)
+        store = build_store(settings, url)
+        runners = build_runners(store, settings, url, with_outbox=True)
+        known = [r.name for r in runners]
+        if name is not None and name not in known:
+            raise click.BadParameter(f"unknown projection '{name}' (known: {', '.join(known)})")
+        for runner in runners:
+            if name is None or runner.name == name:
+                retried = runner.retry_parked()
+                click.echo(f"{runner.name}: {retried.applied} applied, {retried.failed} still parked")
+            runner.stop()
+        store.close()
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
 # -- events -------------------------------------------------------------------------------
 
 

@@ -9,6 +9,8 @@ from typing import Any
 
 import msgspec
 
+from warest.domain.text import safe_json
+
 _encoder = msgspec.json.Encoder()
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -26,7 +28,10 @@ class JsonFormatter(logging.Formatter):
                 entry[key] = value if isinstance(value, str | int | float | bool) else str(value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return _encoder.encode(entry).decode()
+        try:
+            return _encoder.encode(entry).decode()
+        except UnicodeEncodeError:  # engine text with an unpaired surrogate: keep the line
+            return _encoder.encode(safe_json(entry)).decode()
 
 
 def setup_logging(level: str = "info") -> None:

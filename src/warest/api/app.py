@@ -19,6 +19,7 @@ from warest.api.controllers.auth import AuthController
 from warest.api.controllers.chats import ChatsController, ContactsController
 from warest.api.controllers.events import EventsController
 from warest.api.controllers.messages import MessageActionsController, MessagesController
+from warest.api.controllers.projections import ProjectionsAdminController
 from warest.api.controllers.sandbox import SandboxController
 from warest.api.controllers.server import ServerAdminController, code_table_route, healthz, ping, ready
 from warest.api.controllers.sessions import AdminSessionsController, SessionController
@@ -105,6 +106,7 @@ def create_app(
         UsersController,
         SessionController,
         AdminSessionsController,
+        ProjectionsAdminController,
         MessagesController,
         MessageActionsController,
         ChatsController,

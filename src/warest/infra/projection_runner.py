@@ -12,6 +12,14 @@ few set-based statements (see ``projections/_page.py``). ``previous`` is what ``
 returned for the page before, when the read model is still where that page left it: the
 rows it holds need not be read again. ``process(event, cur, position)`` is called per event
 otherwise.
+
+Projections are total: an event a projection cannot apply (its data or the projection's code
+raises: any Python exception, a PostgreSQL data or integrity error) is *parked*. The failed
+batch is rolled back and applied again in halves, each in a savepoint, down to the events
+that fail alone; those are recorded in ``projection_parked`` and the position moves past
+them in the same transaction. ``retry_parked`` applies them again after a fix. Errors of
+the database itself (connection, resources, a missing table) are not the event's: the
+batch is retried with a back-off, as before, and shown in ``projection_tracking.error``.
 """
 
 from __future__ import annotations
@@ -26,8 +34,10 @@ from typing import Any, NamedTuple, Protocol, cast
 
 import psycopg
 from eventsourcing.persistence import StoredEvent
+from eventsourcing.utils import get_topic
 from psycopg import sql
 
+from warest.domain.text import safe
 from warest.infra.db.connect import psycopg_connect
 from warest.infra.eventstore.store import EventStoreApp
 
@@ -87,6 +97,7 @@ class _InFlight(NamedTuple):
     end: int
     events: int
     folded: Any
+    revision: int
 
 
 class _Stopped(Exception):
@@ -94,10 +105,57 @@ class _Stopped(Exception):
 
 
 class _Carry(NamedTuple):
-    """A page's folded state and the position of the read model after that page."""
+    """A page's folded state and the position (and revision) of the read model after that
+    page."""
 
     position: int
     state: Any
+    revision: int = 0
+
+
+class Parked(NamedTuple):
+    """An event a projection could not apply (a row of ``projection_parked``)."""
+
+    position: int
+    originator_id: str
+    originator_version: int
+    topic: str
+    error: str
+
+
+class Retried(NamedTuple):
+    """What ``retry_parked`` did: events applied (and no longer parked), events still failing."""
+
+    applied: int
+    failed: int
+
+
+class _Batch(NamedTuple):
+    """A page read under the tracking row's lock: its events, those that could not be
+    decoded, and the position the read model moves to."""
+
+    start: int
+    end: int
+    revision: int
+    page: Page
+    broken: list[Parked]
+
+    @property
+    def consumed(self) -> int:
+        return len(self.page) + len(self.broken) if (self.page or self.broken) else self.end - self.start
+
+
+def event_fault(error: BaseException) -> bool:
+    """Whether ``error`` is the event's (its data, or the projection's code for it): parked.
+    Errors of the database (connection, resources, locks, a missing table) are not: the
+    batch is retried."""
+    if isinstance(error, psycopg.Error):
+        return isinstance(error, psycopg.DataError | psycopg.IntegrityError)
+    return isinstance(error, Exception)
+
+
+def describe(error: BaseException) -> str:
+    return safe(f"{type(error).__name__}: {error}")[:2000]
 
 
 BUSY_EVENTS_PER_S = 500
@@ -200,9 +258,16 @@ class ProjectionRunner:
         # The tracking row, locked, and the log's end (on this connection: the store's pool
         # would add a checkout and a round trip).
         self._lock_and_end = sql.SQL(
-            "SELECT position, (SELECT max(notification_id) FROM {}) FROM projection_tracking"
+            "SELECT position, (SELECT max(notification_id) FROM {}), revision FROM projection_tracking"
             " WHERE name = %s FOR UPDATE"
         ).format(events)
+        self._parked_events = sql.SQL(
+            "SELECT p.position, e.originator_id::text, e.originator_version, e.topic, e.state"
+            " FROM projection_parked p LEFT JOIN {} e ON e.notification_id = p.position"
+            " WHERE p.name = %s ORDER BY p.position"
+        ).format(events)
+        self.parked = 0
+        """How many events of this projection are parked (as of this runner's last look)."""
         self._more = False  # the last batch took a full page: the log may hold more
 
     # -- position -------------------------------------------------------------
@@ -240,49 +305,142 @@ class ProjectionRunner:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             self._conn = psycopg_connect(self.database_url, self._schema)
-            with self._conn.transaction():
-                self._conn.execute(
+            with self._conn.transaction(), self._conn.cursor() as cur:
+                cur.execute(
                     "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
                     " ON CONFLICT (name) DO NOTHING",
                     (self.name,),
                 )
+                self._count_parked(cur)
         return self._conn
 
+    def _count_parked(self, cur: psycopg.Cursor[Any]) -> None:
+        row = cur.execute("SELECT count(*) FROM projection_parked WHERE name = %s", (self.name,)).fetchone()
+        self.parked = int(row[0]) if row else 0
+
     def process_batch(self) -> int:
-        """Processes at most one page; returns the number of notifications consumed."""
+        """Processes at most one page; returns the number of notifications consumed.
+
+        An event the projection cannot apply does not stop it: the batch is applied again
+        without it, and it is parked (see ``_isolate``)."""
         conn = self._connection()
         carry, self._carry = self._carry, None
+        batch: _Batch | None = None
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                batch = self._begin(cur)
+                if batch is None:
+                    self._carry = carry  # nothing changed: the state still holds for the next page
+                    return 0
+                # The read model is a function of the log up to its position: the rows
+                # the page before left at ``start`` are still what the tables hold (unless
+                # a retry of parked events changed them: the revision moved).
+                held = carry is not None and (carry.position, carry.revision) == (batch.start, batch.revision)
+                folded, news = self._apply(cur, batch.page, carry.state if held and carry else None)
+                self._park(cur, batch.broken)
+                self._track(cur, batch.end, news)
+        except Exception as error:
+            if batch is None or not event_fault(error):
+                raise
+            log.warning(
+                "projection %s: a batch of %d events failed (%s); applying it again without the events"
+                " that fail",
+                self.name,
+                batch.consumed,
+                describe(error),
+            )
+            return self._isolate(batch)
+        if folded is not None:
+            self._carry = _Carry(batch.end, folded, batch.revision)
+        self._set_position(batch.end, news)
+        return batch.consumed
+
+    def _begin(self, cur: psycopg.Cursor[Any]) -> _Batch | None:
+        """Locks the tracking row and reads the next page (None: the log holds nothing new)."""
+        row = cur.execute(self._lock_and_end, (self.name,)).fetchone()
+        start = int(row[0]) if row else 0
+        upper = int(row[1]) if row and row[1] is not None else 0
+        revision = int(row[2]) if row else 0
+        self._more = False
+        if upper <= start:
+            self._set_position(start)
+            return None
+        page, broken = self._read(cur.connection, start, upper)
+        read = len(page) + len(broken)
+        full_page = read >= self._batch_size
+        self._more = full_page
+        end = max(page[-1][1] if page else 0, broken[-1].position if broken else 0) if full_page else upper
+        return _Batch(start, end, revision, page, broken)
+
+    def _apply(self, cur: psycopg.Cursor[Any], page: Page, previous: Any) -> tuple[Any, bool]:
+        """Applies ``page``: (the folded state or None, whether it had news for followers)."""
+        fold = getattr(self.projection, "fold", None)
+        if fold is not None:
+            folded = fold(page, cur, previous)
+            folded.write(cur)()
+            return folded, folded.news()
+        for event, position in page:
+            self.projection.process(event, cur, position)
+        return None, True
+
+    def _isolate(self, batch: _Batch) -> int:
+        """Applies a batch that failed, in a new transaction: in halves, each in a savepoint,
+        down to the events that fail alone, which are parked. Nothing is carried to the next
+        page. Returns 0 if another runner moved the read model meanwhile."""
+        conn = self._connection()
         with conn.transaction(), conn.cursor() as cur:
             row = cur.execute(self._lock_and_end, (self.name,)).fetchone()
-            start = int(row[0]) if row else 0
-            upper = int(row[1]) if row and row[1] is not None else 0
-            self._more = False
-            if upper <= start:
-                self._carry = carry  # nothing changed: the state still holds for the next page
-                self._set_position(start)
+            if row is None or int(row[0]) != batch.start:
                 return 0
-            page = self._read(conn, start, upper)
-            full_page = len(page) >= self._batch_size
-            new_position = page[-1][1] if full_page else upper
-            self._more = full_page
-            fold = getattr(self.projection, "fold", None)
-            if fold is not None:
-                # The read model is a function of the log up to its position: the rows
-                # the page before left at ``start`` are still what the tables hold.
-                folded = fold(
-                    page, cur, carry.state if carry is not None and carry.position == start else None
-                )
-                folded.write(cur)()
-                news = folded.news()
-            else:
-                for event, position in page:
-                    self.projection.process(event, cur, position)
-                news = True
-            self._track(cur, new_position, news)
-        if fold is not None:
-            self._carry = _Carry(new_position, folded)
-        self._set_position(new_position, news)
-        return len(page) if page else new_position - start
+            parked = list(batch.broken)
+            news = self._bisect(cur, batch.page, parked)
+            self._park(cur, parked)
+            self._track(cur, batch.end, news)
+        self._set_position(batch.end, news)
+        return batch.consumed
+
+    def _bisect(self, cur: psycopg.Cursor[Any], page: Page, parked: list[Parked]) -> bool:
+        """Applies ``page`` in log order, parking (into ``parked``) the events that fail alone."""
+        if not page:
+            return False
+        try:
+            with cur.connection.transaction():
+                return self._apply(cur, page, None)[1]
+        except Exception as error:
+            if not event_fault(error):
+                raise
+            if len(page) == 1:
+                event, position = page[0]
+                parked.append(
+                    Parked(position, str(event.originator_id), event.originator_version,
+                           get_topic(type(event)), describe(error))
+                )  # fmt: skip
+                return False
+            half = len(page) // 2
+            first = self._bisect(cur, page[:half], parked)
+            return self._bisect(cur, page[half:], parked) or first
+
+    def _park(self, cur: psycopg.Cursor[Any], parked: list[Parked]) -> None:
+        """Records ``parked`` in the batch's transaction (the position moves past them)."""
+        if not parked:
+            return
+        cur.executemany(
+            "INSERT INTO projection_parked (name, position, originator_id, originator_version, topic, error)"
+            " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name, position) DO UPDATE SET"
+            " error = EXCLUDED.error, attempts = projection_parked.attempts + 1, retried_at = now()",
+            [(self.name, *p) for p in parked],
+        )
+        for p in parked:
+            log.error(
+                "projection %s: parked the event at position %d (%s %s v%d): %s",
+                self.name,
+                p.position,
+                p.topic,
+                p.originator_id,
+                p.originator_version,
+                p.error,
+            )
+        self._count_parked(cur)
 
     def _track(self, cur: psycopg.Cursor[Any], position: int, news: bool = True) -> None:
         """Moves the tracking row (and announces it) in the caller's transaction: the payload
@@ -295,8 +453,9 @@ class ProjectionRunner:
         if self._announce is not None:
             cur.execute("SELECT pg_notify(%s, %s)", (self._announce, announcement(self.name, position, news)))
 
-    def _read(self, conn: psycopg.Connection, start: int, upper: int) -> Page:
-        """The projection's events in (start, upper], at most one page, decoded, with positions.
+    def _read(self, conn: psycopg.Connection, start: int, upper: int) -> tuple[Page, list[Parked]]:
+        """The projection's events in (start, upper], at most one page, decoded, with positions,
+        and those that cannot be decoded (to be parked).
 
         The same rows as ``recorder.select_notifications`` (topic filter in SQL), fetched in
         binary and without the ``Notification`` objects: a rebuild reads the whole log.
@@ -310,11 +469,23 @@ class ProjectionRunner:
             )
             rows = cur.fetchall()
         decode = self.store.mapper.to_domain_event
-        return [(decode(cast(StoredEvent, _Stored(r[1], r[2], r[3], r[4]))), r[0]) for r in rows]
+        try:
+            return [(decode(cast(StoredEvent, _Stored(r[1], r[2], r[3], r[4]))), r[0]) for r in rows], []
+        except Exception:  # noqa: S110 (found again, one by one, below)
+            pass
+        page: Page = []
+        broken: list[Parked] = []
+        for r in rows:
+            try:
+                page.append((decode(cast(StoredEvent, _Stored(r[1], r[2], r[3], r[4]))), r[0]))
+            except Exception as error:
+                broken.append(Parked(r[0], r[1], r[2], r[3], describe(error)))
+        return page, broken
 
     def catch_up(self, progress: Progress | None = None) -> int:
         """Processes until the read model has reached the end of the log."""
         total = 0
+        self._connection()  # the tracking row exists: the pipelined catch-up locks it
         try:
             if hasattr(self.projection, "fold") and self._backlog() > self._batch_size:
                 with _gc_paused():
@@ -331,7 +502,9 @@ class ProjectionRunner:
             # it (``idle``: e.g. the outbox's directory, which it would otherwise read again).
             idle = getattr(self.projection, "idle", None)
             carry = self._carry
-            self._carry = _Carry(carry.position, idle(carry.state)) if idle and carry else None
+            self._carry = (
+                _Carry(carry.position, idle(carry.state), carry.revision) if idle and carry else None
+            )
 
     def follow(self) -> int:
         """What the log holds now, page by page while pages come full: the background loop's
@@ -359,11 +532,11 @@ class ProjectionRunner:
         the rows it holds are taken from it, the others are read from the tables, which
         the page in flight does not change (and every page before it is committed).
 
-        Stops at the end of the log, or when the position moved (another runner), or when
-        a write failed (nothing of it is committed): ``catch_up`` then goes on page by page
-        from the committed position, and meets a persistent error in context.
+        Stops at the end of the log, or when the position or revision moved (another
+        runner, a retry of parked events), or when a page cannot be read, folded or written
+        (nothing of it is committed): ``catch_up`` then goes on page by page from the
+        committed position, where an event that cannot be applied is parked.
         """
-        fold = self.projection.fold  # type: ignore[attr-defined]
         total = 0
         with (
             psycopg_connect(self.database_url, self._schema, autocommit=True) as reader,
@@ -372,30 +545,29 @@ class ProjectionRunner:
             writer.cursor() as cur,
         ):
             row = cur.execute(
-                "SELECT position FROM projection_tracking WHERE name = %s", (self.name,)
+                "SELECT position, revision FROM projection_tracking WHERE name = %s", (self.name,)
             ).fetchone()
-            start = int(row[0]) if row else 0
+            start, revision = (int(row[0]), int(row[1])) if row else (0, 0)
             previous: Any = None
             in_flight: _InFlight | None = None
             try:
                 while (upper := self.store.max_position()) > start:
-                    page = self._read(reader, start, upper)
-                    end = page[-1][1] if len(page) >= self._batch_size else upper
-                    folded = fold(page, lookup, previous)
+                    end, events, folded = self._next_page(reader, lookup, start, upper, previous)
                     if in_flight is not None:
                         flight, in_flight = in_flight, None
                         total += self._land(writer, flight, progress)
                     cur.execute("BEGIN")
                     row = cur.execute(
-                        "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (self.name,)
+                        "SELECT position, revision FROM projection_tracking WHERE name = %s FOR UPDATE",
+                        (self.name,),
                     ).fetchone()
-                    if (int(row[0]) if row else None) != start:
+                    if (row and (int(row[0]), int(row[1]))) != (start, revision):
                         cur.execute("ROLLBACK")
                         break
-                    statements = folded.write(cur, deferred=True)
+                    statements = self._stage(cur, folded)
                     pipeline = ExitStack()
                     pipeline.enter_context(writer.pipeline())
-                    in_flight = _InFlight(pipeline, end, len(page) if page else end - start, folded)
+                    in_flight = _InFlight(pipeline, end, events, folded, revision)
                     statements()
                     self._track(cur, end, folded.news())
                     cur.execute("COMMIT")
@@ -406,10 +578,42 @@ class ProjectionRunner:
             except _Stopped:
                 pass
             finally:
-                if in_flight is not None:  # reading or folding failed: the error is theirs
+                if in_flight is not None:  # a later page stopped: the one in flight still lands
                     with suppress(_Stopped):
-                        self._land(writer, in_flight, progress)
+                        total += self._land(writer, in_flight, progress)
         return total
+
+    def _next_page(
+        self, reader: psycopg.Connection, lookup: psycopg.Cursor[Any], start: int, upper: int, previous: Any
+    ) -> tuple[int, int, Any]:
+        """(end, events, folded state) of the page after ``start``; ``_Stopped`` when it cannot
+        be read or folded: page by page applies what it can and parks the rest."""
+        try:
+            page, broken = self._read(reader, start, upper)
+            if broken:
+                raise _Stopped
+            end = page[-1][1] if len(page) >= self._batch_size else upper
+            return end, len(page) if page else end - start, self.projection.fold(page, lookup, previous)  # type: ignore[attr-defined]
+        except _Stopped:
+            raise
+        except Exception as error:
+            log.info(
+                "projection %s: a page failed to fold, going on page by page: %s", self.name, describe(error)
+            )
+            raise _Stopped from error
+
+    def _stage(self, cur: psycopg.Cursor[Any], folded: Any) -> Callable[[], None]:
+        """Stages the page's rows (in the page's transaction); its statements, to run in the
+        pipeline. ``_Stopped`` (rolled back) when they cannot be staged."""
+        try:
+            statements: Callable[[], None] = folded.write(cur, deferred=True)
+        except Exception as error:
+            cur.execute("ROLLBACK")
+            log.info(
+                "projection %s: a page failed to stage, going on page by page: %s", self.name, describe(error)
+            )
+            raise _Stopped from error
+        return statements
 
     def _land(self, writer: psycopg.Connection, flight: _InFlight, progress: Progress | None) -> int:
         """Waits for a pipelined page to commit; ``_Stopped`` if it failed (and was rolled back)."""
@@ -420,7 +624,7 @@ class ProjectionRunner:
             if writer.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 writer.execute("ROLLBACK")
             raise _Stopped from error
-        self._carry = _Carry(flight.end, flight.folded)
+        self._carry = _Carry(flight.end, flight.folded, flight.revision)
         self._set_position(flight.end, flight.folded.news())
         if progress:
             progress(flight.end, self.store.max_position())
@@ -431,6 +635,9 @@ class ProjectionRunner:
         conn = self._connection()
         with conn.transaction():
             conn.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (self.name,))
+            conn.execute(
+                "DELETE FROM projection_parked WHERE name = %s", (self.name,)
+            )  # parked again if still bad
             if self.projection.tables:
                 conn.execute(
                     sql.SQL("TRUNCATE {}").format(
@@ -441,6 +648,57 @@ class ProjectionRunner:
                 self._track(cur, 0)
         self._set_position(0)
         return self.catch_up(progress)
+
+    def retry_parked(self) -> Retried:
+        """Applies this projection's parked events again, in log order, at the read model's
+        current state (each in a savepoint, under the tracking row's lock): those that apply
+        are no longer parked, the others keep their row with the new error. The revision
+        moves, so no runner writes rows it carried from before the retry. Safe to call from
+        any thread while the runner runs."""
+        applied = failed = 0
+        decode = self.store.mapper.to_domain_event
+        # A connection of its own: the runner's thread may be in a batch on its connection.
+        with (
+            psycopg_connect(self.database_url, self._schema) as conn,
+            conn.transaction(),
+            conn.cursor() as cur,
+        ):
+            cur.execute(
+                "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
+                " ON CONFLICT (name) DO NOTHING",
+                (self.name,),
+            )
+            cur.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (self.name,))
+            with conn.cursor(binary=True) as binary:
+                rows = binary.execute(self._parked_events, (self.name,)).fetchall()
+            for position, originator_id, version, topic, state in rows:
+                try:
+                    with conn.transaction():
+                        if originator_id is None:
+                            raise LookupError(f"position {position} is not in the event log")
+                        event = decode(cast(StoredEvent, _Stored(originator_id, version, topic, state)))
+                        self._apply(cur, [(event, position)], None)
+                        cur.execute(
+                            "DELETE FROM projection_parked WHERE name = %s AND position = %s",
+                            (self.name, position),
+                        )
+                    applied += 1
+                except Exception as error:
+                    if not event_fault(error):
+                        raise
+                    failed += 1
+                    cur.execute(
+                        "UPDATE projection_parked SET error = %s, attempts = attempts + 1, retried_at = now()"
+                        " WHERE name = %s AND position = %s",
+                        (describe(error), self.name, position),
+                    )
+            cur.execute(
+                "UPDATE projection_tracking SET revision = revision + 1 WHERE name = %s", (self.name,)
+            )
+            self._count_parked(cur)
+        log.info("projection %s: retried %d parked events: %d applied, %d still failing",
+                 self.name, len(rows), applied, failed)  # fmt: skip
+        return Retried(applied, failed)
 
     # -- background -----------------------------------------------------------
 

@@ -67,6 +67,12 @@ class ReadModels:
     def healthy(self) -> bool:
         raise NotImplementedError
 
+    def parked(self) -> dict[str, int]:
+        """How many events each read model parked (only those with some): events it could
+        not apply and moved past (``ProjectionRunner``). Degraded, not unhealthy: the read
+        model follows the log, and waits for positions past a parked event end."""
+        raise NotImplementedError
+
     def advanced(self, name: str, position: int, news: bool = True) -> None:
         """Read model ``name`` is at ``position`` now (from any thread). Without ``news``
         (a batch that changed nothing its followers look for) only waits are released."""
@@ -138,6 +144,9 @@ class LocalReadModels(ReadModels):
     def healthy(self) -> bool:
         return all(runner.error is None for runner in self.runners.values())
 
+    def parked(self) -> dict[str, int]:
+        return {name: runner.parked for name, runner in self.runners.items() if runner.parked}
+
     def _listen(self) -> None:
         """One LISTEN connection wakes every runner when any process commits events."""
         runner = next(iter(self.runners.values()))
@@ -164,7 +173,8 @@ class RemoteReadModels(ReadModels):
     arrives when the rows are visible. The tracking table is read again
     on every (re)connection and once a second, so nothing is missed while disconnected.
     ``healthy`` says whether some process holds the projector's lease (``lock_key``) and
-    no read model shows a failure in the tracking table (seen within ``refresh_s``).
+    no read model shows a failure in the tracking table (seen within ``refresh_s``);
+    ``parked`` counts the parked events, read at the same time.
     """
 
     def __init__(
@@ -187,6 +197,7 @@ class RemoteReadModels(ReadModels):
         self._projector_seen = False
         self.failing: dict[str, str] = {}
         """Read models whose last batch failed, with the error (from the tracking table)."""
+        self._parked: dict[str, int] = {}
 
     def start(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
         super().start(loop)
@@ -196,6 +207,9 @@ class RemoteReadModels(ReadModels):
 
     def healthy(self) -> bool:
         return self._projector_seen and not self.failing
+
+    def parked(self) -> dict[str, int]:
+        return dict(self._parked)
 
     def _listen(self) -> None:
         while not self._stopping.is_set():
@@ -225,6 +239,11 @@ class RemoteReadModels(ReadModels):
         for name, position, _ in rows:
             self.advanced(name, int(position))
         self.failing = {name: error for name, _, error in rows if error is not None}
+        parked = conn.execute(
+            "SELECT name, count(*) FROM projection_parked WHERE name = ANY(%s) GROUP BY name",
+            (list(self._positions),),
+        ).fetchall()
+        self._parked = {name: int(count) for name, count in parked}
         held = conn.execute(
             "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted"
             " AND classid = %s::bigint::oid AND objid = %s::bigint::oid AND objsubid = 1"

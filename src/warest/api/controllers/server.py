@@ -43,15 +43,27 @@ async def _checks(state: State) -> dict[str, bool]:
     return result
 
 
+def _parked(state: State) -> dict[str, int]:
+    parked = state.services.parked
+    return {} if parked is None else dict(parked.counts())
+
+
 @get("/healthz", opt={"public": True}, tags=["server"])
 async def healthz(state: State) -> Response[Envelope]:
-    """Public liveness: answers while the process serves HTTP; reports dependency state."""
+    """Public liveness: answers while the process serves HTTP; reports dependency state.
+
+    Parked events (events a read model could not apply and moved past) make it
+    ``degraded``, still ``200``: the read models follow the log, and a load balancer that
+    accepts only 200 must not take the gateway out for one tenant's bad event."""
     checks = await _checks(state)
+    parked = _parked(state)
     healthy = all(checks.values())
+    status = ("degraded" if parked else "healthy") if healthy else "unhealthy"
+    message = f"degraded: {sum(parked.values())} parked events" if healthy and parked else status
     return envelope(
         Code.SUCCESS if healthy else Code.SERVICE_UNAVAILABLE,
-        "healthy" if healthy else "unhealthy",
-        {"status": "healthy" if healthy else "unhealthy", "checks": checks},
+        message,
+        {"status": status, "checks": checks, "parked": parked},
     )
 
 

@@ -20,6 +20,7 @@ from warest.app.webhooks import (
     ReplayRange,
     SecretBox,
 )
+from warest.domain.text import safe, safe_json, safe_optional
 
 OUTBOX = "webhook_outbox"
 MIN_UUID = UUID(int=0)  # a bare position as cursor: rows before that position
@@ -127,7 +128,7 @@ class PgDeliveryStore:
             "UPDATE wh_deliveries SET actions = $3::jsonb WHERE endpoint_id = $1 AND position = $2",
             endpoint_id,
             position,
-            json.dumps(report),
+            json.dumps(safe_json(report)),  # jsonb refuses NUL as well
         )
 
     async def health(self) -> dict[UUID, Health]:
@@ -151,12 +152,17 @@ class PgDeliveryStore:
             health.cooloff_until,
             health.last_success_at,
             health.last_failure_at,
-            health.last_error,
+            safe_optional(health.last_error),
         )
 
 
 def _columns(items: Sequence[Any], names: Sequence[str]) -> list[list[Any]]:
-    return [[getattr(item, name) for item in items] for name in names]
+    """Column arrays of ``items``; text made ``safe`` (errors may quote what a receiver said)."""
+    return [[_safe_value(getattr(item, name)) for item in items] for name in names]
+
+
+def _safe_value(value: Any) -> Any:
+    return safe(value) if isinstance(value, str) else value
 
 
 _ENDPOINT_VIEW = (

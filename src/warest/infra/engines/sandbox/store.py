@@ -1,4 +1,8 @@
-"""Persistence of the simulated network (accounts, linked devices, inboxes)."""
+"""Persistence of the simulated network (accounts, linked devices, inboxes).
+
+What the simulated phones say is engine text: it is stored made ``safe`` (NUL and unpaired
+surrogates become U+FFFD), so one account's bad byte cannot fail an inbox flush, which
+stores every account's messages together."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from warest.app.sandbox import InboxItem, SandboxAccount
+from warest.domain.text import safe, safe_json, safe_optional
 
 
 def _account(row: Any) -> SandboxAccount:
@@ -22,6 +27,10 @@ def _account(row: Any) -> SandboxAccount:
         auto_read=row["auto_read"],
         owner=row["owner"],
     )
+
+
+def _safe_item(i: InboxItem) -> tuple[Any, ...]:
+    return (safe(i.wa_id), safe(i.sender), safe(i.chat), safe(i.kind), safe_optional(i.text), i.at)
 
 
 class SandboxStore:
@@ -42,10 +51,10 @@ class SandboxStore:
             " VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8) ON CONFLICT DO NOTHING",
             account.phone,
             account.lid,
-            account.push_name,
-            account.about,
-            json.dumps(account.business) if account.business is not None else None,
-            account.picture,
+            safe(account.push_name),
+            safe(account.about),
+            json.dumps(safe_json(account.business)) if account.business is not None else None,
+            safe_optional(account.picture),
             account.auto_read,
             account.owner,
         )
@@ -72,7 +81,7 @@ class SandboxStore:
             await conn.executemany(
                 "INSERT INTO sandbox_inbox (phone, wa_id, sender, chat, kind, text, at)"
                 " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (phone, sender, wa_id) DO NOTHING",
-                [(phone, i.wa_id, i.sender, i.chat, i.kind, i.text, i.at) for phone, i in items],
+                [(phone, *_safe_item(i)) for phone, i in items],
             )
 
     async def inbox(self, phone: str, limit: int) -> list[InboxItem]:
