@@ -387,3 +387,31 @@ async def test_sse_heartbeats_filters_revocation_and_bad_resume_id(
         assert disabled.status_code == 200, disabled.text
         await reader.ended()
     assert (await live.get("/api/v1/events/stream", headers=a)).status_code == 401
+
+
+async def test_time_filters_read_an_event_whose_text_holds_a_nul(client: AsyncTestClient[Any]) -> None:
+    """WhatsApp's text is recorded as received, NUL included; the history's time filters
+    must still read the event (PostgreSQL's jsonb refuses the \\u0000 escape)."""
+    a = await tenant(client, "hist-nul")
+    await open_by_scan(client, a, "main", "6288200000001")
+    assert (
+        await client.post("/api/v1/sandbox/accounts", json={"phone": "6288200000009"}, headers=a)
+    ).status_code == 201
+    inbound = await client.post(
+        "/api/v1/sandbox/messages",
+        json={"from": "6288200000009", "to": "6288200000001", "text": "poison\x00byte"},
+        headers=a,
+    )
+    assert inbound.status_code == 200, inbound.text
+
+    async def received() -> list[dict[str, Any]]:
+        return [i for i in await everything(client, a) if i["type"] == "Message.Received"]
+
+    async def arrived() -> bool:
+        return bool(await received())
+
+    await eventually(arrived)
+    (item,) = await received()
+    assert item["data"]["text"] == "poison\x00byte"  # recorded as received
+    window = await everything(client, a, **{"from": "2000-01-01T00:00:00Z", "to": "2999-01-01T00:00:00Z"})
+    assert item["position"] in [i["position"] for i in window]

@@ -5,7 +5,8 @@ or below it, so both come from the same snapshot: an event whose stream is not p
 yet is above the horizon, and a cursor that stops at the horizon never skips it.
 
 Time filters read the event's own ``timestamp`` from its JSON state (cast to
-``timestamptz``, so RFC 3339 strings with or without fractions compare correctly). Only the
+``timestamptz``, so RFC 3339 strings with or without fractions compare correctly; a
+``\u0000`` escape, which jsonb refuses, is replaced first). Only the
 events of the selected registry after the cursor are examined.
 """
 
@@ -24,7 +25,11 @@ STREAMS_PROJECTION = "streams"
 _HORIZON = (
     f"SELECT COALESCE((SELECT position FROM projection_tracking WHERE name = '{STREAMS_PROJECTION}'), 0)"
 )
-_EVENT_TIME = "(convert_from(e.state, 'UTF8')::jsonb ->> 'timestamp')::timestamptz"
+# jsonb refuses the \u0000 escape, which a text WhatsApp sent may hold (recorded as received):
+# it is replaced before the cast, which only reads the timestamp.
+_EVENT_TIME = (
+    "(replace(convert_from(e.state, 'UTF8'), '\\u0000', '\\ufffd')::jsonb ->> 'timestamp')::timestamptz"
+)
 
 
 def build_sql(query: HistoryQuery, upper: int | None) -> tuple[str, list[Any]]:
