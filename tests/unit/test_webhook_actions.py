@@ -399,6 +399,9 @@ async def test_country_code_is_configurable() -> None:
         ({"type": "text", "to": CHAT}, "text: is required (text)"),
         (text(mentions=["bogus"]), "mentions: 'bogus' is not a phone number"),
         (text(mentions={"a": 1}), "mentions: must be a string or a list"),
+        (text(body="poison\x00byte"), "text: must not contain NUL characters or unpaired surrogates"),
+        (text(body="x" * 65_537), "text: must be at most 65536 characters"),
+        (text("62812\x00345678"), "to: must not contain NUL characters or unpaired surrogates"),
     ],
 )
 async def test_text_validation(entry: dict[str, Any], error: str) -> None:

@@ -54,6 +54,7 @@ import msgspec
 
 from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid, recipients
+from warest.domain.text import checked
 
 MAX_ACTIONS = 50
 MAX_DEPTH = 4
@@ -292,12 +293,13 @@ def _first_number(entry: Mapping[str, Any], default: int, sources: tuple[tuple[s
     return default
 
 
-def _text_of(value: Any) -> str | None:
-    """A stripped, non-blank string (integers written out), else None."""
+def _text_of(value: Any, field: str = "value") -> str | None:
+    """A stripped, non-blank string (integers written out), else None; a string that breaks
+    the text rule (NUL, unpaired surrogates, too long) is refused naming ``field``."""
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if isinstance(value, str) and value.strip():
-        return value.strip()
+        return checked(value.strip(), field)
     return None
 
 
@@ -310,7 +312,7 @@ def _content(entry: Mapping[str, Any], keys: tuple[str, ...]) -> str:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return _scalar_text(value)
         if isinstance(value, str) and value.strip():
-            return value
+            return checked(value, key)
         raise InvalidValue(key, "must be a non-empty string")
     raise InvalidValue(keys[0], f"is required ({' or '.join(keys)})")
 
@@ -452,7 +454,7 @@ class ActionRunner:
 
     def _jid(self, source: Mapping[str, Any], keys: tuple[str, ...], prefix: str = "") -> Jid | None:
         for key in keys:
-            raw = _text_of(source.get(key))
+            raw = _text_of(source.get(key), prefix + key)
             if raw is not None:
                 return Jid.parse(raw, self._country, field=prefix + key)
         return None
