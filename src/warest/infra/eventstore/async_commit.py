@@ -171,7 +171,8 @@ class AsyncGroupCommitter:
             listener(position)
 
     async def _write(self, rows: list[tuple[list[Any], list[int], list[str], list[bytes]]]) -> int:
-        assert self._conn is not None
+        if self._conn is None or self._conn.is_closed():  # lost in an outage: reconnect first
+            self._conn = await self._connect()
         ids = [i for r in rows for i in r[0]]
         versions = [v for r in rows for v in r[1]]
         topics = [t for r in rows for t in r[2]]
