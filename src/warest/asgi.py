@@ -10,6 +10,7 @@ from warest.api.app import create_app
 from warest.api.middleware import AccessLogMiddleware
 from warest.bootstrap import Container
 from warest.config import Settings
+from warest.infra.db.outage import database_outage
 from warest.logs import setup_logging
 from warest.supervision import exit_with_supervisor
 
@@ -35,4 +36,5 @@ def create_litestar(settings: Settings | None = None, *, server: bool = False) -
         port=settings.port,
         base_url=settings.base_url,
         sandbox=settings.sandbox_enabled,
+        is_outage=database_outage,
     )

@@ -30,7 +30,7 @@ from warest.api.controllers.webhooks import (
     preflight_legacy,
     preflight_v1,
 )
-from warest.api.errors import EXCEPTION_HANDLERS
+from warest.api.errors import OutageClassifier, exception_handlers
 from warest.api.guards_input import GuardedRequest, InputGuardMiddleware
 from warest.api.middleware import identity_headers
 from warest.app.webhooks import PreflightFailed
@@ -67,8 +67,10 @@ def create_app(
     max_body_bytes: int = 2 * 1024 * 1024,
     sandbox: bool = False,
     debug: bool = False,
+    is_outage: OutageClassifier | None = None,
 ) -> Litestar:
-    """``start()`` returns the Services the handlers use (``state.services``)."""
+    """``start()`` returns the Services the handlers use (``state.services``); ``is_outage``
+    tells which unhandled errors mean the database is out of reach (answered 503)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -132,7 +134,10 @@ def create_app(
             expose_headers=EXPOSED_HEADERS,
             max_age=86400,
         ),
-        exception_handlers={**EXCEPTION_HANDLERS, PreflightFailed: preflight_failed_handler},
+        exception_handlers={
+            **exception_handlers(is_outage),
+            PreflightFailed: preflight_failed_handler,
+        },
         openapi_config=openapi,
         request_max_body_size=max_body_bytes,
         debug=debug,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from litestar import Request, Response
@@ -109,7 +110,15 @@ def _domain(_: Request[Any, Any, Any], exc: DomainError) -> Response[Envelope]:
     return envelope(Code.CONFLICT, str(exc))
 
 
-def _app(_: Request[Any, Any, Any], exc: Exception) -> Response[Envelope]:
+OutageClassifier = Callable[[BaseException], bool]
+Handler = Callable[[Request[Any, Any, Any], Exception], Response[Envelope]]
+"""Whether an unhandled error means the database is out of reach (built in infra, injected
+by the composition root: the HTTP layer does not know the drivers)."""
+
+OUTAGE_RETRY_AFTER_S = 5
+
+
+def _app(request: Request[Any, Any, Any], exc: Exception) -> Response[Envelope]:
     if isinstance(exc, LoginLocked):
         return envelope(
             Code.RATE_LIMITED,
@@ -127,7 +136,7 @@ def _app(_: Request[Any, Any, Any], exc: Exception) -> Response[Envelope]:
         return envelope(Code.SERVICE_UNAVAILABLE, str(exc))
     if isinstance(exc, Unavailable):
         return envelope(Code.SERVICE_UNAVAILABLE, str(exc), headers={"Retry-After": "1"})
-    return _internal(_, exc)
+    return _internal(request, exc)
 
 
 def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Envelope]:
@@ -142,16 +151,41 @@ def _internal(request: Request[Any, Any, Any], exc: Exception) -> Response[Envel
     return envelope(Code.INTERNAL_ERROR, "Internal server error")
 
 
-EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
-    ApiError: _api_error,
-    ValidationException: _validation,
-    HTTPException: _http,
-    DomainError: _domain,
-    Unauthorized: _app,
-    Forbidden: _app,
-    LoginLocked: _app,
-    Unavailable: _app,
-    ConcurrencyConflict: _app,
-    EngineUnavailable: _app,
-    Exception: _internal,
-}
+def _unhandled(is_outage: OutageClassifier) -> Handler:
+    """What no other handler answers: 503 with Retry-After when the database is out of reach
+    (the request may succeed once it is back), else 500."""
+
+    def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Envelope]:
+        if not is_outage(exc):
+            return _internal(request, exc)
+        log.warning(
+            "database unavailable on %s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc
+        )
+        return envelope(
+            Code.SERVICE_UNAVAILABLE,
+            "The database is unavailable; retry later",
+            headers={"Retry-After": str(OUTAGE_RETRY_AFTER_S)},
+        )
+
+    return handle
+
+
+def _never(_: BaseException) -> bool:
+    return False
+
+
+def exception_handlers(is_outage: OutageClassifier | None = None) -> dict[type[Exception] | int, Any]:
+    """Litestar's handlers; ``is_outage`` tells a database outage (503) from a bug (500)."""
+    return {
+        ApiError: _api_error,
+        ValidationException: _validation,
+        HTTPException: _http,
+        DomainError: _domain,
+        Unauthorized: _app,
+        Forbidden: _app,
+        LoginLocked: _app,
+        Unavailable: _app,
+        ConcurrencyConflict: _app,
+        EngineUnavailable: _app,
+        Exception: _unhandled(is_outage or _never),
+    }

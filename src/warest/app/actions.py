@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import TypeVar
 
+from warest.app.commands import retry_on_conflict
 from warest.app.engine import EngineError, MessageRef
 from warest.app.manager import SessionManager
 from warest.app.messaging import SessionNotOpen
@@ -37,6 +38,10 @@ class EngineRefused(Exception):
         self.error = error
 
 
+SAVE_ATTEMPTS = 5
+"""Saves of a message action, the first included: after the engine call they record what
+WhatsApp already shows, so they try a little harder than a command's three."""
+
 CHAT_STATES = ("composing", "recording", "paused")
 PRESENCE_STATES = ("available", "unavailable", *CHAT_STATES)
 
@@ -55,54 +60,46 @@ class ActionService:
 
     async def react(self, owner: Principal, session: str, wa_id: str, emoji: str) -> Message:
         runtime, me = await self._open(owner, session)
-
-        async def act(message: Message) -> None:
-            message.react(me, emoji, _now())
-            await self._engine("reaction", runtime.connection.send_reaction(_ref(message, me), emoji))
-
-        return await self._on_message(runtime, wa_id, act)
+        at = _now()
+        return await self._on_message(
+            runtime,
+            wa_id,
+            lambda message: message.react(me, emoji, at),
+            ("reaction", lambda message: runtime.connection.send_reaction(_ref(message, me), emoji)),
+        )
 
     async def edit(self, owner: Principal, session: str, wa_id: str, text: str) -> Message:
         runtime, me = await self._open(owner, session)
-
-        async def act(message: Message) -> None:
-            message.edit(text, _now(), me)
-            await self._engine("edit", runtime.connection.send_edit(_ref(message, me), text))
-
-        return await self._on_message(runtime, wa_id, act)
+        at = _now()
+        return await self._on_message(
+            runtime,
+            wa_id,
+            lambda message: message.edit(text, at, me),
+            ("edit", lambda message: runtime.connection.send_edit(_ref(message, me), text)),
+        )
 
     async def revoke(self, owner: Principal, session: str, wa_id: str) -> Message:
         runtime, me = await self._open(owner, session)
-
-        async def act(message: Message) -> None:
-            message.revoke(_now(), me)
-            await self._engine("revoke", runtime.connection.send_revoke(_ref(message, me)))
-
-        return await self._on_message(runtime, wa_id, act)
+        at = _now()
+        return await self._on_message(
+            runtime,
+            wa_id,
+            lambda message: message.revoke(at, me),
+            ("revoke", lambda message: runtime.connection.send_revoke(_ref(message, me))),
+        )
 
     async def star(self, owner: Principal, session: str, wa_id: str, starred: bool) -> Message:
         runtime = await self._runtime(owner, session)
-
-        async def act(message: Message) -> None:
-            message.star(starred)
-
-        return await self._on_message(runtime, wa_id, act)
+        return await self._on_message(runtime, wa_id, lambda message: message.star(starred))
 
     async def pin(self, owner: Principal, session: str, wa_id: str, duration: str | None) -> Message:
         runtime = await self._runtime(owner, session)
-
-        async def act(message: Message) -> None:
-            message.pin(duration, _now())
-
-        return await self._on_message(runtime, wa_id, act)
+        at = _now()
+        return await self._on_message(runtime, wa_id, lambda message: message.pin(duration, at))
 
     async def delete_for_me(self, owner: Principal, session: str, wa_id: str) -> Message:
         runtime = await self._runtime(owner, session)
-
-        async def act(message: Message) -> None:
-            message.delete_for_me()
-
-        return await self._on_message(runtime, wa_id, act)
+        return await self._on_message(runtime, wa_id, lambda message: message.delete_for_me())
 
     async def mark_read(self, owner: Principal, session: str, chat: Jid, wa_ids: list[str]) -> list[str]:
         """Sends read receipts for ``wa_ids`` (received messages of ``chat``) and marks the chat read."""
@@ -152,24 +149,40 @@ class ActionService:
         return runtime, aggregate.me_jid or ""
 
     async def _on_message(
-        self, runtime: SessionRuntime, wa_id: str, act: Callable[[Message], Awaitable[None]]
+        self,
+        runtime: SessionRuntime,
+        wa_id: str,
+        change: Callable[[Message], None],
+        engine: tuple[str, Callable[[Message], Awaitable[None]]] | None = None,
     ) -> Message:
-        for attempt in range(3):
-            message = await runtime.message_by_wa_id(wa_id)
+        """Applies ``change`` to the message and saves it; ``engine`` (the action's name and
+        its call) tells WhatsApp first, once.
+
+        The change runs before the call, so WhatsApp's rules (own message, time windows)
+        refuse an action before anything is sent. It is made on a copy of the message of this
+        action's own: the runtime's cached one is shared with the receipts it records, whose
+        save would otherwise carry the change before WhatsApp has answered. A version conflict
+        on the save (receipts land on the same message stream) reloads the message and
+        re-applies only the change: WhatsApp already has the action and must not get it twice.
+        """
+        sent = False
+
+        async def attempt() -> Message:
+            nonlocal sent
+            known = await runtime.message_by_wa_id(wa_id)
+            message: Message | None = None if known is None else await self._store.get(known.id)
             if message is None:
                 raise NotFound(f"message '{wa_id}' not found")
-            try:
-                await act(message)
-                await self._store.save(message)
-                return message
-            except ConcurrencyConflict:
-                runtime.forget_message(message.id)
-                if attempt == 2:
-                    raise
-            except BaseException:
-                runtime.forget_message(message.id)  # drop unsaved changes
-                raise
-        raise AssertionError("unreachable")
+            change(message)
+            if engine is not None and not sent:
+                action, call = engine
+                await self._engine(action, call(message))
+                sent = True
+            await self._store.save(message)
+            runtime.remember(message)  # the cached copy lacks the change
+            return message
+
+        return await retry_on_conflict(attempt, attempts=SAVE_ATTEMPTS)
 
     async def _engine(self, action: str, call: Awaitable[None]) -> None:
         try:

@@ -758,7 +758,8 @@ class ProjectionRunner:
                 if self.error is None:
                     self._record_error(error)
                 self.error = error
-                self._stop.wait(backoff)
+                # Out of reach: a local commit means the database is back, so retry at once.
+                (self._wake if isinstance(error, psycopg.OperationalError) else self._stop).wait(backoff)
                 backoff = min(backoff * 2, 10.0)
                 continue
             self._wake.wait(self._poll)

@@ -20,6 +20,16 @@ from warest.infra.eventstore.mapper import MsgspecMapper
 
 APPLICATION_NAME = "warest"
 
+POOL_TIMEOUT_S = 2
+"""How long a load waits for a pooled connection (eventsourcing's ``POSTGRES_CONNECT_TIMEOUT``,
+30 s by default). The library tries a load ten times: with the database down, a request
+answers 503 after ~20 s instead of hanging for minutes."""
+
+RECONNECT_TIMEOUT_S = 5.0
+"""How long the pool keeps re-trying, with a doubling delay, to replace a lost connection
+before a new attempt may start (psycopg_pool's default is 5 minutes, so after an outage the
+pool could stay empty for as long as the outage lasted)."""
+
 
 def postgres_env(database_url: str, schema: str, pool_size: int) -> dict[str, str]:
     """eventsourcing's POSTGRES_* settings from a ``postgresql://`` URL."""
@@ -39,6 +49,7 @@ def postgres_env(database_url: str, schema: str, pool_size: int) -> dict[str, st
         "POSTGRES_POOL_SIZE": "2",
         "POSTGRES_MAX_OVERFLOW": str(pool_size),
         "POSTGRES_LOCK_TIMEOUT": "0",
+        "POSTGRES_CONNECT_TIMEOUT": str(POOL_TIMEOUT_S),
         "POSTGRES_ENABLE_DB_FUNCTIONS": "no",
         "CREATE_TABLE": "yes",
         "ORIGINATOR_ID_TYPE": "uuid",
@@ -55,6 +66,9 @@ class EventStoreApp(Application[Any]):
         if settings.get("POSTGRES_SCHEMA"):
             _ensure_schema(settings)
         super().__init__(env=settings)
+        pool = getattr(getattr(self.recorder, "datastore", None), "pool", None)
+        if pool is not None:
+            pool.reconnect_timeout = RECONNECT_TIMEOUT_S
 
     def construct_env(self, name: str, env: Any = None) -> Environment:
         settings = {k: v for k, v in dict(env or {}).items() if not k.endswith("ENABLE_DB_FUNCTIONS")}
