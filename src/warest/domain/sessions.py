@@ -40,6 +40,7 @@ class Session(model.Aggregate):
     me_jid: str | None
     me_lid: str | None
     push_name: str | None
+    incarnation: int
 
     class Created(model.Created, frozen=True, kw_only=True):
         registry: str
@@ -49,6 +50,10 @@ class Session(model.Aggregate):
         engine: str = "sandbox"
 
         def apply(self, aggregate: Any) -> None:
+            # Each creation (the first, and every one after a deletion) is a new
+            # incarnation: the ids of the session's chats, messages, webhook endpoints and
+            # idempotency records include it (``ids._scope``), so nothing is inherited.
+            aggregate.incarnation = getattr(aggregate, "incarnation", 0) + 1
             aggregate.registry = self.registry
             aggregate.name = self.name
             aggregate.label = self.label
