@@ -23,7 +23,7 @@ from warest.domain.chats import Chat
 from warest.domain.errors import InvalidValue, NotFound
 from warest.domain.jid import Jid
 from warest.domain.messages import Message
-from warest.domain.sessions import Status
+from warest.domain.sessions import Session, Status
 
 T = TypeVar("T")
 
@@ -177,12 +177,14 @@ class ActionService:
             raise EngineRefused(action, error) from error
 
     async def _chat(self, record: SessionRecord, jid: Jid, change: Callable[[Chat], None]) -> Chat:
+        session: Session | None = await self._store.get(ids.session_id(record.registry, record.session_id))
+        incarnation = session.incarnation if session is not None else 1  # a chat is the incarnation's
         for attempt in range(3):
             chat: Chat | None = await self._store.get(
-                ids.chat_id(record.registry, record.session_id, str(jid))
+                ids.chat_id(record.registry, record.session_id, str(jid), incarnation)
             )
             if chat is None:
-                chat = Chat.start(record.registry, record.session_id, str(jid))
+                chat = Chat.start(record.registry, record.session_id, str(jid), incarnation)
             change(chat)
             try:
                 await self._store.save(chat)
