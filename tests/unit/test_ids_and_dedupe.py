@@ -120,6 +120,48 @@ async def test_a_queued_message_never_leaves_from_another_number() -> None:
     await runtime.shutdown()
 
 
+async def test_a_message_queued_before_the_session_was_deleted_never_leaves() -> None:
+    """Queued in incarnation 1, still pending (a crash before it was failed); the session is
+    deleted and created again: at the new incarnation's login it is failed, not sent."""
+    store, whatsapp = MemoryEventStore(), FakeWhatsApp()
+    runtime_on(store, whatsapp)  # stores the session
+    message = Message.queue(REF.registry, REF.name, ALICE, "3EB0OLDLIFE", "hi", [], None, None, sender=ME)
+    await store.save(message)
+    session: Session = await store.get(ids.session_id(REF.registry, REF.name))
+    session.delete()
+    session.recreate(None, True, "sandbox")
+    await store.save(session)
+    runtime = runtime_on(store, whatsapp)
+    await runtime.opened(Me(jid=ME))
+    [failed] = [e for e in store.events(message.id) if isinstance(e, Message.SendFailed)]
+    assert failed.code == "session_ended" and "deleted" in failed.reason
+    assert whatsapp.sent == []
+    await runtime.shutdown()
+
+
+def test_a_session_created_before_incarnations_keeps_its_ids_and_its_next_creation_is_new() -> None:
+    """Events recorded before incarnations existed have none (0): that session keeps the
+    ids its chats and messages have; deleted and created again, it is incarnation 2."""
+    old = Session.Created(
+        originator_id=ids.session_id("REG", "old"),
+        originator_version=1,
+        timestamp=datetime.now(UTC),
+        registry="REG",
+        name="old",
+        label="old",
+    )
+    session = old.mutate(None)
+    session._pending = []
+    assert session.incarnation == 0
+    assert ids.chat_id("REG", "old", ALICE, session.incarnation) == ids.chat_id("REG", "old", ALICE)
+    session.delete()
+    session.recreate(None, True, "sandbox")
+    assert session.incarnation == 2
+    deleted, created = session.collect_events()
+    assert (deleted.registry, deleted.name) == ("REG", "old")  # type: ignore[attr-defined]
+    assert created.incarnation == 2  # type: ignore[attr-defined]
+
+
 def test_incarnations_give_new_ids_and_the_first_keeps_todays() -> None:
     session = Session.create("REG", "main", None, True, "sandbox")
     assert session.incarnation == 1

@@ -53,63 +53,73 @@ class ActionService:
 
     # -- message actions ----------------------------------------------------------
 
-    async def react(self, owner: Principal, session: str, wa_id: str, emoji: str) -> Message:
+    async def react(
+        self, owner: Principal, session: str, wa_id: str, emoji: str, *, chat: str | None = None
+    ) -> Message:
         runtime, me = await self._open(owner, session)
 
         async def act(message: Message) -> None:
             message.react(me, emoji, _now())
             await self._engine("reaction", runtime.connection.send_reaction(_ref(message, me), emoji))
 
-        return await self._on_message(runtime, wa_id, act)
+        return await self._on_message(runtime, wa_id, act, chat)
 
-    async def edit(self, owner: Principal, session: str, wa_id: str, text: str) -> Message:
+    async def edit(
+        self, owner: Principal, session: str, wa_id: str, text: str, *, chat: str | None = None
+    ) -> Message:
         runtime, me = await self._open(owner, session)
 
         async def act(message: Message) -> None:
             message.edit(text, _now(), me)
             await self._engine("edit", runtime.connection.send_edit(_ref(message, me), text))
 
-        return await self._on_message(runtime, wa_id, act)
+        return await self._on_message(runtime, wa_id, act, chat)
 
-    async def revoke(self, owner: Principal, session: str, wa_id: str) -> Message:
+    async def revoke(self, owner: Principal, session: str, wa_id: str, *, chat: str | None = None) -> Message:
         runtime, me = await self._open(owner, session)
 
         async def act(message: Message) -> None:
             message.revoke(_now(), me)
             await self._engine("revoke", runtime.connection.send_revoke(_ref(message, me)))
 
-        return await self._on_message(runtime, wa_id, act)
+        return await self._on_message(runtime, wa_id, act, chat)
 
-    async def star(self, owner: Principal, session: str, wa_id: str, starred: bool) -> Message:
+    async def star(
+        self, owner: Principal, session: str, wa_id: str, starred: bool, *, chat: str | None = None
+    ) -> Message:
         runtime = await self._runtime(owner, session)
 
         async def act(message: Message) -> None:
             message.star(starred)
 
-        return await self._on_message(runtime, wa_id, act)
+        return await self._on_message(runtime, wa_id, act, chat)
 
-    async def pin(self, owner: Principal, session: str, wa_id: str, duration: str | None) -> Message:
+    async def pin(
+        self, owner: Principal, session: str, wa_id: str, duration: str | None, *, chat: str | None = None
+    ) -> Message:
         runtime = await self._runtime(owner, session)
 
         async def act(message: Message) -> None:
             message.pin(duration, _now())
 
-        return await self._on_message(runtime, wa_id, act)
+        return await self._on_message(runtime, wa_id, act, chat)
 
-    async def delete_for_me(self, owner: Principal, session: str, wa_id: str) -> Message:
+    async def delete_for_me(
+        self, owner: Principal, session: str, wa_id: str, *, chat: str | None = None
+    ) -> Message:
         runtime = await self._runtime(owner, session)
 
         async def act(message: Message) -> None:
             message.delete_for_me()
 
-        return await self._on_message(runtime, wa_id, act)
+        return await self._on_message(runtime, wa_id, act, chat)
 
     async def mark_read(self, owner: Principal, session: str, chat: Jid, wa_ids: list[str]) -> list[str]:
         """Sends read receipts for ``wa_ids`` (received messages of ``chat``) and marks the chat read."""
         runtime, _ = await self._open(owner, session)
         refs = []
         for wa_id in wa_ids:
-            message = await runtime.message_by_wa_id(wa_id)
+            message = await runtime.message_by_wa_id(wa_id, str(chat), False)
             if message is not None and not message.own and message.chat == str(chat):
                 refs.append(MessageRef(message.chat, message.wa_id, _sender(message), False))
         if refs:
@@ -151,10 +161,15 @@ class ActionService:
         return runtime, aggregate.me_jid or ""
 
     async def _on_message(
-        self, runtime: SessionRuntime, wa_id: str, act: Callable[[Message], Awaitable[None]]
+        self,
+        runtime: SessionRuntime,
+        wa_id: str,
+        act: Callable[[Message], Awaitable[None]],
+        chat: str | None = None,
     ) -> Message:
+        """``chat``, when the caller names it, picks the message among those of one id."""
         for attempt in range(3):
-            message = await runtime.message_by_wa_id(wa_id)
+            message = await runtime.message_by_wa_id(wa_id, chat)
             if message is None:
                 raise NotFound(f"message '{wa_id}' not found")
             try:

@@ -185,12 +185,14 @@ class SessionRuntime:
     async def resume_pending(self, me: str | None = None) -> int:
         """Queues the outbound messages recorded as queued but not yet sent (after a restart).
 
-        A message leaves from the account it was queued from, or not at all: when the session
-        is now logged in as ``me``, another number (a logout, then a crash before the queued
-        messages were failed, then a login with another phone), it is recorded as failed."""
+        A message leaves from the account and the incarnation of the session it was queued
+        in, or not at all: one queued before the session was deleted, or from another number
+        than ``me`` (a logout, then a crash before the queued messages were failed, then a
+        login with another phone), is recorded as failed instead."""
+        session = await self._current()
         added = 0
         for pending in await self._queries.pending_outbound(self.ref.registry, self.ref.name):
-            if me is not None and await self._fail_if_other_account(pending.message_id, me):
+            if session is not None and await self._refused(pending.message_id, session, me):
                 continue
             text = OutboundText(
                 to=pending.chat,
@@ -205,17 +207,18 @@ class SessionRuntime:
             log.info("session %s: %d pending outbound messages re-queued", self.ref.key, added)
         return added
 
-    async def _fail_if_other_account(self, message_id: UUID, me: str) -> bool:
+    async def _refused(self, message_id: UUID, session: Session, me: str | None) -> bool:
         message = await self._message(message_id)
-        if message is None or not message.pending or message.sender is None:
+        if message is None or not message.pending:
             return False
-        if _user(message.sender) == _user(me):
+        if max(message.incarnation, 1) != max(session.incarnation, 1):
+            reason, code = "queued before the session was deleted", "session_ended"
+        elif me is not None and message.sender is not None and _user(message.sender) != _user(me):
+            reason = f"queued from {_user(message.sender)}, but the session is now logged in as {_user(me)}"
+            code = "sender_changed"
+        else:
             return False
-        message.mark_failed(
-            f"queued from {_user(message.sender)}, but the session is now logged in as {_user(me)}",
-            "sender_changed",
-            message.attempts,
-        )
+        message.mark_failed(reason, code, message.attempts)
         with contextlib.suppress(ConcurrencyConflict):
             await self._save(message)
         return True

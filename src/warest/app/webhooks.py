@@ -500,19 +500,19 @@ class _SessionActions:
         return outcome.message_id
 
     async def react(self, chat: Jid, message_id: str, emoji: str) -> None:
-        await self._actions.react(self._owner, self._session, message_id, emoji)
+        await self._actions.react(self._owner, self._session, message_id, emoji, chat=str(chat))
 
     async def star(self, chat: Jid, message_id: str, starred: bool) -> None:
-        await self._actions.star(self._owner, self._session, message_id, starred)
+        await self._actions.star(self._owner, self._session, message_id, starred, chat=str(chat))
 
     async def delete_for_me(self, chat: Jid, message_id: str) -> None:
-        await self._actions.delete_for_me(self._owner, self._session, message_id)
+        await self._actions.delete_for_me(self._owner, self._session, message_id, chat=str(chat))
 
     async def revoke(self, chat: Jid, message_id: str) -> None:
-        await self._actions.revoke(self._owner, self._session, message_id)
+        await self._actions.revoke(self._owner, self._session, message_id, chat=str(chat))
 
     async def edit(self, chat: Jid, message_id: str, text: str) -> None:
-        await self._actions.edit(self._owner, self._session, message_id, text)
+        await self._actions.edit(self._owner, self._session, message_id, text, chat=str(chat))
 
     async def read(self, chat: Jid, message_ids: list[str]) -> None:
         await self._actions.mark_read(self._owner, self._session, chat, message_ids)
