@@ -1,5 +1,5 @@
 """A session deleted and created again is a new incarnation: it inherits none of the old
-one's webhook endpoints, chats or messages, and an Idempotency-Key the old one used is not
+one's webhook endpoints, chats, messages or contacts, and an Idempotency-Key the old one used is not
 replayed."""
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ async def chats(app: AsyncTestClient[Any], headers: dict[str, str]) -> list[dict
     return items
 
 
+async def contacts(app: AsyncTestClient[Any], headers: dict[str, str]) -> list[str]:
+    response = await app.get("/api/v1/contacts", params={"sessionId": "s"}, headers=headers)
+    assert response.status_code == 200, response.text
+    return [c["jid"] for c in response.json()["results"][0]["items"]]
+
+
 async def test_a_recreated_session_inherits_no_endpoints_chats_or_idempotency_keys(
     app: AsyncTestClient[Any],
 ) -> None:
@@ -57,6 +63,15 @@ async def test_a_recreated_session_inherits_no_endpoints_chats_or_idempotency_ke
         return [(c["jid"], c["mutedUntil"] is not None) for c in await chats(app, a)] == [(TO_JID, True)]
 
     await eventually(muted_chat)
+    inbound = await app.post(
+        "/api/v1/sandbox/messages", json={"from": TO, "to": "6285000000001", "text": "thanks"}, headers=a
+    )
+    assert inbound.status_code == 200, inbound.text
+
+    async def has_contact() -> bool:
+        return await contacts(app, a) == [TO_JID]
+
+    await eventually(has_contact)
 
     deleted = await app.delete("/api/v1/session/delete?sessionId=s", headers=a)
     assert deleted.status_code == 200, deleted.text
@@ -65,6 +80,7 @@ async def test_a_recreated_session_inherits_no_endpoints_chats_or_idempotency_ke
     hooks = await app.get("/api/v1/session/s/webhooks", headers=a)
     assert hooks.status_code == 200 and hooks.json()["results"] == []
     assert await chats(app, a) == []
+    assert await contacts(app, a) == []
     assert (await messages(app, a, "s", TO_JID))["items"] == []
     again = await send_text(app, a, "s", TO, "your order shipped", **key)
     assert again.status_code == 200, again.text
