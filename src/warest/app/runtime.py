@@ -314,9 +314,11 @@ class SessionRuntime:
         known: list[UUID] | None = self._wa_index.get(wa_id)
         if known is None:
             self._wa_index.remember(wa_id, [message_id])
-        elif message_id not in known:
-            known.append(message_id)
-            del known[:-4]
+        else:
+            if message_id not in known:
+                known.append(message_id)
+                del known[:-4]
+            self._wa_index.move_to_end(wa_id)
 
     async def _message(self, message_id: UUID) -> Message | None:
         message: Message | None = self._messages.get(message_id)

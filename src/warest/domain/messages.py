@@ -239,13 +239,10 @@ class Message(model.Aggregate):
 
     def edit(self, text: str, at: datetime, by: str | None = None, *, enforce: bool = True) -> None:
         """``enforce`` is off for edits reported by WhatsApp (they happened already). Such an
-        edit is recorded once: WhatsApp delivering it again (same time, same text), or an
-        older edit arriving after a newer one, records nothing."""
-        if (
-            not enforce
-            and self.edited_at is not None
-            and (at < self.edited_at or (at == self.edited_at and text == self.text))
-        ):
+        edit is recorded once: one that leaves the text as it is (WhatsApp delivering it
+        again, or echoing this account's own edit), or an older edit arriving after a newer
+        one, records nothing."""
+        if not enforce and (text == self.text or (self.edited_at is not None and at < self.edited_at)):
             return
         if enforce:
             if not self.own:
