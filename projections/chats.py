@@ -5,6 +5,9 @@ chat id; the chat id is the uuid5 of the row's key), and so are the chats whose 
 message the page edits or revokes; every event is applied to them in log order exactly as
 its statement would, and the result is written with one insert (new chats) and one
 ``UPDATE`` (changed chats). A busy chat is written once per page, not once per message.
+
+A deleted session's chats go with it (``Session.Deleted``): a session created again under
+its name is a new incarnation, whose chats have new ids and start empty.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
 from warest.domain.messages import Message
 from warest.domain.model import stored_topics
+from warest.domain.sessions import Session
 
 _Cursor = psycopg.Cursor[Any]
 _EVENTS = (
@@ -40,6 +44,7 @@ _EVENTS = (
     Chat.Unpinned,
     Chat.MarkedRead,
     Chat.Cleared,
+    Session.Deleted,
 )
 # Every column of rm_chats; a new row is written whole (the defaults of migration 0007 for
 # the columns the insert does not set).
@@ -101,12 +106,14 @@ class _State(Folded):
         shown: dict[int, UUID] = {}  # messages the page edits or revokes
         for event, _ in page:
             if isinstance(event, (Message.Queued, Message.Received)):
-                chat_id = _chat_id(event.registry, event.session, event.chat)
+                chat_id = _chat_id(event.registry, event.session, event.chat, event.incarnation)
             elif isinstance(event, (Message.Edited, Message.Revoked)):
                 shown[event.originator_id.int] = event.originator_id
                 continue
             elif isinstance(event, Chat.Started):
-                chat_id = _chat_id(event.registry, event.session, event.jid)
+                chat_id = _chat_id(event.registry, event.session, event.jid, event.incarnation)
+            elif isinstance(event, Session.Deleted):
+                continue
             else:
                 chat_id = event.originator_id
             wanted[chat_id.int] = chat_id
@@ -134,6 +141,7 @@ class _State(Folded):
                 self.rows[key] = row.copy() if row is not None else self._loaded(r[1], r[2:])
         self.new: list[int] = []
         self.dirty: set[int] = set()
+        self.dropped: list[tuple[str, str]] = []  # sessions deleted: (registry, session_id)
         # message id (int) -> chats that showed it as their last message at some point of the
         # page (a superset: UPDATE ... WHERE last_message_id checks each candidate's row)
         self.showing: dict[int, list[int]] = {}
@@ -149,9 +157,11 @@ class _State(Folded):
             row[at] = value
         return row
 
-    def ensure(self, registry: str, session: str, jid: str, at: Any, position: int) -> list[Any]:
+    def ensure(
+        self, registry: str, session: str, jid: str, incarnation: int, at: Any, position: int
+    ) -> list[Any]:
         """``INSERT ... ON CONFLICT DO NOTHING``: the chat's row."""
-        chat_id = _chat_id(registry, session, jid)
+        chat_id = _chat_id(registry, session, jid, incarnation)
         key = chat_id.int
         row = self.rows.get(key)
         if row is None:
@@ -166,7 +176,9 @@ class _State(Folded):
     def message(self, event: Any, position: int, from_me: bool, name: str | None) -> None:
         """_ensure, then ``UPDATE rm_chats SET last_message_* ..., name = COALESCE(%s, name),
         unread_count = unread_count + CASE WHEN from_me THEN 0 ELSE 1 END``."""
-        row = self.ensure(event.registry, event.session, event.chat, event.timestamp, position)
+        row = self.ensure(
+            event.registry, event.session, event.chat, event.incarnation, event.timestamp, position
+        )
         row[_LAST_ID] = event.originator_id
         row[_LAST_AT] = event.timestamp
         row[_LAST_TEXT] = event.text
@@ -195,10 +207,27 @@ class _State(Folded):
     def update_showing(self, message_id: UUID, at: Any, position: int, **values: Any) -> None:
         """``UPDATE rm_chats SET <values>, updated_at, position WHERE last_message_id``."""
         for key in set(self.showing.get(message_id.int, ())):
-            if self.rows[key][_LAST_ID] == message_id:
+            row = self.rows.get(key)
+            if row is not None and row[_LAST_ID] == message_id:
                 self.update(key, at, position, **values)
 
+    def drop(self, registry: str, session: str) -> None:
+        """``DELETE FROM rm_chats WHERE registry AND session_id``: the session was deleted."""
+        gone = {
+            k
+            for k, row in self.rows.items()
+            if row[_AT["registry"]] == registry and row[_AT["session_id"]] == session
+        }
+        for key in gone:
+            del self.rows[key]
+        self.new = [k for k in self.new if k not in gone]
+        self.dirty -= gone
+        for message_key, keys in list(self.showing.items()):
+            self.showing[message_key] = [k for k in keys if k not in gone]
+        self.dropped.append((registry, session))
+
     def store(self, out: Writes) -> None:
+        out.delete("rm_chats", "chats_dropped", {"registry": "text", "session_id": "text"}, self.dropped)
         out.insert("rm_chats", _COLUMNS, [self.rows[i] for i in self.new])
         created = set(self.new)
         out.update(
@@ -248,7 +277,13 @@ def _(event: Message.Revoked, state: _State, position: int) -> None:
 
 @_apply.register
 def _(event: Chat.Started, state: _State, position: int) -> None:
-    state.ensure(event.registry, event.session, event.jid, event.timestamp, position)
+    state.ensure(event.registry, event.session, event.jid, event.incarnation, event.timestamp, position)
+
+
+@_apply.register
+def _(event: Session.Deleted, state: _State, position: int) -> None:
+    if event.registry is not None and event.name is not None:
+        state.drop(event.registry, event.name)
 
 
 @_apply.register

@@ -2,7 +2,8 @@
 
 One upsert per inbound message from a direct chat. The upserts of one page are folded per
 contact first (the same ``COALESCE``/``GREATEST`` rules, applied in log order), so the
-page is written with one multi-row upsert.
+page is written with one multi-row upsert. A deleted session's contacts go with it
+(``Session.Deleted``): a session created again under its name starts without any.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from projections._page import Folded, Page, PagedProjection, Writes
 from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid
 from warest.domain.messages import Message
+from warest.domain.sessions import Session
 
 _Cursor = psycopg.Cursor[Any]
 _COLUMNS = {
@@ -50,12 +52,19 @@ def _greatest(a: datetime | None, b: datetime | None) -> datetime | None:
 class ContactsProjection(PagedProjection):
     name: str = "contacts"
     tables: tuple[str, ...] = ("rm_contacts",)
-    topics: tuple[str, ...] = (get_topic(Message.Received),)
+    topics: tuple[str, ...] = (get_topic(Message.Received), get_topic(Session.Deleted))
 
     def fold(self, page: Page, cur: _Cursor, previous: object = None) -> _Rows:
         """The page's upserts folded per contact (nothing is read first)."""
         rows: dict[tuple[str, str, str], list[Any]] = {}
+        dropped: list[tuple[str, str]] = []
         for event, position in page:
+            if isinstance(event, Session.Deleted):
+                if event.registry is not None and event.name is not None:
+                    session = (event.registry, event.name)
+                    rows = {key: row for key, row in rows.items() if key[:2] != session}
+                    dropped.append(session)
+                continue
             if not isinstance(event, Message.Received) or event.from_me:
                 continue
             contact = _contact(event.sender)
@@ -71,14 +80,18 @@ class ContactsProjection(PagedProjection):
                 row[5] = event.push_name if event.push_name is not None else row[5]
                 row[6] = _greatest(seen, row[6])
                 row[7] = position
-        return _Rows(list(rows.values()))
+        return _Rows(list(rows.values()), dropped)
 
 
 class _Rows(Folded):
-    def __init__(self, rows: list[list[Any]]) -> None:
+    def __init__(self, rows: list[list[Any]], dropped: list[tuple[str, str]]) -> None:
         self.rows = rows
+        self.dropped = dropped
 
     def store(self, out: Writes) -> None:
+        out.delete(
+            "rm_contacts", "contacts_dropped", {"registry": "text", "session_id": "text"}, self.dropped
+        )
         out.upsert("rm_contacts", "contacts", _COLUMNS, self.rows, _UPSERT)
 
 

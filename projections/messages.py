@@ -19,6 +19,7 @@ import psycopg
 from projections._page import Folded, Page, PagedProjection, Writes, fold_page, select_rows
 from warest.domain.messages import Message
 from warest.domain.model import stored_topics
+from warest.domain.sessions import Session
 
 _Cursor = psycopg.Cursor[Any]
 _EVENTS = (
@@ -36,6 +37,7 @@ _EVENTS = (
     Message.Pinned,
     Message.Unpinned,
     Message.DeletedForMe,
+    Session.Deleted,
 )
 # Every column of rm_messages; a new row is written whole (the defaults of migration 0007
 # for the columns the creation events do not set).
@@ -125,7 +127,7 @@ class _State(Folded):
         for event, _ in page:
             if isinstance(event, _CREATIONS):
                 created.add(event.originator_id.int)
-            else:
+            elif not isinstance(event, Session.Deleted):
                 changed[event.originator_id.int] = event.originator_id
         wanted = changed.keys() - created
         self.rows: dict[int, list[Any]] = {}
@@ -146,6 +148,7 @@ class _State(Folded):
         self.timeline: list[tuple[Any, ...]] = []
         self.edits: list[tuple[Any, ...]] = []
         self.reactions: dict[tuple[UUID, str], tuple[Any, ...] | None] = {}
+        self.dropped: list[tuple[str, str]] = []  # sessions deleted: (registry, session_id)
 
     def create(self, row: list[Any]) -> None:
         # A message is created once (version 1 of its stream); a row left from before the
@@ -171,7 +174,27 @@ class _State(Folded):
     def status(self, message_id: UUID, status: str, at: Any, detail: str | None, position: int) -> None:
         self.timeline.append((message_id, status, at, detail, position))
 
+    def drop(self, registry: str, session: str) -> None:
+        """``DELETE FROM rm_messages WHERE registry AND session_id``: the session was deleted
+        (a session created again under its name starts without messages). Rows of this page
+        changed before are updated after the delete, which then changes nothing; their
+        timeline, reactions and edits stay, unread (they are read by message id)."""
+        registry_at, session_at = _AT["registry"], _AT["session_id"]
+        gone = {
+            k
+            for k in self.new
+            if self.rows[k][registry_at] == registry and self.rows[k][session_at] == session
+        }
+        for key in gone:
+            del self.rows[key]
+        self.new = [k for k in self.new if k not in gone]
+        self.dirty -= gone
+        self.dropped.append((registry, session))
+
     def store(self, out: Writes) -> None:
+        out.delete(
+            "rm_messages", "messages_dropped", {"registry": "text", "session_id": "text"}, self.dropped
+        )
         out.insert("rm_messages", _COLUMNS, [self.rows[i] for i in self.new])
         created = set(self.new)
         out.update(
@@ -348,3 +371,9 @@ def _(event: Message.DeletedForMe, state: _State, position: int) -> None:
     row = state.update(event, position)
     if row is not None:
         row[_AT["deleted"]] = True
+
+
+@_apply.register
+def _(event: Session.Deleted, state: _State, position: int) -> None:
+    if event.registry is not None and event.name is not None:
+        state.drop(event.registry, event.name)

@@ -14,6 +14,7 @@ import signal
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -388,7 +389,13 @@ class Container:
             PgLoginQrs(self.pool),
         )
         sessions = SessionService(event_store, queries, self.read_models, self.manager, settings.engine)
-        messaging = MessagingService(event_store, self.manager, settings.send_wait_ms / 1000)
+        messaging = MessagingService(
+            event_store,
+            self.manager,
+            settings.send_wait_ms / 1000,
+            idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours),
+            clock=SystemClock(),
+        )
         actions = ActionService(event_store, sessions, self.manager)
         webhooks = self._webhooks(settings, event_store, sessions, messaging, actions, pepper)
         self.services = Services(

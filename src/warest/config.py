@@ -246,6 +246,7 @@ class Settings:
     queue_backoff_factor: float = _setting("WAREST_QUEUE_BACKOFF_FACTOR", "2", _float(1.0, 10.0))
     queue_retry_jitter: float = _setting("WAREST_QUEUE_RETRY_JITTER", "0.2", _float(0.0, 1.0))
     send_wait_ms: int = _setting("WAREST_SEND_WAIT_MS", "15000", _int(0, 600000))
+    idempotency_ttl_hours: int = _setting("WAREST_IDEMPOTENCY_TTL_HOURS", "24", _int(1, 8760))
     qr_duration_s: int = _setting("WAREST_QR_DURATION_SEC", "20", _int(5, 65))
     qr_max_rotations: int = _setting("WAREST_QR_MAX_ROTATIONS", "10", _int(1, 1000))
     sandbox: str = _setting("WAREST_SANDBOX_ENABLED", "auto", _choice("auto", "true", "false"))

@@ -85,6 +85,16 @@ async def converse(client: AsyncTestClient[Any]) -> None:
     await eventually(reacted)
     await client.post("/api/v1/chats/6289000000001/read", json={"sessionId": "sb"}, headers=b)
     await asyncio.sleep(0.5)  # let receipts and relayed actions land
+    # b's session deleted and created again: its chats, messages and contacts go with it, and
+    # the new incarnation's come (rebuilt in one page, they must come out the same).
+    await client.delete("/api/v1/session/delete?sessionId=sb", headers=b)
+    await open_by_scan(client, b, "sb", "6289000000002")
+    await send_text(client, b, "sb", "6289000000001", "a new life")
+    await send_text(client, a, "sa", "6289000000002", "welcome back")
+    await client.post(
+        "/api/v1/messages/action/archive", json={"sessionId": "sb", "to": "6289000000001"}, headers=b
+    )
+    await asyncio.sleep(0.5)
 
 
 async def test_rebuild_reproduces_every_read_model_exactly(
@@ -109,6 +119,9 @@ async def test_rebuild_reproduces_every_read_model_exactly(
         "rm_streams",
     ):
         assert before[table], table  # every read model has rows to compare
+    # The re-created session shows only its new incarnation's messages.
+    texts = rows_of(url, schema, "SELECT text FROM rm_messages WHERE session_id = 'sb' ORDER BY created_at")
+    assert texts == [("a new life",), ("welcome back",)]
 
     env = {"WAREST_DATABASE_URL": url, "WAREST_DATABASE_SCHEMA": schema, "WAREST_DATA_DIR": settings.data_dir}
     result = await asyncio.to_thread(

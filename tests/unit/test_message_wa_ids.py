@@ -23,6 +23,7 @@ from warest.app.ports import ConcurrencyConflict
 from warest.app.records import PendingOutbound
 from warest.app.runtime import QueueSettings, SessionRuntime
 from warest.domain.messages import Message, Status
+from warest.domain.sessions import Session
 
 REF = SessionRef("REG", "main")
 TO = "6281234500000@s.whatsapp.net"
@@ -121,8 +122,16 @@ class Engine:
         return self.whatsapp
 
 
+ME = "6289999900000@s.whatsapp.net"
+
+
 def runtime_on(store: MemoryEventStore, whatsapp: FakeWhatsApp) -> SessionRuntime:
-    """A fresh runtime (as after a restart: nothing in its memory) on ``store``."""
+    """A fresh runtime (as after a restart: nothing in its memory) on ``store``, whose
+    session (logged in as ``ME``) is stored the first time."""
+    session = Session.create(REF.registry, REF.name, None, True, "sandbox")
+    if session.id not in store.streams:
+        session.opened(ME, None, None)
+        store.streams[session.id] = session.collect_events()
     return SessionRuntime(REF, Engine(whatsapp), store, BehindReadModels(store), QUICK, lambda _r: None)
 
 

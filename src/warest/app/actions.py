@@ -24,7 +24,7 @@ from warest.domain.chats import Chat
 from warest.domain.errors import InvalidValue, NotFound
 from warest.domain.jid import Jid
 from warest.domain.messages import Message
-from warest.domain.sessions import Status
+from warest.domain.sessions import Session, Status
 
 T = TypeVar("T")
 
@@ -58,7 +58,9 @@ class ActionService:
 
     # -- message actions ----------------------------------------------------------
 
-    async def react(self, owner: Principal, session: str, wa_id: str, emoji: str) -> Message:
+    async def react(
+        self, owner: Principal, session: str, wa_id: str, emoji: str, *, chat: str | None = None
+    ) -> Message:
         runtime, me = await self._open(owner, session)
         at = _now()
         return await self._on_message(
@@ -66,9 +68,12 @@ class ActionService:
             wa_id,
             lambda message: message.react(me, emoji, at),
             ("reaction", lambda message: runtime.connection.send_reaction(_ref(message, me), emoji)),
+            chat=chat,
         )
 
-    async def edit(self, owner: Principal, session: str, wa_id: str, text: str) -> Message:
+    async def edit(
+        self, owner: Principal, session: str, wa_id: str, text: str, *, chat: str | None = None
+    ) -> Message:
         runtime, me = await self._open(owner, session)
         at = _now()
         return await self._on_message(
@@ -76,9 +81,10 @@ class ActionService:
             wa_id,
             lambda message: message.edit(text, at, me),
             ("edit", lambda message: runtime.connection.send_edit(_ref(message, me), text)),
+            chat=chat,
         )
 
-    async def revoke(self, owner: Principal, session: str, wa_id: str) -> Message:
+    async def revoke(self, owner: Principal, session: str, wa_id: str, *, chat: str | None = None) -> Message:
         runtime, me = await self._open(owner, session)
         at = _now()
         return await self._on_message(
@@ -86,27 +92,34 @@ class ActionService:
             wa_id,
             lambda message: message.revoke(at, me),
             ("revoke", lambda message: runtime.connection.send_revoke(_ref(message, me))),
+            chat=chat,
         )
 
-    async def star(self, owner: Principal, session: str, wa_id: str, starred: bool) -> Message:
+    async def star(
+        self, owner: Principal, session: str, wa_id: str, starred: bool, *, chat: str | None = None
+    ) -> Message:
         runtime = await self._runtime(owner, session)
-        return await self._on_message(runtime, wa_id, lambda message: message.star(starred))
+        return await self._on_message(runtime, wa_id, lambda message: message.star(starred), chat=chat)
 
-    async def pin(self, owner: Principal, session: str, wa_id: str, duration: str | None) -> Message:
+    async def pin(
+        self, owner: Principal, session: str, wa_id: str, duration: str | None, *, chat: str | None = None
+    ) -> Message:
         runtime = await self._runtime(owner, session)
         at = _now()
-        return await self._on_message(runtime, wa_id, lambda message: message.pin(duration, at))
+        return await self._on_message(runtime, wa_id, lambda message: message.pin(duration, at), chat=chat)
 
-    async def delete_for_me(self, owner: Principal, session: str, wa_id: str) -> Message:
+    async def delete_for_me(
+        self, owner: Principal, session: str, wa_id: str, *, chat: str | None = None
+    ) -> Message:
         runtime = await self._runtime(owner, session)
-        return await self._on_message(runtime, wa_id, lambda message: message.delete_for_me())
+        return await self._on_message(runtime, wa_id, lambda message: message.delete_for_me(), chat=chat)
 
     async def mark_read(self, owner: Principal, session: str, chat: Jid, wa_ids: list[str]) -> list[str]:
         """Sends read receipts for ``wa_ids`` (received messages of ``chat``) and marks the chat read."""
         runtime, _ = await self._open(owner, session)
         refs = []
         for wa_id in wa_ids:
-            message = await runtime.message_by_wa_id(wa_id)
+            message = await runtime.message_by_wa_id(wa_id, str(chat), False)
             if message is not None and not message.own and message.chat == str(chat):
                 refs.append(MessageRef(message.chat, message.wa_id, _sender(message), False))
         if not refs:  # nothing known to mark: record nothing (no chat appears from a bad id)
@@ -154,9 +167,11 @@ class ActionService:
         wa_id: str,
         change: Callable[[Message], None],
         engine: tuple[str, Callable[[Message], Awaitable[None]]] | None = None,
+        chat: str | None = None,
     ) -> Message:
         """Applies ``change`` to the message and saves it; ``engine`` (the action's name and
-        its call) tells WhatsApp first, once.
+        its call) tells WhatsApp first, once; ``chat``, when the caller names it, picks the
+        message among those of one WhatsApp id.
 
         The change runs before the call, so WhatsApp's rules (own message, time windows)
         refuse an action before anything is sent. It is made on a copy of the message of this
@@ -169,7 +184,7 @@ class ActionService:
 
         async def attempt() -> Message:
             nonlocal sent
-            known = await runtime.message_by_wa_id(wa_id)
+            known = await runtime.message_by_wa_id(wa_id, chat)
             message: Message | None = None if known is None else await self._store.get(known.id)
             if message is None:
                 raise NotFound(f"message '{wa_id}' not found")
@@ -191,12 +206,14 @@ class ActionService:
             raise EngineRefused(action, error) from error
 
     async def _chat(self, record: SessionRecord, jid: Jid, change: Callable[[Chat], None]) -> Chat:
+        session: Session | None = await self._store.get(ids.session_id(record.registry, record.session_id))
+        incarnation = session.incarnation if session is not None else 1  # a chat is the incarnation's
         for attempt in range(3):
             chat: Chat | None = await self._store.get(
-                ids.chat_id(record.registry, record.session_id, str(jid))
+                ids.chat_id(record.registry, record.session_id, str(jid), incarnation)
             )
             if chat is None:
-                chat = Chat.start(record.registry, record.session_id, str(jid))
+                chat = Chat.start(record.registry, record.session_id, str(jid), incarnation)
             change(chat)
             try:
                 await self._store.save(chat)

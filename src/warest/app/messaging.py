@@ -8,11 +8,12 @@ import hashlib
 import json
 import secrets
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from warest.app.engine import EngineError, OutboundText
 from warest.app.manager import SessionManager
 from warest.app.outbound import Job
-from warest.app.ports import ConcurrencyConflict, EventStore
+from warest.app.ports import Clock, ConcurrencyConflict, EventStore
 from warest.app.records import SessionRecord
 from warest.app.runtime import SessionRuntime
 from warest.domain import ids
@@ -61,11 +62,29 @@ def _fingerprint(recipients: list[Jid], text: str, mentions: list[str], reply_to
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+class _UtcClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+IDEMPOTENCY_TTL = timedelta(hours=24)
+
+
 class MessagingService:
-    def __init__(self, store: EventStore, manager: SessionManager, send_wait_s: float) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        manager: SessionManager,
+        send_wait_s: float,
+        *,
+        idempotency_ttl: timedelta = IDEMPOTENCY_TTL,
+        clock: Clock | None = None,
+    ) -> None:
         self._store = store
         self._manager = manager
         self._send_wait_s = send_wait_s
+        self._idempotency_ttl = idempotency_ttl
+        self._clock: Clock = clock or _UtcClock()
 
     async def send_text(
         self,
@@ -114,27 +133,56 @@ class MessagingService:
     ) -> list[SendOutcome]:
         reserved = len(recipients)
         try:
-            messages = [
-                Message.queue(
-                    registry, session, str(jid), new_wa_id(), text, mention_list, reply_to, idempotency_key
-                )
-                for jid in recipients
-            ]
-            to_save: list[object] = list(messages)
-            fingerprint = ""
-            if idempotency_key is not None:
-                fingerprint = _fingerprint(recipients, text, mention_list, reply_to)
-                to_save.append(
-                    IdempotencyRecord.record(
-                        registry, session, idempotency_key, fingerprint, [m.id for m in messages]
+            account = await runtime.session()  # the account they leave from, this incarnation
+            incarnation = account.incarnation
+            fingerprint = (
+                _fingerprint(recipients, text, mention_list, reply_to) if idempotency_key is not None else ""
+            )
+            renew: IdempotencyRecord | None = None
+            for attempt in range(3):  # a save's events are gone after a conflict: built afresh
+                messages = [
+                    Message.queue(
+                        registry,
+                        session,
+                        str(jid),
+                        new_wa_id(),
+                        text,
+                        mention_list,
+                        reply_to,
+                        idempotency_key,
+                        sender=account.me_jid,
+                        incarnation=incarnation,
                     )
+                    for jid in recipients
+                ]
+                record = None
+                if idempotency_key is not None:
+                    message_ids = [m.id for m in messages]
+                    if renew is not None:
+                        renew.renew(fingerprint, message_ids, self._clock.now())
+                        record = renew
+                    else:
+                        record = IdempotencyRecord.record(
+                            registry,
+                            session,
+                            idempotency_key,
+                            fingerprint,
+                            message_ids,
+                            incarnation,
+                            self._clock.now(),
+                        )
+                try:
+                    await self._store.save(*messages, *([record] if record is not None else []))
+                    break
+                except ConcurrencyConflict:
+                    if idempotency_key is None or attempt == 2:
+                        raise
+                # The key was used before: replay that request, unless its record expired.
+                renew = await self._store.get(
+                    ids.idempotency_id(registry, session, idempotency_key, incarnation)
                 )
-            try:
-                await self._store.save(*to_save)
-            except ConcurrencyConflict:
-                if idempotency_key is None:
-                    raise
-                return await self._replay(registry, session, idempotency_key, fingerprint)
+                if renew is None or not renew.expired(self._clock.now(), self._idempotency_ttl):
+                    return await self._replay(renew, fingerprint)
             if presence:
                 for jid in recipients:
                     with contextlib.suppress(EngineError):  # typing indicators are best effort
@@ -156,9 +204,8 @@ class MessagingService:
                     await job.done  # (cancelled on time-out: the job goes on, unawaited)
         return [_outcome(message) for message in messages]
 
-    async def _replay(self, registry: str, session: str, key: str, fingerprint: str) -> list[SendOutcome]:
+    async def _replay(self, record: IdempotencyRecord | None, fingerprint: str) -> list[SendOutcome]:
         """The same Idempotency-Key again: the first request's messages, once settled."""
-        record: IdempotencyRecord | None = await self._store.get(ids.idempotency_id(registry, session, key))
         if record is None or record.fingerprint != fingerprint:
             raise IdempotencyMismatch("this Idempotency-Key was used for a different request")
         deadline = asyncio.get_running_loop().time() + self._send_wait_s

@@ -261,10 +261,18 @@ class SessionRuntime:
             log.warning("session %s did not stop cleanly", self.ref.key)
         await self.drain_receipts()
 
-    async def resume_pending(self) -> int:
-        """Queues the outbound messages recorded as queued but not yet sent (after a restart)."""
+    async def resume_pending(self, me: str | None = None) -> int:
+        """Queues the outbound messages recorded as queued but not yet sent (after a restart).
+
+        A message leaves from the account and the incarnation of the session it was queued
+        in, or not at all: one queued before the session was deleted, or from another number
+        than ``me`` (a logout, then a crash before the queued messages were failed, then a
+        login with another phone), is recorded as failed instead."""
+        session = await self._current()
         added = 0
         for pending in await self._queries.pending_outbound(self.ref.registry, self.ref.name):
+            if session is not None and await self._refused(pending.message_id, session, me):
+                continue
             text = OutboundText(
                 to=pending.chat,
                 wa_id=pending.local_id,  # the id it was queued with: a re-send is the same message
@@ -277,6 +285,22 @@ class SessionRuntime:
         if added:
             log.info("session %s: %d pending outbound messages re-queued", self.ref.key, added)
         return added
+
+    async def _refused(self, message_id: UUID, session: Session, me: str | None) -> bool:
+        message = await self._message(message_id)
+        if message is None or not message.pending:
+            return False
+        if max(message.incarnation, 1) != max(session.incarnation, 1):
+            reason, code = "queued before the session was deleted", "session_ended"
+        elif me is not None and message.sender is not None and _user(message.sender) != _user(me):
+            reason = f"queued from {_user(message.sender)}, but the session is now logged in as {_user(me)}"
+            code = "sender_changed"
+        else:
+            return False
+        message.mark_failed(reason, code, message.attempts)
+        with contextlib.suppress(ConcurrencyConflict):
+            await self._save(message)
+        return True
 
     async def fail_pending(self, reason: str) -> int:
         """Gives up every queued message: the account they were queued for is gone."""
@@ -315,13 +339,15 @@ class SessionRuntime:
         through the event store. If the save fails the message stays pending: it is sent
         again (with its queued id) at the next start, or a receipt records its ``Sent``."""
         claim_id = None
-        if result is not None and result.wa_id != job.text.wa_id:
-            claim_id = ids.wa_id_claim_id(self.ref.registry, self.ref.name, result.wa_id)
         try:
             for attempt in range(3):
                 message = await self._message(job.message_id)
                 if message is None or not message.pending:
                     return  # recorded already (e.g. by another process before a restart)
+                if result is not None and result.wa_id != job.text.wa_id:
+                    claim_id = ids.wa_id_claim_id(
+                        self.ref.registry, self.ref.name, result.wa_id, message.incarnation
+                    )
                 claims: list[Claim] = []
                 if result is not None:
                     message.mark_sent(result.wa_id, result.sent_at, attempts)
@@ -337,7 +363,7 @@ class SessionRuntime:
                         raise
                     continue
                 if result is not None:
-                    self._wa_index.remember(result.wa_id, job.message_id)
+                    self._index(result.wa_id, job.message_id)
                 return
         finally:
             for key in (job.text.wa_id, result.wa_id if result else None):
@@ -359,7 +385,19 @@ class SessionRuntime:
     def remember(self, message: Message) -> None:
         """Keeps a just-queued message in memory (its receipts will find it without a read)."""
         self._messages.remember(message.id, message)
-        self._wa_index.remember(message.wa_id, message.id)
+        self._index(message.wa_id, message.id)
+
+    def _index(self, wa_id: str, message_id: UUID) -> None:
+        """Remembers that ``wa_id`` names ``message_id`` (one id may name messages of
+        several chats: the newest last)."""
+        known: list[UUID] | None = self._wa_index.get(wa_id)
+        if known is None:
+            self._wa_index.remember(wa_id, [message_id])
+        else:
+            if message_id not in known:
+                known.append(message_id)
+                del known[:-4]
+            self._wa_index.move_to_end(wa_id)
 
     async def _message(self, message_id: UUID) -> Message | None:
         message: Message | None = self._messages.get(message_id)
@@ -391,7 +429,7 @@ class SessionRuntime:
         self.current_pairing_code = None
         self._end_outage()
         await self._record_reported("the login", lambda s: s.opened(me.jid, me.lid, me.push_name))
-        await self.resume_pending()
+        await self.resume_pending(me.jid)
         self.queue.online()
 
     async def reconnecting(self, attempt: int, reason: str, retry_in_s: float | None = None) -> None:
@@ -460,16 +498,21 @@ class SessionRuntime:
         if message.kind == "reaction" and message.quoted_id:
             await self._on_target(
                 message.quoted_id,
+                message.chat,
                 lambda m: m.react(message.sender, message.text or "", message.sent_at or utcnow()),
             )
             return
         await self._until_stored(f"message {message.wa_id}", lambda: self._receive(message))
 
     async def _receive(self, message: InboundMessage) -> None:
+        session = await self._current()
+        if session is None:
+            return
         aggregate = Message.receive(
             self.ref.registry,
             self.ref.name,
             message.wa_id,
+            incarnation=session.incarnation,
             chat=message.chat,
             sender=message.sender,
             from_me=message.from_me,
@@ -486,21 +529,23 @@ class SessionRuntime:
             log.debug("session %s: duplicate delivery of %s dropped", self.ref.key, message.wa_id)
             return
         self._messages.remember(aggregate.id, aggregate)
-        self._wa_index.remember(message.wa_id, aggregate.id)
+        self._index(message.wa_id, aggregate.id)
 
     async def edited(self, chat: str, target_id: str, by: str, text: str, at: datetime) -> None:
-        await self._on_target(target_id, lambda m: m.edit(text, at, by, enforce=False))
+        await self._on_target(target_id, chat, lambda m: m.edit(text, at, by, enforce=False))
 
     async def revoked(self, chat: str, target_id: str, by: str, at: datetime) -> None:
-        await self._on_target(target_id, lambda m: m.revoke(at, by, enforce=False))
+        await self._on_target(target_id, chat, lambda m: m.revoke(at, by, enforce=False))
 
-    async def _on_target(self, wa_id: str, change: Callable[[Message], None]) -> None:
+    async def _on_target(self, wa_id: str, chat: str, change: Callable[[Message], None]) -> None:
         """Applies a change reported by WhatsApp to a known message (unknown ones are skipped)."""
-        await self._until_stored(f"a change of {wa_id}", lambda: self._apply_to_target(wa_id, change))
+        await self._until_stored(
+            f"a change of {wa_id}", lambda: self._apply_to_target(wa_id, chat, change)
+        )
 
-    async def _apply_to_target(self, wa_id: str, change: Callable[[Message], None]) -> None:
+    async def _apply_to_target(self, wa_id: str, chat: str, change: Callable[[Message], None]) -> None:
         for attempt in range(3):
-            message = await self.message_by_wa_id(wa_id)
+            message = await self.message_by_wa_id(wa_id, chat)
             if message is None:
                 log.debug("session %s: action on unknown message %s ignored", self.ref.key, wa_id)
                 return
@@ -520,34 +565,65 @@ class SessionRuntime:
                 self._messages.pop(message.id, None)  # its in-memory state is not what is stored
                 raise
 
-    async def message_by_wa_id(self, wa_id: str) -> Message | None:
-        """The message WhatsApp knows as ``wa_id``, from memory or the event store (never a
-        read model, which may be behind); waits for the outcome of a send in flight."""
+    async def message_by_wa_id(
+        self, wa_id: str, chat: str | None = None, from_me: bool | None = None
+    ) -> Message | None:
+        """The message WhatsApp knows as ``wa_id`` (in ``chat``, and sent by this account or
+        not, when they are known: WhatsApp's key of a message), from memory or the event store
+        (never a read model, which may be behind); waits for the outcome of a send in flight."""
         gate = self._inflight.get(wa_id)
         if gate is not None:
             await gate.wait()
-        message_id = self._wa_index.get(wa_id)
-        if message_id is None:
-            message_id = await self._message_id_of(wa_id)
-            if message_id is None:
+        known: list[UUID] = list(self._wa_index.get(wa_id) or ())
+        for message_id in reversed(known):
+            message = await self._message(message_id)
+            if message is not None and _is_key(message, chat, from_me):
+                return message
+        found = await self._message_id_of(wa_id, chat, from_me)
+        if found is None:
+            if not known:
                 return None
-            self._wa_index.remember(wa_id, message_id)
-        return await self._message(message_id)
+            found = known[-1]  # in memory, though in another chat (e.g. a LID for a phone number)
+        self._index(wa_id, found)
+        return await self._message(found)
 
-    async def _message_id_of(self, wa_id: str) -> UUID | None:
-        """Messages are keyed by the id they were received or queued with; an id an engine
-        chose itself is claimed by its message with its ``Sent``. Messages sent by the
-        neonize engine before such claims existed are found through ``rm_message_index``
-        (long caught up with them), the one lookup left to a read model."""
-        derived = ids.message_id(self.ref.registry, self.ref.name, wa_id)
-        if await self._message(derived) is not None:
-            return derived
-        claim: Claim | None = await self._store.get(
-            ids.wa_id_claim_id(self.ref.registry, self.ref.name, wa_id)
-        )
-        if claim is not None and claim.owner_id is not None:
-            return claim.owner_id
-        return await self._queries.message_for_wa_id(self.ref.registry, self.ref.name, wa_id)
+    async def _message_id_of(self, wa_id: str, chat: str | None, from_me: bool | None) -> UUID | None:
+        """Messages are keyed by (chat, from me, id): with the chat known, the id is derived.
+        Otherwise, and for messages recorded before that key, by the id alone: the old key
+        (registry, session, id), the claim of an id an engine chose itself (stored with the
+        message's ``Sent``), then, for messages sent by the neonize engine before such claims
+        existed, ``rm_message_index`` (long caught up with them), the one lookup left to a read
+        model. What these find must belong to this incarnation of the session."""
+        session = await self._current()
+        if session is None:
+            return None
+        registry, name, incarnation = self.ref.registry, self.ref.name, session.incarnation
+        if chat is not None:
+            for mine in (from_me,) if from_me is not None else (True, False):
+                derived = ids.message_id(registry, name, chat, mine, wa_id, incarnation)
+                if await self._message(derived) is not None:
+                    return derived
+        candidates: list[UUID | None] = [ids.legacy_message_id(registry, name, wa_id)]
+        for claim_id in {ids.wa_id_claim_id(registry, name, wa_id, n) for n in (1, incarnation)}:
+            claim: Claim | None = await self._store.get(claim_id)
+            if claim is not None and claim.owner_id is not None:
+                candidates.append(claim.owner_id)
+        candidates.append(await self._queries.message_for_wa_id(registry, name, wa_id))
+        for candidate in candidates:
+            if candidate is None:
+                continue
+            message = await self._message(candidate)
+            if message is not None and message.created_on >= session.created_on:
+                return candidate
+        return None
+
+    async def _current(self) -> Session | None:
+        """The session (for its incarnation), or None once it is deleted."""
+        try:
+            return await self.session()
+        except SessionNotFound:
+            log.info("session %s is gone; ignoring an engine report", self.ref.key)
+            return None
 
     def forget_message(self, message_id: UUID) -> None:
         """Drops a cached aggregate (after a failed save its in-memory state is stale)."""
@@ -584,7 +660,9 @@ class SessionRuntime:
         for receipt in batch:
             status = MessageStatus(receipt.status)
             for wa_id in receipt.wa_ids:
-                message = await self.message_by_wa_id(wa_id)  # waits for the Sent of an in-flight send
+                # About this account's messages (engines pass on no others); waits for the
+                # Sent of an in-flight send.
+                message = await self.message_by_wa_id(wa_id, receipt.chat, True)
                 if message is not None and message.apply_receipt(status, receipt.at, receipt.by):
                     changed[message.id] = message
                     applied.append((message.id, receipt))
@@ -617,3 +695,12 @@ class SessionRuntime:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _user(jid: str) -> str:
+    """The account of a JID: its user part, without device or agent."""
+    return jid.split("@", 1)[0].split(":", 1)[0].split(".", 1)[0]
+
+
+def _is_key(message: Message, chat: str | None, from_me: bool | None) -> bool:
+    return (chat is None or message.chat == chat) and (from_me is None or message.own == from_me)

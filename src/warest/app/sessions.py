@@ -7,6 +7,7 @@ tenants may both name a session "main": ids are derived from (registry, session 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from warest.app.commands import retry_on_conflict
@@ -55,6 +56,12 @@ class SessionService:
         self._manager = manager
         self.default_engine = default_engine
         self._recent: dict[tuple[str, str], tuple[float, SessionRecord]] = {}
+        self._on_delete: list[Callable[[SessionRecord], Awaitable[None]]] = []
+
+    def when_deleted(self, cleanup: Callable[[SessionRecord], Awaitable[None]]) -> None:
+        """``cleanup(record)`` runs when a session is deleted, before its ``Deleted`` is
+        recorded (e.g. its webhook endpoints are removed)."""
+        self._on_delete.append(cleanup)
 
     # -- registry -----------------------------------------------------------------
 
@@ -193,6 +200,8 @@ class SessionService:
         record = await self.get(owner, name)
         self._recent.pop((record.registry, record.session_id), None)
         await self._manager.discard(record.registry, record.session_id)
+        for cleanup in self._on_delete:
+            await cleanup(record)
 
         async def command() -> int:
             session = await self._load(owner, name)

@@ -22,7 +22,7 @@ from warest.app.actions import ActionService
 from warest.app.commands import retry_on_conflict
 from warest.app.messaging import MessagingService
 from warest.app.ports import EventStore, ReadModelWaiter
-from warest.app.records import Principal
+from warest.app.records import Principal, SessionRecord
 from warest.app.sessions import SessionService
 from warest.app.webhook_actions import ActionRunner, ActionsInvalid, parse_reply, template_context
 from warest.app.webhook_dispatch import Answer, Delivery, Sender, signed_headers
@@ -31,6 +31,7 @@ from warest.app.webhook_signing import new_webhook_secret, validate_secret
 from warest.domain import ids
 from warest.domain.errors import InvalidValue, NotFound
 from warest.domain.jid import Jid
+from warest.domain.sessions import Session
 from warest.domain.webhooks import PRIMARY, WebhookEndpoint, endpoint_id, endpoint_name, event_filter
 
 MAX_PREFLIGHT_URLS = 5
@@ -170,6 +171,7 @@ class WebhookService:
         self._store = store
         self._waiter = waiter
         self._sessions = sessions
+        sessions.when_deleted(self._remove_all)
         self._queries = queries
         self._secrets = secrets
         self._guard = guard
@@ -211,10 +213,11 @@ class WebhookService:
         if preflight:
             await self._require_preflight(owner, record.session_id, record.label, url, secret)
         sealed = self._secrets.seal(secret)
-        existing = await self._store.get(endpoint_id(record.registry, record.session_id, name))
+        incarnation = await self._incarnation(record)
+        existing = await self._store.get(endpoint_id(record.registry, record.session_id, name, incarnation))
         if existing is None:
             aggregate = WebhookEndpoint.add(
-                record.registry, record.session_id, name, url, sealed, events, description
+                record.registry, record.session_id, name, url, sealed, events, description, incarnation
             )
         else:
             existing.re_add(url, sealed, events, description)
@@ -268,7 +271,7 @@ class WebhookService:
         named ``primary``. ``url=""`` removes it; ``None`` keeps it."""
         record = await self._sessions.get(owner, session)
         current: WebhookEndpoint | None = await self._store.get(
-            endpoint_id(record.registry, record.session_id, PRIMARY)
+            endpoint_id(record.registry, record.session_id, PRIMARY, await self._incarnation(record))
         )
         live = current is not None and not current.removed
         if url == "":
@@ -393,13 +396,29 @@ class WebhookService:
 
     async def _aggregate(self, owner: Principal, session: str, name: str) -> WebhookEndpoint:
         record = await self._sessions.get(owner, session)
+        incarnation = await self._incarnation(record)
         aggregate = await self._store.get(
-            endpoint_id(record.registry, record.session_id, endpoint_name(name))
+            endpoint_id(record.registry, record.session_id, endpoint_name(name), incarnation)
         )
         if aggregate is None or aggregate.removed:
             raise NotFound(f"webhook '{name}' not found")
         assert isinstance(aggregate, WebhookEndpoint)
         return aggregate
+
+    async def _incarnation(self, record: SessionRecord) -> int:
+        """The session's incarnation: its endpoints' ids include it, so a session deleted
+        and created again inherits none of them."""
+        session: Session | None = await self._store.get(ids.session_id(record.registry, record.session_id))
+        return session.incarnation if session is not None else 1
+
+    async def _remove_all(self, record: SessionRecord) -> None:
+        """A session being deleted: its endpoints are removed with it (nothing is delivered
+        for it any more, and a session created again under its name starts without any)."""
+        for view in await self._queries.endpoints(record.id):
+            aggregate: WebhookEndpoint | None = await self._store.get(view.id)
+            if aggregate is not None and not aggregate.removed:
+                aggregate.remove()
+                await self._save(aggregate)
 
     async def _endpoint_id(self, owner: Principal, session: str, name: str) -> UUID:
         if name == "default":
@@ -481,19 +500,19 @@ class _SessionActions:
         return outcome.message_id
 
     async def react(self, chat: Jid, message_id: str, emoji: str) -> None:
-        await self._actions.react(self._owner, self._session, message_id, emoji)
+        await self._actions.react(self._owner, self._session, message_id, emoji, chat=str(chat))
 
     async def star(self, chat: Jid, message_id: str, starred: bool) -> None:
-        await self._actions.star(self._owner, self._session, message_id, starred)
+        await self._actions.star(self._owner, self._session, message_id, starred, chat=str(chat))
 
     async def delete_for_me(self, chat: Jid, message_id: str) -> None:
-        await self._actions.delete_for_me(self._owner, self._session, message_id)
+        await self._actions.delete_for_me(self._owner, self._session, message_id, chat=str(chat))
 
     async def revoke(self, chat: Jid, message_id: str) -> None:
-        await self._actions.revoke(self._owner, self._session, message_id)
+        await self._actions.revoke(self._owner, self._session, message_id, chat=str(chat))
 
     async def edit(self, chat: Jid, message_id: str, text: str) -> None:
-        await self._actions.edit(self._owner, self._session, message_id, text)
+        await self._actions.edit(self._owner, self._session, message_id, text, chat=str(chat))
 
     async def read(self, chat: Jid, message_ids: list[str]) -> None:
         await self._actions.mark_read(self._owner, self._session, chat, message_ids)

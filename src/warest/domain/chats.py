@@ -1,7 +1,8 @@
 """The Chat aggregate: what the account's owner sets on one conversation of a session.
 
 Messages live in their own aggregates; the chat holds mute, archive, pin, the read mark
-and clearing. Its id is the uuid5 of (registry, session, chat JID).
+and clearing. Its id is the uuid5 of (registry, session, incarnation of the session, chat
+JID).
 """
 
 from __future__ import annotations
@@ -25,9 +26,12 @@ class Chat(model.Aggregate):
     cleared_at: datetime | None
 
     class Started(model.Created, frozen=True, kw_only=True):
+        """``incarnation``: the session's (0 in events recorded before incarnations)."""
+
         registry: str
         session: str
         jid: str
+        incarnation: int = 0
 
         def apply(self, aggregate: Any) -> None:
             aggregate.registry = self.registry
@@ -118,9 +122,14 @@ class Chat(model.Aggregate):
             aggregate.cleared_at = self.at
 
     @classmethod
-    def start(cls, registry: str, session: str, jid: str) -> Chat:
+    def start(cls, registry: str, session: str, jid: str, incarnation: int = 1) -> Chat:
         return cls._create(
-            cls.Started, ids.chat_id(registry, session, jid), registry=registry, session=session, jid=jid
+            cls.Started,
+            ids.chat_id(registry, session, jid, incarnation),
+            registry=registry,
+            session=session,
+            jid=jid,
+            incarnation=incarnation,
         )
 
     def mute(self, until: datetime | None) -> None:

@@ -32,30 +32,52 @@ def session_id(registry: str, session_name: str) -> UUID:
     return _id("session", registry, session_name)
 
 
-def message_id(registry: str, session_name: str, wa_message_id: str) -> UUID:
-    """A WhatsApp message of a session: redeliveries and receipts map to the same id.
+def _scope(registry: str, session_name: str, incarnation: int) -> tuple[str, ...]:
+    """The parts naming one incarnation of a session. A session deleted and created again
+    is a new incarnation (``Session.incarnation``): its chats, messages, webhook endpoints
+    and idempotency records are new aggregates, nothing is inherited. Incarnations 0 (not
+    known: recorded before incarnations existed) and 1 give the ids used before, so nothing
+    already stored moves."""
+    if incarnation <= 1:
+        return (registry, session_name)
+    return (registry, session_name, f"#{incarnation}")
+
+
+def message_id(
+    registry: str, session_name: str, chat: str, from_me: bool, wa_message_id: str, incarnation: int = 1
+) -> UUID:
+    """A WhatsApp message of a session, by WhatsApp's own key (chat, from me, id): two
+    messages with one id in two chats are two messages; redeliveries and receipts map to
+    the same id.
 
     ``wa_message_id`` is the id the message was received with, or for an outbound message
-    the id it was queued (and is sent) with."""
+    (``from_me``) the id it was queued (and is sent) with."""
+    scope = _scope(registry, session_name, incarnation)
+    return _id("message-key", *scope, chat, "1" if from_me else "0", wa_message_id)
+
+
+def legacy_message_id(registry: str, session_name: str, wa_message_id: str) -> UUID:
+    """The id of a message recorded before messages were keyed by (chat, from me, id): only
+    to find such messages, never to create one."""
     return _id("message", registry, session_name, wa_message_id)
 
 
-def wa_id_claim_id(registry: str, session_name: str, wa_message_id: str) -> UUID:
+def wa_id_claim_id(registry: str, session_name: str, wa_message_id: str, incarnation: int = 1) -> UUID:
     """The claim of a WhatsApp id that an engine chose for an outbound message (one queued
     under another id): it names the message, and is stored with the message's ``Sent``."""
-    return _id("claim", "wa-id", registry, session_name, wa_message_id)
+    return _id("claim", "wa-id", *_scope(registry, session_name, incarnation), wa_message_id)
 
 
-def chat_id(registry: str, session_name: str, chat_jid: str) -> UUID:
-    return _id("chat", registry, session_name, chat_jid)
+def chat_id(registry: str, session_name: str, chat_jid: str, incarnation: int = 1) -> UUID:
+    return _id("chat", *_scope(registry, session_name, incarnation), chat_jid)
 
 
-def idempotency_id(registry: str, session_name: str, key: str) -> UUID:
-    return _id("idempotency", registry, session_name, key)
+def idempotency_id(registry: str, session_name: str, key: str, incarnation: int = 1) -> UUID:
+    return _id("idempotency", *_scope(registry, session_name, incarnation), key)
 
 
-def webhook_endpoint_id(registry: str, session_name: str, name: str) -> UUID:
-    return _id("webhook", registry, session_name, name)
+def webhook_endpoint_id(registry: str, session_name: str, name: str, incarnation: int = 1) -> UUID:
+    return _id("webhook", *_scope(registry, session_name, incarnation), name)
 
 
 DEFAULT_WEBHOOK_ENDPOINT = _id("webhook-default")

@@ -1,9 +1,11 @@
 """The Message aggregate: one WhatsApp message of a session, outbound or inbound.
 
-Its id is the uuid5 of (registry, session, WhatsApp message id), so a redelivered
-inbound message collides on version 1 and is dropped, and a receipt finds its message
-without a lookup. Statuses only move forward: queued → sent → server → delivered →
-read → played; failed is terminal for an outbound message.
+Its id is the uuid5 of the session's incarnation and WhatsApp's key of the message
+(chat, from me, WhatsApp message id), so a redelivered inbound message collides on version 1
+and is dropped, two messages with one id in two chats are two messages, and a receipt finds
+its message without a lookup (messages recorded before this key: ``ids.legacy_message_id``).
+Statuses only move forward: queued → sent → server → delivered → read → played; failed is
+terminal for an outbound message.
 """
 
 from __future__ import annotations
@@ -45,8 +47,10 @@ class Direction(StrEnum):
     IN = "in"
 
 
-def message_id(registry: str, session: str, wa_id: str) -> UUID:
-    return ids.message_id(registry, session, wa_id)
+def message_id(
+    registry: str, session: str, chat: str, from_me: bool, wa_id: str, incarnation: int = 1
+) -> UUID:
+    return ids.message_id(registry, session, chat, from_me, wa_id, incarnation)
 
 
 EDIT_WINDOW = timedelta(minutes=15)
@@ -78,6 +82,8 @@ class Message(model.Aggregate):
     starred: bool
     pinned_until: datetime | None
     deleted: bool
+    incarnation: int
+    edited_at: datetime | None
 
     class Queued(model.Created, frozen=True, kw_only=True):
         """An outbound message accepted by the API, waiting in the session's queue.
@@ -86,6 +92,10 @@ class Message(model.Aggregate):
         time, so a re-send after a crash is one message for the recipient), and the
         aggregate's id is derived from it. An engine that cannot choose ids reports another
         on ``Sent``.
+
+        ``sender`` is the account (the session's own JID) it was queued from: it leaves
+        from that account or not at all (None in events recorded before it existed).
+        ``incarnation`` is the session's (0: recorded before incarnations existed).
         """
 
         registry: str
@@ -97,6 +107,8 @@ class Message(model.Aggregate):
         mentions: list[str] = []
         reply_to: str | None = None
         idempotency_key: str | None = None
+        sender: str | None = None
+        incarnation: int = 0
 
         def apply(self, aggregate: Any) -> None:
             _init(aggregate, self, Direction.OUT, Status.QUEUED)
@@ -143,6 +155,7 @@ class Message(model.Aggregate):
         mentions: list[str] = []
         quoted_id: str | None = None
         sent_at: datetime | None = None
+        incarnation: int = 0
 
         def apply(self, aggregate: Any) -> None:
             _init(aggregate, self, Direction.OUT if self.from_me else Direction.IN, Status.RECEIVED)
@@ -201,6 +214,7 @@ class Message(model.Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.text = self.text
             aggregate.edits += 1
+            aggregate.edited_at = self.at
 
     class Revoked(model.DomainEvent, frozen=True, kw_only=True):
         """Deleted for everyone."""
@@ -279,7 +293,12 @@ class Message(model.Aggregate):
             self._trigger(Message.ReactionRemoved, by=by, at=at)
 
     def edit(self, text: str, at: datetime, by: str | None = None, *, enforce: bool = True) -> None:
-        """``enforce`` is off for edits reported by WhatsApp (they happened already)."""
+        """``enforce`` is off for edits reported by WhatsApp (they happened already). Such an
+        edit is recorded once: one that leaves the text as it is (WhatsApp delivering it
+        again, or echoing this account's own edit), or an older edit arriving after a newer
+        one, records nothing."""
+        if not enforce and (text == self.text or (self.edited_at is not None and at < self.edited_at)):
+            return
         if enforce:
             if not self.own:
                 raise ActionNotAllowed("only your own messages can be edited")
@@ -340,10 +359,13 @@ class Message(model.Aggregate):
         mentions: list[str],
         reply_to: str | None,
         idempotency_key: str | None,
+        *,
+        sender: str | None = None,
+        incarnation: int = 1,
     ) -> Message:
         return cls._create(
             cls.Queued,
-            message_id(registry, session, wa_id),
+            message_id(registry, session, chat, True, wa_id, incarnation),
             registry=registry,
             session=session,
             chat=chat,
@@ -352,16 +374,31 @@ class Message(model.Aggregate):
             mentions=mentions,
             reply_to=reply_to,
             idempotency_key=idempotency_key,
+            sender=sender,
+            incarnation=incarnation,
         )
 
     @classmethod
-    def receive(cls, registry: str, session: str, wa_id: str, **fields: Any) -> Message:
+    def receive(
+        cls,
+        registry: str,
+        session: str,
+        wa_id: str,
+        *,
+        chat: str,
+        from_me: bool = False,
+        incarnation: int = 1,
+        **fields: Any,
+    ) -> Message:
         return cls._create(
             cls.Received,
-            message_id(registry, session, wa_id),
+            message_id(registry, session, chat, from_me, wa_id, incarnation),
             registry=registry,
             session=session,
             wa_id=wa_id,
+            chat=chat,
+            from_me=from_me,
+            incarnation=incarnation,
             **fields,
         )
 
@@ -415,6 +452,8 @@ def _init(aggregate: Any, event: Any, direction: Direction, status: Status) -> N
     aggregate.starred = False
     aggregate.pinned_until = None
     aggregate.deleted = False
+    aggregate.incarnation = event.incarnation
+    aggregate.edited_at = None
 
 
 Message.Queued.aggregate_class = Message

@@ -46,15 +46,24 @@ class Session(model.Aggregate):
     me_jid: str | None
     me_lid: str | None
     push_name: str | None
+    incarnation: int
 
     class Created(model.Created, frozen=True, kw_only=True):
+        """``incarnation``: 1 for a first creation, one more for each creation after a
+        deletion; the ids of the session's chats, messages, webhook endpoints and
+        idempotency records include it (``ids._scope``), so a session created again
+        inherits nothing. 0 in events recorded before incarnations existed: such a session
+        keeps the ids it has (they are those of incarnations 0 and 1)."""
+
         registry: str
         name: str
         label: str
         auto_start: bool = True
         engine: str = "sandbox"
+        incarnation: int = 0
 
         def apply(self, aggregate: Any) -> None:
+            aggregate.incarnation = self.incarnation
             aggregate.registry = self.registry
             aggregate.name = self.name
             aggregate.label = self.label
@@ -82,6 +91,12 @@ class Session(model.Aggregate):
                 aggregate.auto_start = self.auto_start
 
     class Deleted(model.DomainEvent, frozen=True, kw_only=True):
+        """``registry`` and ``name`` say which read-model rows go with the session (None in
+        events recorded before they were added)."""
+
+        registry: str | None = None
+        name: str | None = None
+
         def apply(self, aggregate: Any) -> None:
             aggregate.deleted = True
 
@@ -207,6 +222,7 @@ class Session(model.Aggregate):
             label=label or name,
             auto_start=auto_start,
             engine=engine,
+            incarnation=1,
         )
 
     def recreate(self, label: str | None, auto_start: bool, engine: str) -> None:
@@ -220,6 +236,7 @@ class Session(model.Aggregate):
             label=label or self.name,
             auto_start=auto_start,
             engine=engine,
+            incarnation=max(self.incarnation, 1) + 1,
         )
 
     def configure(self, label: str | None = None, auto_start: bool | None = None) -> None:
@@ -235,7 +252,7 @@ class Session(model.Aggregate):
 
     def delete(self) -> None:
         self._ensure_live()
-        self._trigger(Session.Deleted)
+        self._trigger(Session.Deleted, registry=self.registry, name=self.name)
 
     def issue_qr(self, duration_s: int, attempt: int) -> None:
         self._ensure_live()

@@ -44,8 +44,8 @@ URL_MAX = 2048
 DESCRIPTION_MAX = 200
 
 
-def endpoint_id(registry: str, session: str, name: str) -> UUID:
-    return ids.webhook_endpoint_id(registry, session, name)
+def endpoint_id(registry: str, session: str, name: str, incarnation: int = 1) -> UUID:
+    return ids.webhook_endpoint_id(registry, session, name, incarnation)
 
 
 def endpoint_name(value: str, field: str = "name") -> str:
@@ -192,11 +192,12 @@ class WebhookEndpoint(model.Aggregate):
         secret_sealed: str,
         events: list[str] | None = None,
         description_: str | None = None,
+        incarnation: int = 1,
     ) -> WebhookEndpoint:
         name = endpoint_name(name)
         return cls._create(
             cls.Added,
-            endpoint_id(registry, session, name),
+            endpoint_id(registry, session, name, incarnation),
             registry=registry,
             session=session,
             session_id=ids.session_id(registry, session),
