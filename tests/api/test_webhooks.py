@@ -528,6 +528,84 @@ async def test_retry_after_and_the_401_cool_off_are_honoured(
     assert [r["status"] for r in found] == [429, 200] and found[1]["t"] - found[0]["t"] >= 0.95
 
 
+async def cooling_off(app: AsyncTestClient[Any], a: dict[str, str], hooks: ReceiverClient) -> None:
+    """The receiver answers 401 to the first delivery: the endpoint cools off (15 min)."""
+    hooks.set_rules([{"status": 401, "times": 1}])
+    await send_text(app, a, "beta", "6281000000001", "auth")
+    await records(hooks, lambda rs: any(r["status"] == 401 for r in rs))
+
+    async def cooling() -> bool:
+        return (await health(app, a))["coolOffUntil"] is not None
+
+    await eventually(cooling)
+
+
+async def test_the_reset_route_ends_a_cool_off_and_the_delivery_goes_out(
+    app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    a = await two_sessions(app)  # the default cool-off: 15 minutes
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    await cooling_off(app, a, hooks)
+    state = await health(app, a)
+    assert state["lastError"] == "HTTP 401"
+    cooloff_until = datetime.fromisoformat(state["coolOffUntil"])
+    assert (cooloff_until - datetime.fromisoformat(state["lastFailureAt"])).total_seconds() == 900
+    # enabling an endpoint that is enabled changes nothing: it still cools off
+    again = await app.patch("/api/v1/session/alpha/webhooks/primary", json={"enabled": True}, headers=a)
+    assert again.status_code == 200 and again.json()["results"][0]["health"]["coolOffUntil"] is not None
+
+    reset = await app.post("/api/v1/session/alpha/webhooks/primary/reset", headers=a)
+    assert reset.status_code == 200, reset.text
+    body = reset.json()
+    assert body["code"] == 1000 and body["message"] == "Webhook health reset"
+    cleared = body["results"][0]["health"]
+    assert cleared["coolOffUntil"] is None and cleared["circuitOpenUntil"] is None
+    assert cleared["failures"] == 0 and cleared["lastError"] == "HTTP 401"  # the history is kept
+    assert (await health(app, a))["coolOffUntil"] is None
+    # the pending delivery goes out now, 15 minutes before its cool-off would have ended
+    found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
+    assert [r["status"] for r in found] == [401, 200]
+    assert found[1]["headers"]["webhook-id"] == found[0]["headers"]["webhook-id"]
+    assert found[1]["headers"]["x-warest-delivery-attempt"] == "2"
+    assert datetime.now(UTC) < cooloff_until
+
+    missing = await app.post("/api/v1/session/alpha/webhooks/nope/reset", headers=a)
+    assert missing.status_code == 404
+    assert missing.json()["code"] == 2600 and "webhook 'nope' not found" in missing.json()["message"]
+
+
+async def test_an_endpoint_removed_and_added_again_starts_fresh(
+    app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    await cooling_off(app, a, hooks)
+    removed = await app.delete("/api/v1/session/alpha/webhooks/primary", headers=a)
+    assert removed.status_code == 200, removed.text
+    fresh = await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    assert fresh["health"]["coolOffUntil"] is None and fresh["health"]["failures"] == 0
+    await send_text(app, a, "beta", "6281000000001", "after re-add")
+    found = await records(
+        hooks, lambda rs: any(json.loads(r["body"])["data"].get("text") == "after re-add" for r in rs)
+    )
+    assert [r["status"] for r in found][-1] == 200
+
+
+async def test_enabling_a_disabled_endpoint_starts_it_fresh(
+    app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    await cooling_off(app, a, hooks)
+    off = await app.patch("/api/v1/session/alpha/webhooks/primary", json={"enabled": False}, headers=a)
+    assert off.status_code == 200 and off.json()["results"][0]["health"]["coolOffUntil"] is not None
+    on = await app.patch("/api/v1/session/alpha/webhooks/primary", json={"enabled": True}, headers=a)
+    assert on.status_code == 200, on.text
+    assert on.json()["results"][0]["health"]["coolOffUntil"] is None
+    found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
+    assert [r["status"] for r in found] == [401, 200]
+
+
 async def test_the_default_endpoint_serves_sessions_without_their_own(
     database_url: str, schema: str, tmp_path: Path, hooks: ReceiverClient, receiver: ReceiverProcess
 ) -> None:

@@ -130,6 +130,10 @@ class WebhookQueries(Protocol):
         self, session_id: UUID, delivery: str
     ) -> tuple[DeliveryView, list[AttemptView]] | None: ...
     async def redeliver(self, session_id: UUID, delivery: str) -> bool: ...
+    async def reset_health(self, endpoint_id: UUID) -> None:
+        """Clears the endpoint's failures, open circuit and cool-off (an operational reset:
+        this state is the dispatcher's, not the log's)."""
+
     async def replay(self, endpoint_id: UUID, session_id: UUID, span: ReplayRange) -> int: ...
 
 
@@ -220,6 +224,8 @@ class WebhookService:
             existing.re_add(url, sealed, events, description)
             aggregate = existing
         await self._save(aggregate)
+        if existing is not None:  # a removed name used again starts fresh
+            await self._fresh_start(aggregate.id)
         return Saved(await self.endpoint(owner, session, name), shown)
 
     async def update(
@@ -237,13 +243,23 @@ class WebhookService:
             await self._guard.check(url)
         aggregate = await self._aggregate(owner, session, name)
         aggregate.change(url, events, description)
+        was_disabled = not aggregate.enabled
         if enabled is True:
             aggregate.enable()
         elif enabled is False:
             aggregate.disable("disabled by its owner")
         await self._save(aggregate)
-        if enabled:
+        if enabled and was_disabled:  # enabled again: a fresh start, as after a reset
+            await self._fresh_start(aggregate.id)
+        elif enabled:
             self._kick()
+        return await self.endpoint(owner, session, name)
+
+    async def reset(self, owner: Principal, session: str, name: str) -> EndpointView:
+        """Ends the endpoint's cool-off (after a 401/403) and open circuit and forgets its
+        failures in a row: its pending deliveries go out at once."""
+        aggregate = await self._aggregate(owner, session, name)
+        await self._fresh_start(aggregate.id)
         return await self.endpoint(owner, session, name)
 
     async def rotate(
@@ -409,6 +425,10 @@ class WebhookService:
     async def _save(self, aggregate: WebhookEndpoint) -> None:
         """Saves and waits for the outbox to know (a concurrent change answers 409)."""
         await self._waiter.wait(await self._store.save(aggregate))
+
+    async def _fresh_start(self, endpoint_id_: UUID) -> None:
+        await self._queries.reset_health(endpoint_id_)
+        self._kick()
 
     def _kick(self) -> None:
         if self._rescan is not None:
