@@ -374,10 +374,19 @@ async def test_a_disabled_engine_is_refused_before_anything_is_stored(
         assert refused.status_code == 400 and "not enabled" in refused.json()["message"]
         assert refused.json()["results"][0]["field"] == "engine"
         assert (await plain.get("/api/v1/session/info?sessionId=x", headers=a)).status_code == 404
-        # The control API is not mounted at all.
-        assert (
-            await plain.post("/api/v1/sandbox/accounts", json={"phone": "628"}, headers=a)
-        ).status_code == 404
+        # The control API is not mounted: its routes say how to enable it.
+        for off in (
+            await plain.post("/api/v1/sandbox/accounts", json={"phone": "628"}, headers=a),
+            await plain.get("/api/v1/sandbox/accounts/628/inbox", headers=a),
+            await plain.post("/api/v1/sandbox", headers=a),
+        ):
+            assert off.status_code == 404, off.text
+            assert off.json()["code"] == 2600
+            assert off.json()["message"].startswith("The sandbox is not enabled on this server")
+            assert "WAREST_ENGINE=sandbox" in off.json()["message"]
+            assert "WAREST_SANDBOX_ENABLED=true" in off.json()["message"]
+        anonymous = await plain.get("/api/v1/sandbox/accounts/628")
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == 2200  # the key comes first
 
 
 async def test_a_session_whose_engine_is_gone_after_a_restart_shows_unavailable_then_comes_back(
