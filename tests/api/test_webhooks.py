@@ -346,7 +346,20 @@ async def test_private_urls_need_the_setting(database_url: str, schema: str, tmp
                     "http://2130706433/x", "file:///etc/passwd"):  # fmt: skip
             response = await client.post("/api/v1/session/s/webhooks", json={"url": url}, headers=a)
             assert response.status_code == 400, (url, response.text)
-            assert response.json()["results"][0]["field"] == "url"
+            assert response.json()["code"] == 2002, (url, response.text)
+            refusal = response.json()["results"][0]
+            assert refusal["field"] == "url" and refusal["source"] == "body"
+            # a private destination names the setting that allows it; a file URL is never allowed
+            private = not url.startswith("file:")
+            assert ("WAREST_WEBHOOK_ALLOW_PRIVATE=true" in refusal["reason"]) is private, (url, refusal)
+        loopback = await client.post(
+            "/api/v1/session/s/webhooks", json={"url": "http://127.0.0.1/x"}, headers=a
+        )
+        assert loopback.status_code == 400 and loopback.json()["code"] == 2002
+        reason = loopback.json()["results"][0]["reason"]
+        assert "loopback" in reason and reason.endswith(
+            "(private destinations need WAREST_WEBHOOK_ALLOW_PRIVATE=true)"
+        )
         preflight = await client.post(
             "/api/v1/webhook/preflight",
             json={"sessionId": "s", "url": "http://127.0.0.1:9/x", "secret": "x" * 24},
