@@ -501,25 +501,60 @@ async def test_the_circuit_breaker_opens_and_closes(
         await send_text(app, a, "beta", "6281000000001", text)
     failed = await records(hooks, lambda rs: len(rs) >= 2)
 
-    async def opened() -> bool:
-        return (await health(app, a))["circuitOpenUntil"] is not None
-
-    await eventually(opened, timeout=1.0)
-    assert (await health(app, a))["failures"] == 2
     found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
     success = next(r for r in found if r["status"] == 200)
     assert json.loads(success["body"])["data"]["text"] == "two"
-    assert success["t"] - failed[1]["t"] >= 1.4  # held back while the circuit was open
+    one = await attempt_log(app, a, failed[0]["headers"]["webhook-id"])
+    two = await attempt_log(app, a, success["headers"]["webhook-id"])
+    assert [x["status"] for x in one] == [500, 500] and [x["status"] for x in two] == [200]
+    # "two" waited behind "one" in its lane; the second failure in a row opened the circuit
+    # for 1.5 s from that attempt, and "two" was held back that long (a wait the dispatcher
+    # enforces, measured on its own recorded clock: a slow machine can only make it longer).
+    held = datetime.fromisoformat(two[0]["at"]) - datetime.fromisoformat(one[-1]["at"])
+    assert held.total_seconds() >= 1.5
 
     async def closed() -> bool:
         state = await health(app, a)
         return (
             state["failures"] == 0
             and state["circuitOpenUntil"] is None
-            and state["lastSuccessAt"] is not None
+            and state["lastSuccessAt"] == two[0]["at"]
+            and state["lastFailureAt"] == one[-1]["at"]
         )
 
     await eventually(closed)
+
+
+async def test_the_circuit_opens_after_failures_in_a_row_and_shows_until_when(
+    strict_app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    app = strict_app
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    hooks.set_rules([{"status": 500, "times": 2}])
+    await send_text(app, a, "beta", "6281000000001", "one")  # nothing after it: the state stays
+    failed = await records(hooks, lambda rs: len(rs) >= 2)
+    log = await attempt_log(app, a, failed[0]["headers"]["webhook-id"])
+
+    async def opened() -> bool:
+        return (await health(app, a))["circuitOpenUntil"] is not None
+
+    await eventually(opened)
+    state = await health(app, a)
+    assert state["failures"] == 2 and state["lastError"] == "HTTP 500"
+    assert state["lastFailureAt"] == log[-1]["at"]
+    open_for = datetime.fromisoformat(state["circuitOpenUntil"]) - datetime.fromisoformat(log[-1]["at"])
+    assert open_for.total_seconds() == 1.5  # WAREST_WEBHOOK_BREAKER_OPEN_MS from the failure
+
+
+async def attempt_log(client: AsyncTestClient[Any], headers: dict[str, str], delivery: str) -> list[Any]:
+    async def logged() -> bool:  # outcomes are stored in batches, just after the attempt
+        response = await client.get(f"/api/v1/session/alpha/deliveries/{delivery}", headers=headers)
+        return response.status_code == 200 and response.json()["results"][0]["status"] != "pending"
+
+    await eventually(logged)
+    response = await client.get(f"/api/v1/session/alpha/deliveries/{delivery}", headers=headers)
+    return list(response.json()["results"][0]["attemptLog"])
 
 
 async def test_retry_after_and_the_401_cool_off_are_honoured(
