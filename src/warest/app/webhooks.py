@@ -153,6 +153,8 @@ class PreflightResult:
 
 
 STATUSES = ("pending", "delivered", "failed")
+CONFIG_FIELDS = {"url": "webhookUrl", "secret": "webhookSecret"}
+"""The session config's names of an endpoint's fields."""
 
 
 class WebhookService:
@@ -281,7 +283,18 @@ class WebhookService:
         self, owner: Principal, session: str, url: str | None, secret: str | None, *, preflight: bool
     ) -> Saved | None:
         """The original's ``webhookUrl``/``webhookSecret`` of the session config: the endpoint
-        named ``primary``. ``url=""`` removes it; ``None`` keeps it."""
+        named ``primary``. ``url=""`` removes it; ``None`` keeps it. A refused value names the
+        config's field (``webhookUrl``, ``webhookSecret``)."""
+        try:
+            return await self._configure_primary(owner, session, url, secret, preflight=preflight)
+        except InvalidValue as error:
+            if error.field not in CONFIG_FIELDS:
+                raise
+            raise InvalidValue(CONFIG_FIELDS[error.field], error.reason) from None
+
+    async def _configure_primary(
+        self, owner: Principal, session: str, url: str | None, secret: str | None, *, preflight: bool
+    ) -> Saved | None:
         record = await self._sessions.get(owner, session)
         current: WebhookEndpoint | None = await self._store.get(
             endpoint_id(record.registry, record.session_id, PRIMARY)
