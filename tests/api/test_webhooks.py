@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
+from tests.api.refusals import refused
 from tests.api.test_sandbox_messaging import eventually, open_by_scan, send_text, tenant
 from tests.conftest import make_settings
 from tests.e2e.receiver import ReceiverClient, ReceiverProcess
@@ -269,7 +270,7 @@ async def test_replay_and_redeliver_reuse_the_ids(
     ]
     assert detail["replays"] == 1
     missing = await app.post("/api/v1/session/alpha/deliveries/msg_nope/redeliver", headers=a)
-    assert missing.status_code == 404
+    refused(missing, 404, 2600, message="delivery 'msg_nope' not found")
 
 
 async def test_actions_in_the_reply_become_commands(
@@ -330,11 +331,8 @@ async def test_urls_to_private_addresses_are_refused(app: AsyncTestClient[Any]) 
     metadata = await app.post(
         "/api/v1/session/alpha/webhooks", json={"url": "http://169.254.169.254/latest/meta-data"}, headers=a
     )
-    assert metadata.status_code == 400  # even with WAREST_WEBHOOK_ALLOW_PRIVATE on
-    assert (
-        metadata.json()["results"][0]["field"] == "url"
-        and "metadata" in metadata.json()["results"][0]["reason"]
-    )
+    body = refused(metadata, 400, 2002, field="url")  # even with WAREST_WEBHOOK_ALLOW_PRIVATE on
+    assert "metadata" in body["results"][0]["reason"]
 
 
 async def test_private_urls_need_the_setting(database_url: str, schema: str, tmp_path: Path) -> None:
@@ -388,12 +386,13 @@ async def test_preflight_and_the_session_config_route(
     verify_standard(ping["body"].encode(), ping["headers"], [secret])
     # a failing preflight refuses to save the URL
     hooks.set_rules([{"path": "/down", "status": 500}])
-    refused = await app.post(
+    down = await app.post(
         "/api/v1/session/alpha/config",
         json={"webhookUrl": f"{receiver.url}/down", "preflight": True},
         headers=a,
     )
-    assert refused.status_code == 400 and refused.json()["message"] == "Webhook preflight failed"
+    body = refused(down, 400, 2000, message="Webhook preflight failed")
+    assert body["results"][0]["ok"] is False and body["results"][0]["status"] == 500
     assert (await app.get("/api/v1/session/alpha/webhooks", headers=a)).json()["results"] == []
     # the original's single URL maps onto the endpoint "primary"; a generated secret is shown once
     saved = await app.post(
@@ -404,6 +403,11 @@ async def test_preflight_and_the_session_config_route(
     assert result["webhookUrl"] == f"{receiver.url}/hook" and result["webhookSecret"].startswith("whsec_")
     again = await app.post("/api/v1/session/alpha/config", json={"label": "Alpha"}, headers=a)
     assert "webhookSecret" not in again.json()["results"][0]
+    # a refused value names the config's field, not the endpoint's
+    short = await app.post("/api/v1/session/alpha/config", json={"webhookSecret": "short"}, headers=a)
+    refused(short, 400, 2002, field="webhookSecret")
+    ftp = await app.post("/api/v1/session/alpha/config", json={"webhookUrl": "ftp://x.example/h"}, headers=a)
+    refused(ftp, 400, 2002, field="webhookUrl")
     removed = await app.post("/api/v1/session/alpha/config", json={"webhookUrl": ""}, headers=a)
     assert removed.status_code == 200
     assert (await app.get("/api/v1/session/alpha/webhooks", headers=a)).json()["results"] == []
@@ -455,18 +459,18 @@ async def test_bad_input_names_the_field(app: AsyncTestClient[Any]) -> None:
     ]
     for body, field in cases:
         response = await app.post("/api/v1/session/alpha/webhooks", json=body, headers=a)
-        assert response.status_code == 400, response.text
-        assert response.json()["results"][0]["field"] == field
+        refused(response, 400, 2002, field=field)
     unknown = await app.get("/api/v1/session/nope/webhooks", headers=a)
     assert unknown.status_code == 404 and unknown.json()["code"] == 1101
     bad_status = await app.get("/api/v1/session/alpha/deliveries", params={"status": "weird"}, headers=a)
-    assert bad_status.status_code == 400 and bad_status.json()["results"][0]["field"] == "status"
+    refused(bad_status, 400, 2002, field="status")
+    assert bad_status.json()["results"][0]["source"] == "query"
     no_range = await app.post("/api/v1/session/alpha/webhooks/primary/replay", json={}, headers=a)
-    assert no_range.status_code == 400 and no_range.json()["results"][0]["field"] == "from"
+    refused(no_range, 400, 2002, field="from")
     no_endpoint = await app.post(
         "/api/v1/session/alpha/webhooks/primary/replay", json={"fromPosition": 1}, headers=a
     )
-    assert no_endpoint.status_code == 404
+    refused(no_endpoint, 404, 2600, message="webhook 'primary' not found")
 
 
 @pytest.fixture
@@ -618,8 +622,7 @@ async def test_the_reset_route_ends_a_cool_off_and_the_delivery_goes_out(
     assert datetime.now(UTC) < cooloff_until
 
     missing = await app.post("/api/v1/session/alpha/webhooks/nope/reset", headers=a)
-    assert missing.status_code == 404
-    assert missing.json()["code"] == 2600 and "webhook 'nope' not found" in missing.json()["message"]
+    refused(missing, 404, 2600, message="webhook 'nope' not found")
 
 
 async def test_an_endpoint_removed_and_added_again_starts_fresh(
@@ -776,7 +779,7 @@ async def test_the_delivery_log_pages_and_names_are_unique(
     a = await two_sessions(app)
     await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
     again = await app.post("/api/v1/session/alpha/webhooks", json={"url": f"{receiver.url}/x"}, headers=a)
-    assert again.status_code == 409 and "exists" in again.json()["message"]
+    refused(again, 409, 2004, message="webhook 'primary' exists")
     for i in range(5):
         await send_text(app, a, "beta", "6281000000001", f"n{i}")
     await records(hooks, lambda rs: len(rs) == 5)
