@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from tests.api.refusals import refused
 from tests.conftest import ADMIN_KEY, admin_headers, create_user, db_rows
 from warest.config import Settings
 
@@ -28,11 +29,10 @@ async def test_missing_key_is_401_envelope(client: AsyncTestClient[Any]) -> None
 async def test_key_in_query_string_is_refused_even_when_valid(client: AsyncTestClient[Any]) -> None:
     for name in ("api_key", "apikey", "apiKey"):
         response = await client.get(f"/api/v1/users/me?{name}={ADMIN_KEY}")
-        assert response.status_code == 401
-        assert "query string" in response.json()["message"]
+        refused(response, 401, 2200, message="query string")
     # ...also when a valid header key is present: the key must not travel in URLs at all.
     response = await client.get(f"/api/v1/users/me?api_key={ADMIN_KEY}", headers=admin_headers())
-    assert response.status_code == 401
+    refused(response, 401, 2200, message="query string")
 
 
 async def test_other_key_headers_of_the_original_are_not_accepted(client: AsyncTestClient[Any]) -> None:
@@ -43,12 +43,12 @@ async def test_other_key_headers_of_the_original_are_not_accepted(client: AsyncT
         {"Authorization": f"APIKey {ADMIN_KEY}"},
     ):
         response = await client.get("/api/v1/users/me", headers=headers)
-        assert response.status_code == 401, headers
+        refused(response, 401, 2200, message="X-WAREST-API-KEY")
 
 
 async def test_keys_are_case_sensitive(client: AsyncTestClient[Any]) -> None:
     response = await client.get("/api/v1/users/me", headers={"X-WAREST-API-KEY": ADMIN_KEY.upper()})
-    assert response.status_code == 401
+    refused(response, 401, 2200)
 
 
 async def test_stored_digest_is_not_a_key(client: AsyncTestClient[Any], settings: Settings) -> None:
@@ -58,7 +58,7 @@ async def test_stored_digest_is_not_a_key(client: AsyncTestClient[Any], settings
     assert digest and user["apiKey"] not in digest
     assert len(digest) == 64  # HMAC-SHA256 hex
     response = await client.get("/api/v1/users/me", headers={"X-WAREST-API-KEY": digest})
-    assert response.status_code == 401
+    refused(response, 401, 2200)
     response = await client.get("/api/v1/users/me", headers={"X-WAREST-API-KEY": user["apiKey"]})
     assert response.status_code == 200
 
@@ -88,7 +88,7 @@ async def test_rotation_kills_the_old_key(client: AsyncTestClient[Any]) -> None:
     assert response.status_code == 200
     new = response.json()["results"][0]["apiKey"]
     assert new != old
-    assert (await client.get("/api/v1/users/me", headers={"X-WAREST-API-KEY": old})).status_code == 401
+    refused(await client.get("/api/v1/users/me", headers={"X-WAREST-API-KEY": old}), 401, 2200)
     me = await client.get("/api/v1/users/me", headers={"X-WAREST-API-KEY": new})
     assert me.status_code == 200 and me.json()["results"][0]["username"] == "erin"
 
@@ -99,7 +99,7 @@ async def test_disabled_user_key_stops_working(client: AsyncTestClient[Any]) -> 
     assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
     response = await client.post("/api/v1/users/frank/disable", headers=admin_headers())
     assert response.json()["results"][0]["disabled"] is True
-    assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
+    refused(await client.get("/api/v1/users/me", headers=headers), 401, 2200)
     await client.post("/api/v1/users/frank/enable", headers=admin_headers())
     assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 200
 
@@ -117,7 +117,7 @@ async def test_user_management_is_admin_only(client: AsyncTestClient[Any]) -> No
         assert response.status_code == 403, path
         assert response.json()["code"] == 2201
     response = await client.post("/api/v1/users", json={"username": "mallory"}, headers=headers)
-    assert response.status_code == 403
+    refused(response, 403, 2201)
 
 
 async def test_duplicate_username_and_registry_conflict(client: AsyncTestClient[Any]) -> None:
@@ -127,7 +127,7 @@ async def test_duplicate_username_and_registry_conflict(client: AsyncTestClient[
     clash = await client.post(
         "/api/v1/users", json={"username": "ivan", "registry": "HENRYREG"}, headers=admin_headers()
     )
-    assert clash.status_code == 409
+    refused(clash, 409, 2004, message="HENRYREG")
     users = (await client.get("/api/v1/users", headers=admin_headers())).json()["results"]
     assert [u["username"] for u in users].count("henry") == 1
     assert "ivan" not in [u["username"] for u in users]

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from tests.api.refusals import refused
 from tests.api.test_sandbox_messaging import eventually, open_by_scan, send_text, tenant
 
 A_PHONE, B_PHONE = "6288000000001", "6288000000002"
@@ -82,7 +83,7 @@ async def test_chats_and_messages_read_models(client: AsyncTestClient[Any]) -> N
     bad = await client.get(
         f"/api/v1/chats/{A_JID}/messages", params={"sessionId": "sb", "fromMe": "maybe"}, headers=b
     )
-    assert bad.status_code == 400 and bad.json()["results"][0]["field"] == "fromMe"
+    refused(bad, 400, 2002, field="fromMe")
     # Contacts: B has heard from A.
     contacts = (await client.get("/api/v1/contacts", params={"sessionId": "sb"}, headers=b)).json()[
         "results"
@@ -91,7 +92,7 @@ async def test_chats_and_messages_read_models(client: AsyncTestClient[Any]) -> N
     # Another tenant sees none of it.
     other = await tenant(client, "chat-c")
     hidden = await client.get("/api/v1/chats", params={"sessionId": "sb"}, headers=other)
-    assert hidden.status_code == 404
+    refused(hidden, 404, 1101, message="Session not found")
 
 
 async def test_reaction_edit_revoke_reach_the_other_side(client: AsyncTestClient[Any]) -> None:
@@ -125,16 +126,15 @@ async def test_reaction_edit_revoke_reach_the_other_side(client: AsyncTestClient
     # B may not edit or revoke A's message.
     not_mine = await action(client, b, "sb", wa_id, "edit", message="hijack")
     assert not_mine.status_code == 403 and not_mine.json()["code"] == 4001
-    assert (await action(client, b, "sb", wa_id, "revoke")).status_code == 403
+    refused(await action(client, b, "sb", wa_id, "revoke"), 403, 2201, message="only your own messages")
     # A revokes; B sees it revoked and its text gone.
     assert (await action(client, a, "sa", wa_id, "revoke")).status_code == 200
     await b_sees(lambda m: m["revoked"] and m["text"] is None)
     after = await action(client, a, "sa", wa_id, "edit", message="too late")
-    assert after.status_code == 403
+    refused(after, 403, 4001, message="deleted for everyone")
     # B removes its reaction.
-    assert (
-        await action(client, b, "sb", wa_id, "unreaction")
-    ).status_code == 403  # revoked: no more reactions
+    unreaction = await action(client, b, "sb", wa_id, "unreaction")
+    refused(unreaction, 403, 2201, message="deleted for everyone")  # revoked: no more reactions
 
 
 async def test_local_actions_star_pin_delete_and_chat_flags(client: AsyncTestClient[Any]) -> None:
@@ -149,7 +149,7 @@ async def test_local_actions_star_pin_delete_and_chat_flags(client: AsyncTestCli
     )
     assert pinned.status_code == 200 and pinned.json()["results"][0]["pinnedUntil"]
     deleted = await client.delete(f"/api/v1/messages/{second}/action/delete", headers=a)
-    assert deleted.status_code == 400  # which session? the body is required
+    refused(deleted, 400, 2002, field="body")  # which session? the body is required
     deleted = await action(client, a, "sa", second, "delete")
     assert deleted.status_code == 200
 
@@ -161,7 +161,7 @@ async def test_local_actions_star_pin_delete_and_chat_flags(client: AsyncTestCli
     starred = await messages(client, a, "sa", B_JID, starred="true")
     assert [m["id"] for m in starred["items"]] == [first]
     missing = await action(client, a, "sa", "3EB0NOPE", "star")
-    assert missing.status_code == 404
+    refused(missing, 404, 2600, message="3EB0NOPE")
 
     for name, check in (
         ("mute", lambda c: c["mutedUntil"] is not None),
@@ -194,7 +194,7 @@ async def test_local_actions_star_pin_delete_and_chat_flags(client: AsyncTestCli
     unknown = await client.post(
         "/api/v1/messages/action/explode", json={"sessionId": "sa", "to": B_PHONE}, headers=a
     )
-    assert unknown.status_code == 404
+    refused(unknown, 404, 2600)
 
 
 async def test_mark_as_read_sends_read_receipts(client: AsyncTestClient[Any]) -> None:

@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 from litestar.testing import AsyncTestClient
 
+from tests.api.refusals import refused
 from tests.api.test_sandbox_messaging import eventually, open_by_scan, send_text, tenant
 from tests.conftest import admin_headers, create_user, db_rows
 from warest.api.controllers.events import EventsController
@@ -236,7 +237,7 @@ async def test_pages_with_after_cover_everything_exactly_once(client: AsyncTestC
         after = next_after
     assert seen == everything_a
     assert len({i["position"] for i in seen}) == len(seen)
-    assert (await client.get("/api/v1/events", headers={})).status_code == 401
+    refused(await client.get("/api/v1/events", headers={}), 401, 2200, message="X-WAREST-API-KEY")
 
 
 # -- Server-Sent Events over a real HTTP server (the test client buffers whole responses) ---
@@ -376,7 +377,7 @@ async def test_sse_heartbeats_filters_revocation_and_bad_resume_id(
     a = await tenant(live, "beat-a")
     await live.post("/api/v1/session/create", json={"sessionId": "s"}, headers=a)
     bad = await live.get("/api/v1/events/stream", headers={**a, "Last-Event-ID": "abc"})
-    assert bad.status_code == 400 and bad.json()["results"][0]["field"] == "Last-Event-ID"
+    refused(bad, 400, 2002, field="Last-Event-ID")
     assert bad.json()["results"][0]["source"] == "header"
     async with live.stream("GET", "/api/v1/events/stream?type=Session.Created", headers=a) as response:
         reader = SseReader(response)
@@ -386,7 +387,7 @@ async def test_sse_heartbeats_filters_revocation_and_bad_resume_id(
         disabled = await live.post("/api/v1/users/beat-a/disable", headers=admin_headers())
         assert disabled.status_code == 200, disabled.text
         await reader.ended()
-    assert (await live.get("/api/v1/events/stream", headers=a)).status_code == 401
+    refused(await live.get("/api/v1/events/stream", headers=a), 401, 2200)
 
 
 async def test_time_filters_read_an_event_whose_text_holds_a_nul(client: AsyncTestClient[Any]) -> None:

@@ -57,6 +57,7 @@ async def test_identity_headers_on_authenticated_responses(client: AsyncTestClie
     # Error responses of authenticated requests carry them too.
     missing = await client.get("/api/v1/session/info?sessionId=nope", headers=headers)
     assert missing.status_code == 404 and missing.headers["x-warest-username"] == "kate"
+    assert_envelope(missing.json(), False, 1101)
 
 
 async def test_security_headers_everywhere(client: AsyncTestClient[Any]) -> None:
@@ -80,17 +81,20 @@ async def test_errors_are_envelopes_with_field_and_reason(client: AsyncTestClien
 
     bad_value = await client.post("/api/v1/users", json={"username": "x"}, headers=admin_headers())
     assert bad_value.status_code == 400
+    assert_envelope(bad_value.json(), False, 2002)
     assert bad_value.json()["results"][0]["field"] == "username"
 
     unknown_field = await client.post(
         "/api/v1/users", json={"username": "okname", "admin": True}, headers=admin_headers()
     )
     assert unknown_field.status_code == 400 and unknown_field.json()["results"][0]["field"] == "admin"
+    assert_envelope(unknown_field.json(), False, 2002)
 
     bad_role = await client.post(
         "/api/v1/users", json={"username": "okname", "role": "root"}, headers=admin_headers()
     )
     assert bad_role.status_code == 400 and bad_role.json()["results"][0]["field"] == "role"
+    assert_envelope(bad_role.json(), False, 2002)
 
     malformed = await client.post(
         "/api/v1/users", content=b"{not json", headers={**admin_headers(), "Content-Type": "application/json"}

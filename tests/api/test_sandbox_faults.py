@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from tests.api.refusals import refused
 from tests.api.test_sandbox_messaging import (
     eventually,
     message_events,
@@ -50,7 +51,7 @@ async def test_logout_from_the_phone(client: AsyncTestClient[Any], settings: Set
     await wait_status(client, a, "s", "logged_out")
     info = (await client.get("/api/v1/session/info?sessionId=s", headers=a)).json()["results"][0]
     assert info["me"] is None and info["statusReason"] == "logged out from the phone"
-    assert (await send_text(client, a, "s", "6287000000002", "x")).status_code == 409
+    refused(await send_text(client, a, "s", "6287000000002", "x"), 409, 1106)
     assert (await lifecycle_events(settings, "s"))[-1] == "LoggedOut"
     # Logging in again shows a new QR: the device was forgotten.
     again = await client.post("/api/v1/session/create", json={"sessionId": "s"}, headers=a)
@@ -83,7 +84,7 @@ async def test_stream_replaced(client: AsyncTestClient[Any], settings: Settings)
     await fault(client, a, "stream_replaced", sessionId="s")
     await wait_status(client, a, "s", "replaced")
     assert (await lifecycle_events(settings, "s"))[-1] == "Replaced"
-    assert (await send_text(client, a, "s", "6287000000022", "x")).status_code == 409
+    refused(await send_text(client, a, "s", "6287000000022", "x"), 409, 1106)
 
 
 async def test_temporary_ban_ends_by_itself(client: AsyncTestClient[Any], settings: Settings) -> None:
@@ -91,7 +92,7 @@ async def test_temporary_ban_ends_by_itself(client: AsyncTestClient[Any], settin
     await open_by_scan(client, a, "s", "6287000000031")
     await fault(client, a, "temp_ban", sessionId="s", seconds=1)
     await wait_status(client, a, "s", "banned")
-    assert (await send_text(client, a, "s", "6287000000032", "x")).status_code == 409
+    refused(await send_text(client, a, "s", "6287000000032", "x"), 409, 1106)
 
     async def back() -> bool:
         return (await lifecycle_events(settings, "s"))[-4:] == ["Opened", "Banned", "Connecting", "Opened"]
@@ -179,20 +180,20 @@ async def test_faults_are_scoped_to_the_callers_sessions(client: AsyncTestClient
     response = await client.post(
         "/api/v1/sandbox/faults", json={"kind": "logout", "sessionId": "s"}, headers=b
     )
-    assert response.status_code == 404
+    refused(response, 404, 2600, message="session 's' is not running")
     by_phone = await client.post(
         "/api/v1/sandbox/faults", json={"kind": "logout", "phone": "6287000000071"}, headers=b
     )
-    assert by_phone.status_code == 404
+    refused(by_phone, 404, 2600, message="6287000000071")
     scan = await client.post(
         "/api/v1/sandbox/scan", json={"sessionId": "s", "phone": "6287000000079"}, headers=b
     )
-    assert scan.status_code == 404
+    refused(scan, 404, 2600, message="session 's' is not running")
     assert await session_status(client, a, "s") == "open"
     unknown = await client.post(
         "/api/v1/sandbox/faults", json={"kind": "meteor", "sessionId": "s"}, headers=a
     )
-    assert unknown.status_code == 400 and unknown.json()["results"][0]["field"] == "kind"
+    refused(unknown, 400, 2002, field="kind")
 
 
 async def test_queued_messages_fail_when_the_session_is_logged_out(

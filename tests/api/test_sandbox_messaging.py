@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from tests.api.refusals import refused
 from tests.conftest import create_user, db_rows, make_settings
 from warest.asgi import create_litestar
 from warest.config import Settings
@@ -80,7 +81,7 @@ async def test_scan_login_shows_me_and_the_device(client: AsyncTestClient[Any]) 
 async def test_pair_code_login(client: AsyncTestClient[Any]) -> None:
     b = await tenant(client, "shop-b")
     missing = await client.get("/api/v1/session/create/pair-code?sessionId=p", headers=b)
-    assert missing.status_code == 400 and missing.json()["results"][0]["field"] == "phone"
+    refused(missing, 400, 2001, field="phone")
     response = await client.get(
         "/api/v1/session/create/pair-code?sessionId=p&phone=6282222222222&engine=sandbox", headers=b
     )
@@ -175,9 +176,9 @@ async def test_send_rules_not_open_unknown_foreign_and_validation_first(client: 
     missing_text = await client.post(
         "/api/v1/messages/send/text", json={"sessionId": "nope", "to": "62812345"}, headers=a
     )
-    assert missing_text.status_code == 400 and missing_text.json()["results"][0]["field"] == "message"
+    refused(missing_text, 400, 2001, field="message")
     bad_to = await send_text(client, a, "nope", "12@unknown.server", "hi")
-    assert bad_to.status_code == 400 and bad_to.json()["results"][0]["field"] == "to"
+    refused(bad_to, 400, 2002, field="to")
     no_session = await client.post(
         "/api/v1/messages/send/text", json={"to": "6281234567", "message": "x"}, headers=a
     )
@@ -265,9 +266,9 @@ async def test_idempotency_key_returns_the_first_answer_and_sends_once(
     kinds = [k for k, _ in await message_events(settings, first.json()["results"][0]["messageId"])]
     assert kinds.count("Queued") == 1 and kinds.count("Sent") == 1
     reused = await send_text(client, a, "s", "6284000000009", "something else", **key)
-    assert reused.status_code == 409 and "Idempotency-Key" in reused.json()["message"]
+    refused(reused, 409, 2004, message="Idempotency-Key")
     other_recipient = await send_text(client, a, "s", "6284000000008", "your order shipped", **key)
-    assert other_recipient.status_code == 409  # same key, different request: refused, nothing sent
+    refused(other_recipient, 409, 2004, message="Idempotency-Key")  # a different request: nothing sent
     other_key = await send_text(
         client, a, "s", "6284000000009", "your order shipped", **{"Idempotency-Key": "order-43"}
     )
@@ -317,13 +318,14 @@ async def test_external_account_conversation_and_read_receipts(
     assert inbox[-1]["text"] == "halo juga" and inbox[-1]["sender"] == "6285000000001@s.whatsapp.net"
     # Another tenant can neither read that inbox nor make the account speak.
     b = await tenant(client, "ext-b")
-    assert (await client.get("/api/v1/sandbox/accounts/6285000000002/inbox", headers=b)).status_code == 404
+    foreign_inbox = await client.get("/api/v1/sandbox/accounts/6285000000002/inbox", headers=b)
+    refused(foreign_inbox, 404, 2600, message="6285000000002")
     spoof = await client.post(
         "/api/v1/sandbox/messages",
         json={"from": "6285000000002", "to": "6285000000001", "text": "x"},
         headers=b,
     )
-    assert spoof.status_code == 404
+    refused(spoof, 404, 2600, message="6285000000002")
 
 
 async def test_queue_size_limit_answers_429(database_url: str, schema: str, tmp_path: Any) -> None:
@@ -372,12 +374,22 @@ async def test_a_disabled_engine_is_refused_before_anything_is_stored(
             "/api/v1/session/create", json={"sessionId": "x", "engine": "sandbox"}, headers=a
         )
         assert refused.status_code == 400 and "not enabled" in refused.json()["message"]
-        assert refused.json()["results"][0]["field"] == "engine"
-        assert (await plain.get("/api/v1/session/info?sessionId=x", headers=a)).status_code == 404
-        # The control API is not mounted at all.
-        assert (
-            await plain.post("/api/v1/sandbox/accounts", json={"phone": "628"}, headers=a)
-        ).status_code == 404
+        assert refused.json()["code"] == 2002 and refused.json()["results"][0]["field"] == "engine"
+        nothing = await plain.get("/api/v1/session/info?sessionId=x", headers=a)
+        assert nothing.status_code == 404 and nothing.json()["code"] == 1101
+        # The control API is not mounted: its routes say how to enable it.
+        for off in (
+            await plain.post("/api/v1/sandbox/accounts", json={"phone": "628"}, headers=a),
+            await plain.get("/api/v1/sandbox/accounts/628/inbox", headers=a),
+            await plain.post("/api/v1/sandbox", headers=a),
+        ):
+            assert off.status_code == 404, off.text
+            assert off.json()["code"] == 2600
+            assert off.json()["message"].startswith("The sandbox is not enabled on this server")
+            assert "WAREST_ENGINE=sandbox" in off.json()["message"]
+            assert "WAREST_SANDBOX_ENABLED=true" in off.json()["message"]
+        anonymous = await plain.get("/api/v1/sandbox/accounts/628")
+        assert anonymous.status_code == 401 and anonymous.json()["code"] == 2200  # the key comes first
 
 
 async def test_a_session_whose_engine_is_gone_after_a_restart_shows_unavailable_then_comes_back(

@@ -6,6 +6,7 @@ from typing import Any
 
 from litestar.testing import AsyncTestClient
 
+from tests.api.refusals import refused
 from tests.conftest import admin_headers, create_user
 
 
@@ -36,7 +37,7 @@ async def test_other_tenants_session_answers_exactly_like_a_missing_one(client: 
     missing = await client.post(
         "/api/v1/session/zzz/config", json={"webhookUrl": "https://evil.example/h"}, headers=b
     )
-    assert foreign.status_code == missing.status_code == 404
+    refused(foreign, 404, 1101)
     assert foreign.json() == missing.json()
 
     # A's session is untouched by B's attempts.
@@ -80,7 +81,7 @@ async def test_same_session_id_in_two_tenants_no_squatting(client: AsyncTestClie
     # B deleting its "main" leaves A's "main" alone.
     assert (await client.delete("/api/v1/session/delete?sessionId=main", headers=b)).status_code == 200
     assert (await client.get("/api/v1/session/info?sessionId=main", headers=a)).status_code == 200
-    assert (await client.get("/api/v1/session/info?sessionId=main", headers=b)).status_code == 404
+    refused(await client.get("/api/v1/session/info?sessionId=main", headers=b), 404, 1101)
 
 
 async def test_admin_reaches_other_tenants_only_through_admin_routes(client: AsyncTestClient[Any]) -> None:
@@ -88,15 +89,13 @@ async def test_admin_reaches_other_tenants_only_through_admin_routes(client: Asy
     await client.post("/api/v1/session/create", json={"sessionId": "shop"}, headers=a)
     registry = (await client.get("/api/v1/users/me", headers=a)).json()["results"][0]["registry"]
     # Tenant route: the admin is just another tenant.
-    assert (
-        await client.get("/api/v1/session/info?sessionId=shop", headers=admin_headers())
-    ).status_code == 404
+    refused(await client.get("/api/v1/session/info?sessionId=shop", headers=admin_headers()), 404, 1101)
     # Explicit admin route: allowed for admins...
     response = await client.get(f"/api/v1/admin/registries/{registry}/sessions", headers=admin_headers())
     assert response.status_code == 200
     assert [s["sessionId"] for s in response.json()["results"][0]["items"]] == ["shop"]
     # ...and refused to tenants.
-    assert (await client.get(f"/api/v1/admin/registries/{registry}/sessions", headers=a)).status_code == 403
+    refused(await client.get(f"/api/v1/admin/registries/{registry}/sessions", headers=a), 403, 2201)
 
 
 async def test_create_is_idempotent_and_delete_then_recreate_works(client: AsyncTestClient[Any]) -> None:
@@ -118,10 +117,9 @@ async def test_session_id_is_validated(client: AsyncTestClient[Any]) -> None:
     missing = await client.get("/api/v1/session/create", headers=a)
     assert missing.status_code == 400 and missing.json()["code"] == 1100
     bad = await client.get("/api/v1/session/create?sessionId=bad%20id!", headers=a)
-    assert bad.status_code == 400
-    assert bad.json()["results"][0]["field"] == "sessionId"
+    refused(bad, 400, 1100, field="sessionId", message="sessionId is invalid")
     too_long = await client.get("/api/v1/session/create?sessionId=" + "x" * 65, headers=a)
-    assert too_long.status_code == 400
+    refused(too_long, 400, 1100, field="sessionId", message="sessionId is invalid")
 
 
 async def test_labels_are_validated_and_travel_safely_in_headers(client: AsyncTestClient[Any]) -> None:
@@ -129,10 +127,8 @@ async def test_labels_are_validated_and_travel_safely_in_headers(client: AsyncTe
     injected = await client.post(
         "/api/v1/session/create", json={"sessionId": "x", "label": "ok\r\nSet-Cookie: evil=1"}, headers=a
     )
-    assert injected.status_code == 400 and injected.json()["results"][0]["field"] == "label"
-    assert (
-        await client.get("/api/v1/session/info?sessionId=x", headers=a)
-    ).status_code == 404  # nothing stored
+    refused(injected, 400, 2002, field="label")
+    refused(await client.get("/api/v1/session/info?sessionId=x", headers=a), 404, 1101)  # nothing stored
     unicode = await client.post(
         "/api/v1/session/create", json={"sessionId": "cafe", "label": "Café ☕"}, headers=a
     )

@@ -24,6 +24,7 @@ import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
 from litestar.testing import AsyncTestClient
 
+from tests.api.refusals import refused as api_refused
 from tests.api.test_sandbox_messaging import open_by_scan, tenant
 from tests.conftest import make_settings
 from tests.egress_spellings import loopback_hosts, metadata_hosts
@@ -256,9 +257,8 @@ async def test_the_api_refuses_every_spelling_and_never_connects(
     for host in [*loopback_hosts(), *metadata_hosts()]:
         url = f"http://{host}:{receiver.port}/x"
         created = await strict_app.post("/api/v1/session/s/webhooks", json={"url": url}, headers=a)
-        assert created.status_code == 400, (host, created.text)
-        problem = created.json()["results"][0]
-        assert problem["field"] == "url" and "WAREST_WEBHOOK_ALLOW_PRIVATE" in problem["reason"], problem
+        problem = api_refused(created, 400, 2002, field="url")["results"][0]
+        assert "WAREST_WEBHOOK_ALLOW_PRIVATE" in problem["reason"], (host, problem)
         preflight = await strict_app.post(
             "/api/v1/webhook/preflight", json={"sessionId": "s", "url": url, "secret": "x" * 24}, headers=a
         )
@@ -268,7 +268,8 @@ async def test_the_api_refuses_every_spelling_and_never_connects(
     config = await strict_app.post(
         "/api/v1/session/s/config", json={"webhookUrl": f"http://１２７.0.0.1:{receiver.port}/x"}, headers=a
     )
-    assert config.status_code == 400 and "WAREST_WEBHOOK_ALLOW_PRIVATE" in config.text, config.text
+    api_refused(config, 400, 2002, field="webhookUrl")
+    assert "WAREST_WEBHOOK_ALLOW_PRIVATE" in config.json()["results"][0]["reason"], config.text
     assert receiver.connections() == 0
 
 
@@ -283,8 +284,8 @@ async def test_with_private_allowed_the_api_reaches_loopback_but_never_metadata(
             created = await client.post(
                 "/api/v1/session/s/webhooks", json={"url": f"http://{host}/latest/meta-data"}, headers=a
             )
-            assert created.status_code == 400, (host, created.text)
-            assert "metadata" in created.json()["results"][0]["reason"]
+            problem = api_refused(created, 400, 2002, field="url")["results"][0]
+            assert "metadata" in problem["reason"], (host, problem)
         url = f"http://①②⑦.0.0.1:{receiver.port}/x"
         preflight = await client.post(
             "/api/v1/webhook/preflight", json={"sessionId": "s", "url": url, "secret": "x" * 24}, headers=a

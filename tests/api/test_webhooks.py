@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from litestar.testing import AsyncTestClient
 
+from tests.api.refusals import refused
 from tests.api.test_sandbox_messaging import eventually, open_by_scan, send_text, tenant
 from tests.conftest import make_settings
 from tests.e2e.receiver import ReceiverClient, ReceiverProcess
@@ -269,7 +270,7 @@ async def test_replay_and_redeliver_reuse_the_ids(
     ]
     assert detail["replays"] == 1
     missing = await app.post("/api/v1/session/alpha/deliveries/msg_nope/redeliver", headers=a)
-    assert missing.status_code == 404
+    refused(missing, 404, 2600, message="delivery 'msg_nope' not found")
 
 
 async def test_actions_in_the_reply_become_commands(
@@ -337,11 +338,8 @@ async def test_urls_to_private_addresses_are_refused(app: AsyncTestClient[Any]) 
     metadata = await app.post(
         "/api/v1/session/alpha/webhooks", json={"url": "http://169.254.169.254/latest/meta-data"}, headers=a
     )
-    assert metadata.status_code == 400  # even with WAREST_WEBHOOK_ALLOW_PRIVATE on
-    assert (
-        metadata.json()["results"][0]["field"] == "url"
-        and "metadata" in metadata.json()["results"][0]["reason"]
-    )
+    body = refused(metadata, 400, 2002, field="url")  # even with WAREST_WEBHOOK_ALLOW_PRIVATE on
+    assert "metadata" in body["results"][0]["reason"]
 
 
 async def test_private_urls_need_the_setting(database_url: str, schema: str, tmp_path: Path) -> None:
@@ -353,7 +351,20 @@ async def test_private_urls_need_the_setting(database_url: str, schema: str, tmp
                     "http://2130706433/x", "file:///etc/passwd"):  # fmt: skip
             response = await client.post("/api/v1/session/s/webhooks", json={"url": url}, headers=a)
             assert response.status_code == 400, (url, response.text)
-            assert response.json()["results"][0]["field"] == "url"
+            assert response.json()["code"] == 2002, (url, response.text)
+            refusal = response.json()["results"][0]
+            assert refusal["field"] == "url" and refusal["source"] == "body"
+            # a private destination names the setting that allows it; a file URL is never allowed
+            private = not url.startswith("file:")
+            assert ("WAREST_WEBHOOK_ALLOW_PRIVATE=true" in refusal["reason"]) is private, (url, refusal)
+        loopback = await client.post(
+            "/api/v1/session/s/webhooks", json={"url": "http://127.0.0.1/x"}, headers=a
+        )
+        assert loopback.status_code == 400 and loopback.json()["code"] == 2002
+        reason = loopback.json()["results"][0]["reason"]
+        assert "loopback" in reason and reason.endswith(
+            "(private destinations need WAREST_WEBHOOK_ALLOW_PRIVATE=true)"
+        )
         preflight = await client.post(
             "/api/v1/webhook/preflight",
             json={"sessionId": "s", "url": "http://127.0.0.1:9/x", "secret": "x" * 24},
@@ -382,12 +393,13 @@ async def test_preflight_and_the_session_config_route(
     verify_standard(ping["body"].encode(), ping["headers"], [secret])
     # a failing preflight refuses to save the URL
     hooks.set_rules([{"path": "/down", "status": 500}])
-    refused = await app.post(
+    down = await app.post(
         "/api/v1/session/alpha/config",
         json={"webhookUrl": f"{receiver.url}/down", "preflight": True},
         headers=a,
     )
-    assert refused.status_code == 400 and refused.json()["message"] == "Webhook preflight failed"
+    body = refused(down, 400, 2000, message="Webhook preflight failed")
+    assert body["results"][0]["ok"] is False and body["results"][0]["status"] == 500
     assert (await app.get("/api/v1/session/alpha/webhooks", headers=a)).json()["results"] == []
     # the original's single URL maps onto the endpoint "primary"; a generated secret is shown once
     saved = await app.post(
@@ -398,6 +410,11 @@ async def test_preflight_and_the_session_config_route(
     assert result["webhookUrl"] == f"{receiver.url}/hook" and result["webhookSecret"].startswith("whsec_")
     again = await app.post("/api/v1/session/alpha/config", json={"label": "Alpha"}, headers=a)
     assert "webhookSecret" not in again.json()["results"][0]
+    # a refused value names the config's field, not the endpoint's
+    short = await app.post("/api/v1/session/alpha/config", json={"webhookSecret": "short"}, headers=a)
+    refused(short, 400, 2002, field="webhookSecret")
+    ftp = await app.post("/api/v1/session/alpha/config", json={"webhookUrl": "ftp://x.example/h"}, headers=a)
+    refused(ftp, 400, 2002, field="webhookUrl")
     removed = await app.post("/api/v1/session/alpha/config", json={"webhookUrl": ""}, headers=a)
     assert removed.status_code == 200
     assert (await app.get("/api/v1/session/alpha/webhooks", headers=a)).json()["results"] == []
@@ -449,18 +466,18 @@ async def test_bad_input_names_the_field(app: AsyncTestClient[Any]) -> None:
     ]
     for body, field in cases:
         response = await app.post("/api/v1/session/alpha/webhooks", json=body, headers=a)
-        assert response.status_code == 400, response.text
-        assert response.json()["results"][0]["field"] == field
+        refused(response, 400, 2002, field=field)
     unknown = await app.get("/api/v1/session/nope/webhooks", headers=a)
     assert unknown.status_code == 404 and unknown.json()["code"] == 1101
     bad_status = await app.get("/api/v1/session/alpha/deliveries", params={"status": "weird"}, headers=a)
-    assert bad_status.status_code == 400 and bad_status.json()["results"][0]["field"] == "status"
+    refused(bad_status, 400, 2002, field="status")
+    assert bad_status.json()["results"][0]["source"] == "query"
     no_range = await app.post("/api/v1/session/alpha/webhooks/primary/replay", json={}, headers=a)
-    assert no_range.status_code == 400 and no_range.json()["results"][0]["field"] == "from"
+    refused(no_range, 400, 2002, field="from")
     no_endpoint = await app.post(
         "/api/v1/session/alpha/webhooks/primary/replay", json={"fromPosition": 1}, headers=a
     )
-    assert no_endpoint.status_code == 404
+    refused(no_endpoint, 404, 2600, message="webhook 'primary' not found")
 
 
 @pytest.fixture
@@ -495,25 +512,60 @@ async def test_the_circuit_breaker_opens_and_closes(
         await send_text(app, a, "beta", "6281000000001", text)
     failed = await records(hooks, lambda rs: len(rs) >= 2)
 
-    async def opened() -> bool:
-        return (await health(app, a))["circuitOpenUntil"] is not None
-
-    await eventually(opened, timeout=1.0)
-    assert (await health(app, a))["failures"] == 2
     found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
     success = next(r for r in found if r["status"] == 200)
     assert json.loads(success["body"])["data"]["text"] == "two"
-    assert success["t"] - failed[1]["t"] >= 1.4  # held back while the circuit was open
+    one = await attempt_log(app, a, failed[0]["headers"]["webhook-id"])
+    two = await attempt_log(app, a, success["headers"]["webhook-id"])
+    assert [x["status"] for x in one] == [500, 500] and [x["status"] for x in two] == [200]
+    # "two" waited behind "one" in its lane; the second failure in a row opened the circuit
+    # for 1.5 s from that attempt, and "two" was held back that long (a wait the dispatcher
+    # enforces, measured on its own recorded clock: a slow machine can only make it longer).
+    held = datetime.fromisoformat(two[0]["at"]) - datetime.fromisoformat(one[-1]["at"])
+    assert held.total_seconds() >= 1.5
 
     async def closed() -> bool:
         state = await health(app, a)
         return (
             state["failures"] == 0
             and state["circuitOpenUntil"] is None
-            and state["lastSuccessAt"] is not None
+            and state["lastSuccessAt"] == two[0]["at"]
+            and state["lastFailureAt"] == one[-1]["at"]
         )
 
     await eventually(closed)
+
+
+async def test_the_circuit_opens_after_failures_in_a_row_and_shows_until_when(
+    strict_app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    app = strict_app
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    hooks.set_rules([{"status": 500, "times": 2}])
+    await send_text(app, a, "beta", "6281000000001", "one")  # nothing after it: the state stays
+    failed = await records(hooks, lambda rs: len(rs) >= 2)
+    log = await attempt_log(app, a, failed[0]["headers"]["webhook-id"])
+
+    async def opened() -> bool:
+        return (await health(app, a))["circuitOpenUntil"] is not None
+
+    await eventually(opened)
+    state = await health(app, a)
+    assert state["failures"] == 2 and state["lastError"] == "HTTP 500"
+    assert state["lastFailureAt"] == log[-1]["at"]
+    open_for = datetime.fromisoformat(state["circuitOpenUntil"]) - datetime.fromisoformat(log[-1]["at"])
+    assert open_for.total_seconds() == 1.5  # WAREST_WEBHOOK_BREAKER_OPEN_MS from the failure
+
+
+async def attempt_log(client: AsyncTestClient[Any], headers: dict[str, str], delivery: str) -> list[Any]:
+    async def logged() -> bool:  # outcomes are stored in batches, just after the attempt
+        response = await client.get(f"/api/v1/session/alpha/deliveries/{delivery}", headers=headers)
+        return response.status_code == 200 and response.json()["results"][0]["status"] != "pending"
+
+    await eventually(logged)
+    response = await client.get(f"/api/v1/session/alpha/deliveries/{delivery}", headers=headers)
+    return list(response.json()["results"][0]["attemptLog"])
 
 
 async def test_retry_after_and_the_401_cool_off_are_honoured(
@@ -533,6 +585,83 @@ async def test_retry_after_and_the_401_cool_off_are_honoured(
     await send_text(app, a, "beta", "6281000000001", "throttled")
     found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
     assert [r["status"] for r in found] == [429, 200] and found[1]["t"] - found[0]["t"] >= 0.95
+
+
+async def cooling_off(app: AsyncTestClient[Any], a: dict[str, str], hooks: ReceiverClient) -> None:
+    """The receiver answers 401 to the first delivery: the endpoint cools off (15 min)."""
+    hooks.set_rules([{"status": 401, "times": 1}])
+    await send_text(app, a, "beta", "6281000000001", "auth")
+    await records(hooks, lambda rs: any(r["status"] == 401 for r in rs))
+
+    async def cooling() -> bool:
+        return (await health(app, a))["coolOffUntil"] is not None
+
+    await eventually(cooling)
+
+
+async def test_the_reset_route_ends_a_cool_off_and_the_delivery_goes_out(
+    app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    a = await two_sessions(app)  # the default cool-off: 15 minutes
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    await cooling_off(app, a, hooks)
+    state = await health(app, a)
+    assert state["lastError"] == "HTTP 401"
+    cooloff_until = datetime.fromisoformat(state["coolOffUntil"])
+    assert (cooloff_until - datetime.fromisoformat(state["lastFailureAt"])).total_seconds() == 900
+    # enabling an endpoint that is enabled changes nothing: it still cools off
+    again = await app.patch("/api/v1/session/alpha/webhooks/primary", json={"enabled": True}, headers=a)
+    assert again.status_code == 200 and again.json()["results"][0]["health"]["coolOffUntil"] is not None
+
+    reset = await app.post("/api/v1/session/alpha/webhooks/primary/reset", headers=a)
+    assert reset.status_code == 200, reset.text
+    body = reset.json()
+    assert body["code"] == 1000 and body["message"] == "Webhook health reset"
+    cleared = body["results"][0]["health"]
+    assert cleared["coolOffUntil"] is None and cleared["circuitOpenUntil"] is None
+    assert cleared["failures"] == 0 and cleared["lastError"] == "HTTP 401"  # the history is kept
+    assert (await health(app, a))["coolOffUntil"] is None
+    # the pending delivery goes out now, 15 minutes before its cool-off would have ended
+    found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
+    assert [r["status"] for r in found] == [401, 200]
+    assert found[1]["headers"]["webhook-id"] == found[0]["headers"]["webhook-id"]
+    assert found[1]["headers"]["x-warest-delivery-attempt"] == "2"
+    assert datetime.now(UTC) < cooloff_until
+
+    missing = await app.post("/api/v1/session/alpha/webhooks/nope/reset", headers=a)
+    refused(missing, 404, 2600, message="webhook 'nope' not found")
+
+
+async def test_an_endpoint_removed_and_added_again_starts_fresh(
+    app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    await cooling_off(app, a, hooks)
+    removed = await app.delete("/api/v1/session/alpha/webhooks/primary", headers=a)
+    assert removed.status_code == 200, removed.text
+    fresh = await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    assert fresh["health"]["coolOffUntil"] is None and fresh["health"]["failures"] == 0
+    await send_text(app, a, "beta", "6281000000001", "after re-add")
+    found = await records(
+        hooks, lambda rs: any(json.loads(r["body"])["data"].get("text") == "after re-add" for r in rs)
+    )
+    assert [r["status"] for r in found][-1] == 200
+
+
+async def test_enabling_a_disabled_endpoint_starts_it_fresh(
+    app: AsyncTestClient[Any], hooks: ReceiverClient, receiver: ReceiverProcess
+) -> None:
+    a = await two_sessions(app)
+    await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
+    await cooling_off(app, a, hooks)
+    off = await app.patch("/api/v1/session/alpha/webhooks/primary", json={"enabled": False}, headers=a)
+    assert off.status_code == 200 and off.json()["results"][0]["health"]["coolOffUntil"] is not None
+    on = await app.patch("/api/v1/session/alpha/webhooks/primary", json={"enabled": True}, headers=a)
+    assert on.status_code == 200, on.text
+    assert on.json()["results"][0]["health"]["coolOffUntil"] is None
+    found = await records(hooks, lambda rs: any(r["status"] == 200 for r in rs))
+    assert [r["status"] for r in found] == [401, 200]
 
 
 async def test_the_default_endpoint_serves_sessions_without_their_own(
@@ -657,7 +786,7 @@ async def test_the_delivery_log_pages_and_names_are_unique(
     a = await two_sessions(app)
     await add_hook(app, a, "alpha", f"{receiver.url}/hook", events=["message_received"])
     again = await app.post("/api/v1/session/alpha/webhooks", json={"url": f"{receiver.url}/x"}, headers=a)
-    assert again.status_code == 409 and "exists" in again.json()["message"]
+    refused(again, 409, 2004, message="webhook 'primary' exists")
     for i in range(5):
         await send_text(app, a, "beta", "6281000000001", f"n{i}")
     await records(hooks, lambda rs: len(rs) == 5)

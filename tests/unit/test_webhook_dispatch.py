@@ -122,12 +122,15 @@ class FakeClock:
     def __init__(self) -> None:
         self.t = T0
         self.sleeps: list[float] = []
+        self.endless_from: float | None = None  # sleeps this long or longer never end by themselves
 
     def now(self) -> datetime:
         return self.t
 
     async def sleep(self, seconds: float) -> None:
         self.sleeps.append(seconds)
+        if self.endless_from is not None and seconds >= self.endless_from:
+            await asyncio.Event().wait()
         self.t += timedelta(seconds=seconds)
         await asyncio.sleep(0)
 
@@ -240,7 +243,13 @@ class FakeStore:
         self.actions[(endpoint_id, position)] = report
 
     async def health(self) -> dict[UUID, Health]:
-        return {k: replace(v) for k, v in self.initial_health.items()}
+        stored = self.initial_health | self.saved_health
+        return {k: replace(v) for k, v in stored.items()}
+
+    def reset_health(self, endpoint_id: UUID) -> None:
+        """What the API's reset does to the stored row."""
+        row = self.saved_health[endpoint_id]
+        self.saved_health[endpoint_id] = replace(row, failures=0, open_until=None, cooloff_until=None)
 
     async def save_health(self, endpoint_id: UUID, health: Health) -> None:
         self.health_log.append((endpoint_id, replace(health)))
@@ -720,6 +729,24 @@ async def test_unauthorised_starts_a_cooloff_before_the_next_attempt(refused: in
     assert cooling
     assert cooling[0].cooloff_until == T0 + timedelta(seconds=50)
     assert h.store.saved_health[A.id].cooloff_until is None  # the success ended it
+
+
+async def test_a_reset_of_the_stored_health_ends_a_cooloff_at_once() -> None:
+    async with Harness(policy(cooloff_s=50.0)) as h:
+        h.clock.endless_from = 50.0  # the cool-off does not end by itself
+        h.sender.script(A.url, Answer(401, 3), OK)
+        h.add(delivery(1))
+        await until(lambda: 50.0 in h.clock.sleeps, what="the cool-off wait")
+        h.dispatcher.rescan()  # a sweep without a reset changes nothing
+        await asyncio.sleep(0.05)
+        assert len(h.sender.posts) == 1 and h.status(1) == "pending"
+        h.store.reset_health(A.id)
+        h.dispatcher.rescan()
+        await until(lambda: h.status(1) == "delivered")
+
+    assert [p.attempt for p in h.sender.posts] == [1, 2]
+    assert h.sender.posts[1].at == T0  # no time passed: the wait was cut short
+    assert h.store.saved_health[A.id].cooloff_until is None
 
 
 async def test_the_breaker_opens_after_failures_in_a_row_and_a_success_closes_it() -> None:

@@ -20,7 +20,7 @@ from warest.api.controllers.chats import ChatsController, ContactsController
 from warest.api.controllers.events import EventsController
 from warest.api.controllers.messages import MessageActionsController, MessagesController
 from warest.api.controllers.projections import ProjectionsAdminController
-from warest.api.controllers.sandbox import SandboxController
+from warest.api.controllers.sandbox import SandboxController, sandbox_off
 from warest.api.controllers.server import ServerAdminController, code_table_route, healthz, ping, ready
 from warest.api.controllers.sessions import AdminSessionsController, SessionController
 from warest.api.controllers.users import UsersController
@@ -118,8 +118,7 @@ def create_app(
         preflight_v1,
         preflight_legacy,
     ]
-    if sandbox:
-        handlers.append(SandboxController)
+    handlers.append(SandboxController if sandbox else sandbox_off)
     return Litestar(
         route_handlers=handlers,
         lifespan=[lifespan],

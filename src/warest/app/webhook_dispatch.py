@@ -16,7 +16,8 @@ timeouts and network errors are retried with exponential back-off and jitter, ho
 delivery is failed and the lane moves on. A circuit breaker per endpoint opens after
 ``breaker_failures`` failures in a row; its lanes wait ``breaker_open_s`` (spending no
 attempt), then try again. Breaker, cool-off, attempts and next attempt times are stored: all of
-it survives a restart.
+it survives a restart. An operator's reset of an endpoint's health (the API clears the stored
+row) is noticed by the sweep: the endpoint's pause ends and its waiting lanes go on at once.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ class DeliveryStore(Protocol):
     async def record_actions(
         self, endpoint_id: UUID, position: int, report: list[dict[str, Any]]
     ) -> None: ...
-    async def health(self) -> dict[UUID, Health]: ...
+    async def health(self) -> dict[UUID, Health]:
+        """The stored health of every endpoint (what the dispatcher saved, or an operator reset)."""
+
     async def save_health(self, endpoint_id: UUID, health: Health) -> None: ...
 
 
@@ -319,6 +322,8 @@ class Dispatcher:
         self._sweep = asyncio.Event()
         self._loading = asyncio.Lock()
         self._health: dict[UUID, Health] = {}
+        self._saved: dict[UUID, _Pause] = {}  # the pause of each endpoint as last stored by this dispatcher
+        self._resumed: dict[UUID, asyncio.Event] = {}  # set when an endpoint's pause is reset
         self._targets: dict[UUID, tuple[float, Target | None]] = {}  # endpoint -> (valid until, target)
         self._in_flight = asyncio.Semaphore(policy.max_in_flight)
         self._recorder = _Recorder(store)
@@ -335,6 +340,7 @@ class Dispatcher:
         self._parked.clear()
         self._targets.clear()
         self._health = await self._store.health()
+        self._saved = {endpoint: _Pause.of(h) for endpoint, h in self._health.items()}
         self._tasks = [
             asyncio.create_task(self._load_loop(), name="webhook-loader"),
             asyncio.create_task(self._sweep_loop(), name="webhook-sweep"),
@@ -417,6 +423,7 @@ class Dispatcher:
             await _wait(self._sweep, self.policy.sweep_s)
             self._sweep.clear()
             try:
+                await self._notice_resets()
                 await self._adopt()
             except asyncio.CancelledError:
                 raise
@@ -535,7 +542,7 @@ class Dispatcher:
             if health.failures or health.open_until or health.cooloff_until or health.last_success_at is None:
                 health.failures, health.open_until, health.cooloff_until = 0, None, None
                 health.last_success_at = now
-                await self._store.save_health(target.id, health)
+                await self._save_health(target.id, health)
             self._start_actions(delivery, answer)
             return True, None
         error = answer.error or f"HTTP {status}"
@@ -547,7 +554,7 @@ class Dispatcher:
             # Other lanes must not read it as enabled before the outbox has seen the event.
             disabled = Target(target.id, target.url, target.secrets, False, target.removed)
             self._targets[target.id] = (asyncio.get_running_loop().time() + DISABLED_TTL_S, disabled)
-            await self._store.save_health(target.id, health)
+            await self._save_health(target.id, health)
             return False, None
         retryable = status is None or status == 429 or status >= 500 or status in (401, 403)
         if not retryable or attempt > self.policy.retries:
@@ -561,7 +568,7 @@ class Dispatcher:
             await self._count_failure(target.id, health, now)
             wait = self.policy.backoff_s(attempt, retry_after_s(answer.headers, now))
         self._record(delivery, attempt, now, answer, "pending", now + timedelta(seconds=wait))
-        await self._store.save_health(target.id, health)
+        await self._save_health(target.id, health)
         return False, wait
 
     async def _count_failure(self, endpoint_id: UUID, health: Health, now: datetime) -> None:
@@ -569,15 +576,49 @@ class Dispatcher:
         if health.failures >= self.policy.breaker_failures:
             health.open_until = now + timedelta(seconds=self.policy.breaker_open_s)
             log.warning("webhook endpoint %s: circuit open until %s", endpoint_id, health.open_until)
+        await self._save_health(endpoint_id, health)
+
+    async def _save_health(self, endpoint_id: UUID, health: Health) -> None:
+        pause = _Pause.of(health)  # what this call writes
         await self._store.save_health(endpoint_id, health)
+        self._saved[endpoint_id] = pause
+
+    async def _notice_resets(self) -> None:
+        """Ends the pauses an operator reset (the API cleared the stored row, in any process).
+
+        A reset is a stored row without failures, circuit or cool-off where this dispatcher
+        last stored some, while it still holds some. A save of this dispatcher that is under
+        way cannot look like one: the row then shows either what it stored before or what it
+        is storing, and a save that clears the pause has cleared it in memory first."""
+        for endpoint_id, stored in (await self._store.health()).items():
+            mine, saved = self._health.get(endpoint_id), self._saved.get(endpoint_id)
+            if mine is None or saved is None or _Pause.of(stored) or not saved or not _Pause.of(mine):
+                continue
+            mine.failures, mine.open_until, mine.cooloff_until = 0, None, None
+            self._saved[endpoint_id] = _Pause.of(mine)
+            log.info("webhook endpoint %s: failures, circuit and cool-off reset", endpoint_id)
+            resumed = self._resumed.pop(endpoint_id, None)
+            if resumed is not None:
+                resumed.set()
 
     async def _wait_for_endpoint(self, endpoint_id: UUID) -> None:
-        health = self._health.get(endpoint_id)
-        if health is None:
-            return
-        for until in (health.open_until, health.cooloff_until):
-            if until is not None:
-                await self._wait_until(until)
+        """Waits while the endpoint's circuit is open, then while it cools off; a reset ends
+        the wait."""
+        while (health := self._health.get(endpoint_id)) is not None:
+            now = self._now()
+            until = next(
+                (u for u in (health.open_until, health.cooloff_until) if u is not None and u > now), None
+            )
+            if until is None:
+                return
+            resumed = self._resumed.setdefault(endpoint_id, asyncio.Event())
+            sleeping = asyncio.ensure_future(self._sleep((until - now).total_seconds()))
+            woken = asyncio.ensure_future(resumed.wait())
+            try:
+                await asyncio.wait((sleeping, woken), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                sleeping.cancel()
+                woken.cancel()
 
     async def _wait_until(self, when: datetime) -> None:
         delay = (when - self._now()).total_seconds()
@@ -638,6 +679,22 @@ class Dispatcher:
 
     def health_of(self, endpoint_id: UUID) -> Health | None:
         return self._health.get(endpoint_id)
+
+
+@dataclass(frozen=True)
+class _Pause:
+    """What holds an endpoint back: failures in a row, an open circuit, a cool-off."""
+
+    failures: int
+    open_until: datetime | None
+    cooloff_until: datetime | None
+
+    @classmethod
+    def of(cls, health: Health) -> _Pause:
+        return cls(health.failures, health.open_until, health.cooloff_until)
+
+    def __bool__(self) -> bool:
+        return bool(self.failures or self.open_until or self.cooloff_until)
 
 
 async def _wait(event: asyncio.Event, timeout: float) -> None:

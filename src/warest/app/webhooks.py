@@ -131,6 +131,10 @@ class WebhookQueries(Protocol):
         self, session_id: UUID, delivery: str
     ) -> tuple[DeliveryView, list[AttemptView]] | None: ...
     async def redeliver(self, session_id: UUID, delivery: str) -> bool: ...
+    async def reset_health(self, endpoint_id: UUID) -> None:
+        """Clears the endpoint's failures, open circuit and cool-off (an operational reset:
+        this state is the dispatcher's, not the log's)."""
+
     async def replay(self, endpoint_id: UUID, session_id: UUID, span: ReplayRange) -> int: ...
 
 
@@ -150,6 +154,8 @@ class PreflightResult:
 
 
 STATUSES = ("pending", "delivered", "failed")
+CONFIG_FIELDS = {"url": "webhookUrl", "secret": "webhookSecret"}
+"""The session config's names of an endpoint's fields."""
 
 
 class WebhookService:
@@ -223,6 +229,8 @@ class WebhookService:
             existing.re_add(url, sealed, events, description)
             aggregate = existing
         await self._save(aggregate)
+        if existing is not None:  # a removed name used again starts fresh
+            await self._fresh_start(aggregate.id)
         return Saved(await self.endpoint(owner, session, name), shown)
 
     async def update(
@@ -240,13 +248,23 @@ class WebhookService:
             await self._guard.check(url)
         aggregate = await self._aggregate(owner, session, name)
         aggregate.change(url, events, description)
+        was_disabled = not aggregate.enabled
         if enabled is True:
             aggregate.enable()
         elif enabled is False:
             aggregate.disable("disabled by its owner")
         await self._save(aggregate)
-        if enabled:
+        if enabled and was_disabled:  # enabled again: a fresh start, as after a reset
+            await self._fresh_start(aggregate.id)
+        elif enabled:
             self._kick()
+        return await self.endpoint(owner, session, name)
+
+    async def reset(self, owner: Principal, session: str, name: str) -> EndpointView:
+        """Ends the endpoint's cool-off (after a 401/403) and open circuit and forgets its
+        failures in a row: its pending deliveries go out at once."""
+        aggregate = await self._aggregate(owner, session, name)
+        await self._fresh_start(aggregate.id)
         return await self.endpoint(owner, session, name)
 
     async def rotate(
@@ -268,7 +286,18 @@ class WebhookService:
         self, owner: Principal, session: str, url: str | None, secret: str | None, *, preflight: bool
     ) -> Saved | None:
         """The original's ``webhookUrl``/``webhookSecret`` of the session config: the endpoint
-        named ``primary``. ``url=""`` removes it; ``None`` keeps it."""
+        named ``primary``. ``url=""`` removes it; ``None`` keeps it. A refused value names the
+        config's field (``webhookUrl``, ``webhookSecret``)."""
+        try:
+            return await self._configure_primary(owner, session, url, secret, preflight=preflight)
+        except InvalidValue as error:
+            if error.field not in CONFIG_FIELDS:
+                raise
+            raise InvalidValue(CONFIG_FIELDS[error.field], error.reason) from None
+
+    async def _configure_primary(
+        self, owner: Principal, session: str, url: str | None, secret: str | None, *, preflight: bool
+    ) -> Saved | None:
         record = await self._sessions.get(owner, session)
         current: WebhookEndpoint | None = await self._store.get(
             endpoint_id(record.registry, record.session_id, PRIMARY, await self._incarnation(record))
@@ -428,6 +457,10 @@ class WebhookService:
     async def _save(self, aggregate: WebhookEndpoint) -> None:
         """Saves and waits for the outbox to know (a concurrent change answers 409)."""
         await self._waiter.wait(await self._store.save(aggregate))
+
+    async def _fresh_start(self, endpoint_id_: UUID) -> None:
+        await self._queries.reset_health(endpoint_id_)
+        self._kick()
 
     def _kick(self) -> None:
         if self._rescan is not None:

@@ -9,12 +9,13 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post, route
 from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from warest.api.codes import Code
 from warest.api.envelope import Envelope, envelope
+from warest.api.errors import ApiError
 from warest.api.params import MESSAGE_ID_MAX, NAME_MAX, Body, page_limit
 from warest.app.records import Principal
 from warest.app.sandbox import SandboxAccount
@@ -192,3 +193,19 @@ class SandboxController(Controller):
             f"{len(items)} messages",
             [{**asdict(item), "at": item.at.isoformat(), "messageId": item.wa_id} for item in items],
         )
+
+
+SANDBOX_OFF = (
+    "The sandbox is not enabled on this server: start it with WAREST_ENGINE=sandbox"
+    " (or WAREST_SANDBOX_ENABLED=true to keep another default engine)"
+)
+
+
+@route(
+    ["/api/v1/sandbox", "/api/v1/sandbox/{rest:path}"],
+    http_method=["GET", "POST", "PUT", "PATCH", "DELETE"],
+    include_in_schema=False,
+)
+async def sandbox_off() -> None:
+    """Mounted instead of ``SandboxController`` when the sandbox is off: says how to enable it."""
+    raise ApiError(Code.NOT_FOUND, SANDBOX_OFF)

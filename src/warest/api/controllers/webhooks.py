@@ -298,6 +298,19 @@ class WebhooksController(Controller):
         saved = await service(state).rotate(request.user, name, endpoint, data.secret, data.graceSeconds)
         return _saved(saved, Code.SUCCESS, "Secret rotated")
 
+    @post("/webhooks/{endpoint:str}/reset", status_code=200)
+    async def reset_endpoint(
+        self,
+        request: Request[Principal, Any, Any],
+        state: State,
+        session_id: FromPath[str],
+        endpoint: FromPath[str],
+    ) -> Response[Envelope]:
+        """Clears the endpoint's cool-off, open circuit and failure count."""
+        name = session_param(session_id, "path")
+        view = await service(state).reset(request.user, name, endpoint)
+        return envelope(Code.SUCCESS, "Webhook health reset", endpoint_view(view))
+
     @post("/webhooks/{endpoint:str}/replay", status_code=202)
     async def replay(
         self,

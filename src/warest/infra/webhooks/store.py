@@ -237,6 +237,15 @@ class PgWebhookQueries:
         )
         return _delivery_view(row), [AttemptView(**dict(a)) for a in attempts]
 
+    async def reset_health(self, endpoint_id: UUID) -> None:
+        """Clears the endpoint's failures, open circuit and cool-off (kept: the last success,
+        failure and error). The dispatcher notices it at its next sweep."""
+        await self._pool.execute(
+            "UPDATE wh_endpoint_health SET failures = 0, open_until = NULL, cooloff_until = NULL"
+            " WHERE endpoint_id = $1",
+            endpoint_id,
+        )
+
     async def redeliver(self, session_id: UUID, delivery: str) -> bool:
         async with self._pool.acquire() as conn, conn.transaction():
             await _lock_outbox(conn)
