@@ -200,7 +200,7 @@ def test_sigterm_while_start_waits_for_a_stuck_projector(
     )
     assert proc.poll() is None, server.log.read_text()[-3000:]
     processes = family(proc.pid)
-    sigterm_and_wait(server)
+    assert sigterm_and_wait(server) == 0, server.log.read_text()[-3000:]
     until(lambda: gone(processes), what="every process of the server gone")
     assert "stop requested while starting" in server.log.read_text()
 
