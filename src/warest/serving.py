@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
 import socket
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from types import FrameType
 
 from warest.config import Settings
+from warest.supervision import STOP_REQUESTED
 
 log = logging.getLogger("warest")
 
@@ -98,20 +101,35 @@ def kill_timeout_s(settings: Settings) -> int:
     return math.ceil(2 * settings.shutdown_timeout_ms / 1000) + 2
 
 
+def _exit_normally(_signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
 def run_uvicorn(settings: Settings, host: str, port: int) -> None:
+    """uvicorn stops on SIGTERM, then raises the signal again under the handler it found:
+    the default one would end ``warest serve`` before it stops the embedded PostgreSQL. The
+    handler found is this one: ``uvicorn.run`` returns by ``SystemExit(0)`` instead."""
     import uvicorn  # noqa: PLC0415
 
-    uvicorn.run(
-        "warest.asgi:create",
-        factory=True,
-        host=host,
-        port=port,
-        workers=settings.workers,
-        log_config=None,
-        access_log=False,
-        http=header_timeout_protocol(settings.header_timeout_ms / 1000),
-        timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_ms / 1000),
-    )
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_normally)
+    try:
+        uvicorn.run(
+            "warest.asgi:create",
+            factory=True,
+            host=host,
+            port=port,
+            workers=settings.workers,
+            log_config=None,
+            access_log=False,
+            http=header_timeout_protocol(settings.header_timeout_ms / 1000),
+            timeout_graceful_shutdown=math.ceil(settings.shutdown_timeout_ms / 1000),
+        )
+    except SystemExit as error:
+        # A start given up on SIGTERM is a requested stop, not a failed start (uvicorn: 3).
+        if error.code != 0 and STOP_REQUESTED.is_set():
+            raise SystemExit(0) from None
+        raise
 
 
 def header_timeout_protocol(timeout_s: float) -> type:

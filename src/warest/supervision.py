@@ -14,6 +14,9 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
+STOP_REQUESTED = threading.Event()
+"""Set once this process has received SIGTERM or SIGINT during a ``stop_requests`` block."""
+
 
 def exit_with_supervisor(supervisor_pid: int, interval_s: float = 0.5) -> None:
     """A process whose supervisor died (SIGKILL leaves no time to stop children) would go
@@ -48,6 +51,7 @@ def stop_requests() -> Iterator[threading.Event]:
 
     def handler(signum: int, frame: FrameType | None) -> None:
         requested.set()
+        STOP_REQUESTED.set()
         before = previous.get(signal.Signals(signum))
         if callable(before):
             before(signum, frame)

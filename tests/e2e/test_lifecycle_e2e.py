@@ -121,11 +121,14 @@ def traffic(server: ServerProcess, round_: int) -> None:
         b.close()
 
 
-def test_sigterm_after_traffic_stops_server_and_embedded_postgres_every_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("server_kind", "rounds"), [("granian", 5), ("uvicorn", 2)])
+def test_sigterm_after_traffic_stops_server_and_embedded_postgres_every_time(
+    tmp_path: Path, server_kind: str, rounds: int
+) -> None:
     data_dir = tmp_path / "data"
     pgdata = data_dir / "postgres"
-    server = ServerProcess(embedded_env(data_dir), tmp_path)
-    for round_ in range(5):
+    server = ServerProcess(embedded_env(data_dir, WAREST_SERVER=server_kind), tmp_path)
+    for round_ in range(rounds):
         server.start()
         assert server.proc is not None
         processes = family(server.proc.pid)
@@ -148,7 +151,7 @@ def test_sigterm_after_traffic_stops_server_and_embedded_postgres_every_time(tmp
         until(lambda ps=processes: gone(ps), timeout=EXIT_WAIT_S, what=f"round {round_}: children gone")
         until(lambda: not postgres_of(pgdata), timeout=EXIT_WAIT_S, what=f"round {round_}: postgres stopped")
     lines = [line for line in server.log.read_text().splitlines() if line.startswith("warest listening on")]
-    assert lines == [f"warest listening on {server.base}"] * 5
+    assert lines == [f"warest listening on {server.base}"] * rounds
 
 
 def test_embedded_postgres_does_not_outlive_a_killed_server(tmp_path: Path) -> None:
@@ -186,10 +189,13 @@ def unprojected_events(env: dict[str, str], database_url: str, schema: str) -> N
     assert row is not None and row[0] > 0
 
 
+@pytest.mark.parametrize("server_kind", ["granian", "uvicorn"])
 def test_sigterm_while_start_waits_for_a_stuck_projector(
-    database_url: str, schema: str, tmp_path: Path
+    database_url: str, schema: str, tmp_path: Path, server_kind: str
 ) -> None:
-    env = sandbox_env(database_url, schema, tmp_path / "data", ADMIN_KEY, LOG_LEVEL="info")
+    env = sandbox_env(
+        database_url, schema, tmp_path / "data", ADMIN_KEY, LOG_LEVEL="info", WAREST_SERVER=server_kind
+    )
     unprojected_events(env, database_url, schema)
     server = ServerProcess({**env, "WAREST_PROJECTOR": "external", "LOG_LEVEL": "info"}, tmp_path)
     proc = server.launch()
