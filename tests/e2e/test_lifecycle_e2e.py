@@ -154,14 +154,18 @@ def test_sigterm_after_traffic_stops_server_and_embedded_postgres_every_time(
     assert lines == [f"warest listening on {server.base}"] * rounds
 
 
-def test_embedded_postgres_does_not_outlive_a_killed_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("whole_group", [True, False], ids=["group", "parent-only"])
+def test_embedded_postgres_does_not_outlive_a_killed_server(tmp_path: Path, whole_group: bool) -> None:
     data_dir = tmp_path / "data"
     pgdata = data_dir / "postgres"
     server = ServerProcess(embedded_env(data_dir), tmp_path)
     server.start()
     assert server.proc is not None and postgres_of(pgdata)
     processes = family(server.proc.pid)
-    os.killpg(server.proc.pid, signal.SIGKILL)  # serve, its workers and projectors: no shutdown code runs
+    if whole_group:  # serve, its workers and projectors: no shutdown code runs anywhere
+        os.killpg(server.proc.pid, signal.SIGKILL)
+    else:  # `warest serve` alone: its workers notice and exit
+        server.proc.kill()
     server.proc.wait()
     until(lambda: gone(processes), what="workers gone")
     until(lambda: not postgres_of(pgdata), what="embedded PostgreSQL stopped after its server was killed")
