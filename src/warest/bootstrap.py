@@ -7,11 +7,15 @@ made only of application services and ports.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
 import signal
+import threading
+import time
 import zlib
+from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -72,7 +76,7 @@ from warest.infra.webhooks.egress import EgressPolicy
 from warest.infra.webhooks.secrets import AesSecretBox
 from warest.infra.webhooks.sender import EgressUrlGuard, HttpSender
 from warest.infra.webhooks.store import PgDeliveryStore, PgWebhookQueries
-from warest.supervision import exit_with_supervisor
+from warest.supervision import exit_with_supervisor, on_stop_signal, stop_requests, waited_popen
 
 log = logging.getLogger("warest")
 
@@ -268,7 +272,8 @@ def neonize_store(settings: Settings, database_url: str) -> str:
 
 def build_neonize(settings: Settings, database_url: str) -> Engine:
     """The real WhatsApp engine (clients are created only when a neonize session starts)."""
-    from warest.infra.engines.neonize import NeonizeEngine  # noqa: PLC0415 (loads the Go library)
+    with waited_popen():  # neonize runs `uname -a` at import and never waits for it
+        from warest.infra.engines.neonize import NeonizeEngine  # noqa: PLC0415 (loads the Go library)
 
     proxies = settings.proxy_urls
 
@@ -285,14 +290,49 @@ def build_neonize(settings: Settings, database_url: str) -> Engine:
     )
 
 
+class StartInterrupted(RuntimeError):
+    """SIGTERM or SIGINT came while the server was starting: it gives the start up."""
+
+
+class _Deadline:
+    """One time budget for a sequence of steps (the stop): each step gets what is left,
+    at least ``floor_s``, so that a stuck step never keeps the later ones from running."""
+
+    def __init__(self, budget_s: float, floor_s: float = 0.5) -> None:
+        self._end = time.monotonic() + budget_s
+        self._floor_s = floor_s
+
+    def left(self) -> float:
+        return max(self._end - time.monotonic(), self._floor_s)
+
+    async def step(self, name: str, action: Awaitable[Any]) -> bool:
+        """Runs ``action``; False (logged) when it did not finish in time or failed."""
+        remaining = self.left()
+        try:
+            await asyncio.wait_for(action, remaining)
+        except TimeoutError:
+            log.warning("stopping: %s did not finish in %.1f s; going on", name, remaining)
+            return False
+        except Exception:
+            log.exception("stopping: %s failed", name)
+            return False
+        return True
+
+
 class Container:
     """Owns every long-lived component of one server process."""
 
-    def __init__(self, settings: Settings, *, settle_gc: bool = False) -> None:
+    def __init__(self, settings: Settings, *, settle_gc: bool = False, stop_on_signal: bool = False) -> None:
         """``settle_gc``: the process is a server (see ``settle_garbage_collector``); tests
-        that start many apps in one process leave the collector alone."""
+        that start many apps in one process leave the collector alone. ``stop_on_signal``:
+        SIGTERM or SIGINT during ``start`` gives the start up (a server process)."""
         self.settings = settings
         self._settle_gc = settle_gc
+        self._stop_on_signal = stop_on_signal
+        self._startup_position = 0
+        self._stopping: asyncio.Future[None] | None = None
+        self._stop_began = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self.embedded: EmbeddedPostgres | None = None
         self.database_url = ""
         self.pool: asyncpg.Pool | None = None
@@ -314,7 +354,49 @@ class Container:
         self.projector: ProjectorProcess | None = None
 
     async def start(self) -> Services:
+        """Starts everything; on any failure (or a stop requested meanwhile) what was
+        started is stopped again before the error goes up."""
+        requests = stop_requests() if self._stop_on_signal else contextlib.nullcontext(threading.Event())
+        with requests as stopping:
+            starting = asyncio.create_task(self._start(), name="container-start")
+            try:
+                while not starting.done():
+                    await asyncio.wait({starting}, timeout=0.2)
+                    if stopping.is_set() and not starting.done():
+                        log.warning("stop requested while starting: giving the start up")
+                        starting.cancel()
+                        await asyncio.gather(starting, return_exceptions=True)
+                        raise StartInterrupted("stopped while starting")
+                services = starting.result()
+            except BaseException as error:
+                if not isinstance(error, StartInterrupted | asyncio.CancelledError):
+                    log.error("start-up failed: %s", error, exc_info=error)
+                starting.cancel()
+                await asyncio.gather(starting, return_exceptions=True)
+                await self.stop()
+                raise
+        if self._stop_on_signal:
+            on_stop_signal(self._stop_if_stuck_draining)
+        return services
+
+    def _stop_if_stuck_draining(self) -> None:
+        """After SIGTERM the HTTP server first waits for the requests and connections in
+        progress (granian without any limit) and only then lets the application stop. If
+        that has not begun ``WAREST_SHUTDOWN_TIMEOUT_MS`` after the signal, this stops
+        everything (bounded as ever) and ends the process without those connections."""
+        timeout_s = self.settings.shutdown_timeout_ms / 1000
+        if self._stop_began.wait(timeout_s) or self._loop is None:
+            return
+        log.warning("connections still open %.1f s after the stop signal: stopping without them", timeout_s)
+        stopped = asyncio.run_coroutine_threadsafe(self.stop(), self._loop)
+        with contextlib.suppress(Exception):
+            stopped.result(timeout_s + 1)
+        logging.shutdown()
+        os._exit(0)
+
+    async def _start(self) -> Services:
         settings = self.settings
+        self._loop = asyncio.get_running_loop()
         if not settings.database_url:
             self.embedded = EmbeddedPostgres(settings.data_path)
         self.database_url = await asyncio.to_thread(resolve_database_url, settings, self.embedded)
@@ -453,15 +535,34 @@ class Container:
         )
 
     async def _caught_up(self, read_models: ReadModels) -> None:
-        """Serves only once the projector has caught up with the log as it was at startup."""
+        """Serves once the projector has caught up with the log as it was at startup, or
+        after ``WAREST_STARTUP_WAIT_MS`` without it: then it serves anyway, and /ready
+        answers 503 (projections false) until the read models have reached that point."""
         assert self.store is not None
         latest = await asyncio.to_thread(self.store.max_position)
-        while not await read_models.wait(latest, timeout=15):
+        self._startup_position = latest
+        deadline = time.monotonic() + self.settings.startup_wait_ms / 1000
+        if read_models.position < latest:
+            log.info(
+                "waiting for the projector to catch up: read models at %d of %d", read_models.position, latest
+            )
+        while not await read_models.wait(latest, timeout=max(min(15.0, deadline - time.monotonic()), 0.0)):
+            state = "" if self.projector is None or self.projector.alive() else " (projector not running)"
+            if time.monotonic() >= deadline:
+                log.error(
+                    "the projector has not caught up in %.0f s (read models at %d of %d%s): serving"
+                    " anyway; /ready answers 503 until it has",
+                    self.settings.startup_wait_ms / 1000,
+                    read_models.position,
+                    latest,
+                    state,
+                )
+                return
             log.warning(
                 "waiting for the projector to catch up: read models at %d of %d%s",
                 read_models.position,
                 latest,
-                "" if self.projector is None or self.projector.alive() else " (projector not running)",
+                state,
             )
 
     def _webhooks(
@@ -561,32 +662,44 @@ class Container:
 
     async def health(self) -> dict[str, bool]:
         pool_ok = self.pool is not None and await database_ok(self.pool)
-        runners_ok = self.read_models is not None and self.read_models.healthy()
+        runners_ok = (
+            self.read_models is not None
+            and self.read_models.healthy()
+            and self.read_models.position >= self._startup_position
+        )
         return {"database": pool_ok, "projections": runners_ok}
 
     async def stop(self) -> None:
-        if self._autostart is not None:
-            self._autostart.cancel()
-            await asyncio.gather(self._autostart, return_exceptions=True)
-        if self._lease_task is not None:
-            self._lease_task.cancel()  # stops the dispatcher (its outcomes stored), gives the lease up
-            await asyncio.gather(self._lease_task, return_exceptions=True)
+        """Stops everything within ``WAREST_SHUTDOWN_TIMEOUT_MS``: a step that does not
+        finish in what is left of it is abandoned (logged), and the next one runs. Callers
+        after the first wait for the same stop."""
+        self._stop_began.set()
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        deadline = _Deadline(self.settings.shutdown_timeout_ms / 1000)
+        for task in (self._autostart, self._lease_task):
+            if task is not None:  # the lease task stops the dispatcher and gives the lease up
+                task.cancel()
+                await deadline.step(task.get_name(), asyncio.gather(task, return_exceptions=True))
         if self.sender is not None:
-            await self.sender.close()
+            await deadline.step("webhook sender", self.sender.close())
         if self.manager is not None:
-            await self.manager.close()
+            await deadline.step("sessions", self.manager.close())
         if self.network is not None:
-            await self.network.close()
+            await deadline.step("sandbox network", self.network.close())
         if self.projector is not None:
-            await self.projector.stop()
+            await self.projector.stop(deadline.left())  # SIGTERM, then SIGKILL
         if self.read_models is not None:
-            await asyncio.to_thread(self.read_models.stop)
+            await deadline.step("read models", asyncio.to_thread(self.read_models.stop))
         if self.async_committer is not None:
-            await self.async_committer.stop()
+            await deadline.step("group committer", self.async_committer.stop())
         if self.committer is not None:
-            await asyncio.to_thread(self.committer.stop)
-        if self.pool is not None:
-            await self.pool.close()
+            await deadline.step("committer", asyncio.to_thread(self.committer.stop))
+        if self.pool is not None and not await deadline.step("database pool", self.pool.close()):
+            self.pool.terminate()  # connections still in use: closed under their users
         if self.store is not None:
             self.store.close()
         self.executor.shutdown(wait=False, cancel_futures=True)

@@ -38,45 +38,39 @@ def serve(host: str | None, port: int | None) -> None:
     settings = _settings()
     from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
     from warest.logs import setup_logging  # noqa: PLC0415
+    from warest.serving import (  # noqa: PLC0415
+        CannotServe,
+        announce_when_serving,
+        check_database,
+        check_port_free,
+        run_granian,
+        run_uvicorn,
+    )
 
     setup_logging(settings.log_level)
+    host = host or settings.host
+    port = port or settings.port
+    try:
+        check_port_free(host, port)
+        if not settings.embedded_database:
+            check_database(settings.database_url)
+    except CannotServe as error:
+        click.echo(f"warest serve: {error}", err=True)
+        sys.exit(1)
     embedded: EmbeddedPostgres | None = None
     if settings.embedded_database:
-        embedded = EmbeddedPostgres(settings.data_path)
+        # A watchdog stops it should this process be killed before it can.
+        embedded = EmbeddedPostgres(settings.data_path, watch=True)
         # Workers inherit the URL: one embedded server for all of them.
         os.environ["WAREST_DATABASE_URL"] = embedded.start()
         os.environ["WAREST_DATABASE_EMBEDDED"] = "true"
-    host = host or settings.host
-    port = port or settings.port
     # Server workers exit by themselves if this process dies without stopping them (kill -9).
     os.environ["WAREST_SUPERVISOR_PID"] = str(os.getpid())
+    announced = announce_when_serving(host, port, click.echo)
     try:
-        if settings.server == "granian":
-            from granian import Granian  # noqa: PLC0415
-            from granian.constants import Interfaces  # noqa: PLC0415
-
-            Granian(
-                "warest.asgi:create",
-                address=host,
-                port=port,
-                interface=Interfaces.ASGI,
-                factory=True,
-                workers=settings.workers,
-                log_enabled=False,
-            ).serve()
-        else:
-            import uvicorn  # noqa: PLC0415
-
-            uvicorn.run(
-                "warest.asgi:create",
-                factory=True,
-                host=host,
-                port=port,
-                workers=settings.workers,
-                log_config=None,
-                access_log=False,
-            )
+        (run_granian if settings.server == "granian" else run_uvicorn)(settings, host, port)
     finally:
+        announced.set()
         if embedded is not None:
             embedded.stop()
 

@@ -49,16 +49,22 @@ class ServerProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = cwd / "server.log"
 
+    def launch(self) -> subprocess.Popen[bytes]:
+        """Starts ``warest serve`` without waiting for it (output appended to ``log``)."""
+        with self.log.open("ab") as handle:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "warest.cli", "serve"],
+                env=self.env,
+                cwd=self.cwd,
+                stdout=handle,
+                stderr=handle,
+                start_new_session=True,
+            )
+        return self.proc
+
     def start(self, timeout: float = 90) -> None:
-        handle = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "warest.cli", "serve"],
-            env=self.env,
-            cwd=self.cwd,
-            stdout=handle,
-            stderr=handle,
-            start_new_session=True,
-        )
+        self.launch()
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

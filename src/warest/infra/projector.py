@@ -73,7 +73,8 @@ class ProjectorProcess:
             self._spawn()
             delay = min(delay * 2, RESTART_MAX_S)
 
-    async def stop(self) -> None:
+    async def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM to the child; SIGKILL if it has not exited ``timeout_s`` later."""
         if self._watch is not None:
             self._watch.cancel()
             await asyncio.gather(self._watch, return_exceptions=True)
@@ -82,9 +83,9 @@ class ProjectorProcess:
             return
         child.send_signal(signal.SIGTERM)
         try:
-            await asyncio.to_thread(child.wait, STOP_TIMEOUT_S)
+            await asyncio.to_thread(child.wait, timeout_s)
         except subprocess.TimeoutExpired:
-            log.warning("projector (pid %s) did not stop in %.0f s: killed", child.pid, STOP_TIMEOUT_S)
+            log.warning("projector (pid %s) did not stop in %.1f s: killed", child.pid, timeout_s)
             with contextlib.suppress(ProcessLookupError):
                 child.kill()
             await asyncio.to_thread(child.wait)
