@@ -224,12 +224,16 @@ def projections() -> None:
 @projections.command("rebuild")
 @click.argument("name", required=False)
 def projections_rebuild(name: str | None) -> None:
-    """Drops and rebuilds read models (all, or NAME) from the event log."""
+    """Rebuilds read models (all, or NAME) from the event log.
+
+    Each is built in shadow tables and swapped in when complete: a server may keep running
+    and answering meanwhile."""
     from tqdm import tqdm  # noqa: PLC0415
 
     from warest.bootstrap import build_runners, build_store  # noqa: PLC0415
     from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
     from warest.infra.db.migrations import migrate as apply  # noqa: PLC0415
+    from warest.infra.projection_runner import RebuildRunning  # noqa: PLC0415
 
     settings = _settings()
     embedded = EmbeddedPostgres(settings.data_path) if settings.embedded_database else None
@@ -250,7 +254,10 @@ def projections_rebuild(name: str | None) -> None:
                 def progress(position: int, _upper: int, bar: Any = bar) -> None:
                     bar.update(position - bar.n)
 
-                count = runner.rebuild(progress)
+                try:
+                    count = runner.rebuild(progress)
+                except RebuildRunning as error:
+                    raise click.ClickException(str(error)) from error
                 bar.update(total - bar.n)
             runner.stop()
             click.echo(f"rebuilt {runner.name}: {count} events")

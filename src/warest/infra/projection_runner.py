@@ -205,6 +205,27 @@ class Projection(Protocol):
     def process(self, event: Any, cur: psycopg.Cursor[Any], position: int) -> None: ...
 
 
+SHADOW_SUFFIX = "__rebuild_"
+
+
+def shadow_schema(schema: str, name: str) -> str:
+    """The schema a rebuild of projection ``name`` builds its tables in."""
+    return f"{schema}{SHADOW_SUFFIX}{name}"[:63]
+
+
+class RebuildRunning(RuntimeError):
+    """Another rebuild of the same read model holds its shadow schema."""
+
+
+_INDEXES = (
+    "SELECT (i.indisunique,"
+    " regexp_replace(pg_get_indexdef(i.indexrelid), '^CREATE (UNIQUE )?INDEX \\S+ ON \\S+ ', ''))::text,"
+    " x.relname FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid"
+    " JOIN pg_namespace n ON n.oid = t.relnamespace WHERE n.nspname = %s AND t.relname = %s"
+)
+"""A table's indexes: their shape (unique, definition without name and table) and name."""
+
+
 class ProjectionRunner:
     def __init__(
         self,
@@ -217,6 +238,7 @@ class ProjectionRunner:
         poll_interval_s: float = 1.0,
         announce: str | None = None,
         min_interval_s: float = 0.0,
+        shadow: str | None = None,
     ) -> None:
         """``announce``: a channel on which every committed batch sends ``name:position``
         (in its transaction), for processes that read this read model (``RemoteReadModels``).
@@ -226,12 +248,16 @@ class ProjectionRunner:
         steady stream of events in fewer, larger transactions (each costs a tracking-row
         lock, a notification read, a commit and a WAL flush whatever its size); the read
         model then lags by at most about this interval. Below that load every event is
-        taken at once."""
+        taken at once.
+
+        ``shadow``: a schema searched before ``schema``: the runner of a rebuild writes the
+        tables, tracking row and parked events it finds there (``rebuild``)."""
         self.store = store
         self.projection = projection
         self.name = projection.name
         self.database_url = database_url
         self._schema = schema
+        self._shadow = shadow
         self._batch_size = batch_size
         self._poll = poll_interval_s
         self._conn: psycopg.Connection | None = None
@@ -302,9 +328,21 @@ class ProjectionRunner:
 
     # -- processing -----------------------------------------------------------
 
+    def _connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+        """A connection whose search path is the schema (the shadow schema first, if any)."""
+        conn = psycopg_connect(self.database_url, self._schema, autocommit=True)
+        if self._shadow is not None:
+            conn.execute(
+                sql.SQL("SET search_path TO {}, {}").format(
+                    sql.Identifier(self._shadow), sql.Identifier(self._schema)
+                )
+            )
+        conn.autocommit = autocommit
+        return conn
+
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
-            self._conn = psycopg_connect(self.database_url, self._schema)
+            self._conn = self._connect()
             with self._conn.transaction(), self._conn.cursor() as cur:
                 cur.execute(
                     "INSERT INTO projection_tracking (name, position) VALUES (%s, 0)"
@@ -539,8 +577,8 @@ class ProjectionRunner:
         """
         total = 0
         with (
-            psycopg_connect(self.database_url, self._schema, autocommit=True) as reader,
-            psycopg_connect(self.database_url, self._schema, autocommit=True) as writer,
+            self._connect(autocommit=True) as reader,
+            self._connect(autocommit=True) as writer,
             reader.cursor() as lookup,
             writer.cursor() as cur,
         ):
@@ -631,23 +669,115 @@ class ProjectionRunner:
         return flight.events
 
     def rebuild(self, progress: Progress | None = None) -> int:
-        """Empties the read model's tables and replays the whole log into them."""
+        """Builds the read model again from the whole log, and swaps it in.
+
+        The tables are built under a shadow schema (``shadow_schema``): each is created
+        ``LIKE`` the live one ``INCLUDING ALL``, with a tracking row and parked events of its
+        own, and a runner whose search path puts the shadow schema first catches up into
+        them (the pipelined path when far behind) while the live tables keep answering and
+        following. Then, under the live tracking row's lock (the live runner waits), it
+        takes the events committed meanwhile and, in the same transaction, drops each live
+        table, moves its shadow in (indexes renamed as they were), and moves the tracking
+        position, the revision and the parked events: readers see the old table or the
+        new one, always complete. A projection without tables (the outbox) is replayed in
+        place. Returns the number of events processed."""
+        if not self.projection.tables:
+            return self._replay_in_place(progress)
+        shadow = shadow_schema(self._schema, self.name)
+        with psycopg_connect(self.database_url, self._schema, autocommit=True) as conn:
+            locked = conn.execute("SELECT pg_try_advisory_lock(hashtext(%s))", (shadow,)).fetchone()
+            if not (locked and locked[0]):
+                raise RebuildRunning(f"a rebuild of {self.name} is already running")
+            try:
+                self._create_shadow(conn, shadow)
+                builder = ProjectionRunner(
+                    self.store, self.projection, self.database_url, self._schema,
+                    batch_size=self._batch_size, shadow=shadow,
+                )  # fmt: skip
+                try:
+                    total = builder.catch_up(progress)
+                    for table in self.projection.tables:
+                        conn.execute(
+                            sql.SQL("ANALYZE {}.{}").format(sql.Identifier(shadow), sql.Identifier(table))
+                        )
+                    with conn.transaction(), conn.cursor() as cur:
+                        cur.execute(
+                            "SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE",
+                            (self.name,),
+                        )
+                        total += builder.catch_up(progress)  # what was committed meanwhile
+                        position = builder.position
+                        self._swap(cur, shadow, position)
+                finally:
+                    builder.stop()
+            finally:
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(shadow)))
+                conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (shadow,))
+        self._carry = None
+        self._set_position(position)
+        log.info(
+            "projection %s: rebuilt from %d events and swapped in at position %d", self.name, total, position
+        )
+        return total
+
+    def _replay_in_place(self, progress: Progress | None) -> int:
+        """Moves the position back to the start and catches up (a projection without tables)."""
         conn = self._connection()
-        with conn.transaction():
-            conn.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (self.name,))
-            conn.execute(
+        with conn.transaction(), conn.cursor() as cur:
+            cur.execute("SELECT position FROM projection_tracking WHERE name = %s FOR UPDATE", (self.name,))
+            cur.execute(
                 "DELETE FROM projection_parked WHERE name = %s", (self.name,)
             )  # parked again if still bad
-            if self.projection.tables:
-                conn.execute(
-                    sql.SQL("TRUNCATE {}").format(
-                        sql.SQL(", ").join(map(sql.Identifier, self.projection.tables))
-                    )
-                )
-            with conn.cursor() as cur:
-                self._track(cur, 0)
+            self._track(cur, 0)
         self._set_position(0)
         return self.catch_up(progress)
+
+    def _create_shadow(self, conn: psycopg.Connection, shadow: str) -> None:
+        """The shadow schema, empty: the read model's tables, tracking and parked events
+        (one left by a rebuild that stopped is dropped first)."""
+        live, into = sql.Identifier(self._schema), sql.Identifier(shadow)
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(into))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(into))
+        for table in (*self.projection.tables, "projection_tracking", "projection_parked"):
+            name = sql.Identifier(table)
+            conn.execute(
+                sql.SQL("CREATE TABLE {}.{} (LIKE {}.{} INCLUDING ALL)").format(into, name, live, name)
+            )
+        conn.execute(
+            sql.SQL("INSERT INTO {}.projection_tracking (name, position) VALUES (%s, 0)").format(into),
+            (self.name,),
+        )
+
+    def _swap(self, cur: psycopg.Cursor[Any], shadow: str, position: int) -> None:
+        """In the caller's transaction: each live table replaced by its shadow (its indexes
+        renamed as the live ones were), the parked events and the tracking row moved."""
+        live, into = sql.Identifier(self._schema), sql.Identifier(shadow)
+        for table in self.projection.tables:
+            names = dict(cur.execute(_INDEXES, (self._schema, table)).fetchall())
+            cur.execute(sql.SQL("DROP TABLE {}.{}").format(live, sql.Identifier(table)))
+            cur.execute(sql.SQL("ALTER TABLE {}.{} SET SCHEMA {}").format(into, sql.Identifier(table), live))
+            moved = dict(cur.execute(_INDEXES, (self._schema, table)).fetchall())
+            renames = [
+                (moved[shape], names[shape])
+                for shape in moved
+                if shape in names and moved[shape] != names[shape]
+            ]
+            for step, (old, _new) in enumerate(renames):  # two steps: a new name may be an old one
+                cur.execute(sql.SQL("ALTER INDEX {}.{} RENAME TO {}").format(
+                    live, sql.Identifier(old), sql.Identifier(f"{table}__swap{step}")))  # fmt: skip
+            for step, (_old, new) in enumerate(renames):
+                cur.execute(sql.SQL("ALTER INDEX {}.{} RENAME TO {}").format(
+                    live, sql.Identifier(f"{table}__swap{step}"), sql.Identifier(new)))  # fmt: skip
+        cur.execute("DELETE FROM projection_parked WHERE name = %s", (self.name,))
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO projection_parked SELECT * FROM {}.projection_parked WHERE name = %s"
+            ).format(into),
+            (self.name,),
+        )
+        cur.execute("UPDATE projection_tracking SET revision = revision + 1 WHERE name = %s", (self.name,))
+        self._track(cur, position)
+        self._count_parked(cur)
 
     def retry_parked(self) -> Retried:
         """Applies this projection's parked events again, in log order, at the read model's
@@ -659,7 +789,7 @@ class ProjectionRunner:
         decode = self.store.mapper.to_domain_event
         # A connection of its own: the runner's thread may be in a batch on its connection.
         with (
-            psycopg_connect(self.database_url, self._schema) as conn,
+            self._connect() as conn,
             conn.transaction(),
             conn.cursor() as cur,
         ):
@@ -723,7 +853,7 @@ class ProjectionRunner:
         own connection, since the failed batch's transaction was rolled back."""
         text = None if error is None else f"{type(error).__name__}: {error}"[:1000]
         try:
-            with psycopg_connect(self.database_url, self._schema, autocommit=True) as conn:
+            with self._connect(autocommit=True) as conn:
                 conn.execute(
                     "UPDATE projection_tracking SET error = %(error)s, failed_at ="
                     " CASE WHEN %(error)s::text IS NULL THEN NULL ELSE now() END WHERE name = %(name)s",
