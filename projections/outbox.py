@@ -34,6 +34,7 @@ from warest.app.webhook_events import (
     event_id,
     finish_data,
     render_body,
+    with_pairing_code,
     with_qr,
 )
 from warest.domain import ids
@@ -44,7 +45,7 @@ from warest.domain.sessions import LIFECYCLE_EVENTS, Session
 from warest.domain.text import safe, safe_json, safe_optional
 from warest.domain.users import User
 from warest.domain.webhooks import WebhookEndpoint
-from warest.infra.db.login_qr import shown_qrs
+from warest.infra.db.login_qr import ShownCode, shown_codes, shown_qrs
 from warest.infra.eventstore.mapper import decode_state
 
 _Cursor = psycopg.Cursor[Any]
@@ -175,6 +176,7 @@ class _Page(Folded):
         self.events: list[tuple[Any, ...]] = []
         self.deliveries: list[tuple[Any, ...]] = []
         self.qrs: dict[tuple[UUID, int], str] = {}  # the QR strings of the page's QrIssued
+        self.codes: dict[UUID, ShownCode] = {}  # the pairing codes of its PairingCodeIssued
 
     def news(self) -> bool:
         """The dispatcher, which follows the outbox, looks only for new deliveries."""
@@ -267,6 +269,8 @@ class OutboxProjection(PagedProjection):
         out = _Page(directory)
         self._lookup_messages(page, cur, directory)
         out.qrs = shown_qrs(cur, {e.originator_id for e, _ in page if isinstance(e, Session.QrIssued)})
+        coded = {e.originator_id for e, _ in page if isinstance(e, Session.PairingCodeIssued)}
+        out.codes = shown_codes(cur, coded)
         now = datetime.now(UTC)
         for event, position in page:
             if isinstance(event, _ENDPOINT_EVENTS):
@@ -359,6 +363,9 @@ class OutboxProjection(PagedProjection):
         name, data = rendered
         if isinstance(event, Session.QrIssued):
             data = with_qr(data, out.qrs.get((event.originator_id, event.attempt)))
+        elif isinstance(event, Session.PairingCodeIssued):
+            shown = out.codes.get(event.originator_id)
+            data = with_pairing_code(data, shown.of(event.phone, event.timestamp) if shown else None)
         session = self._session_of(event, d)
         if session is None:
             return

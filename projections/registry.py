@@ -11,8 +11,8 @@ from functools import singledispatchmethod
 from typing import Any
 
 import psycopg
-from eventsourcing.utils import get_topic
 
+from warest.domain.model import stored_topics
 from warest.domain.sessions import LIFECYCLE_EVENTS, Session
 from warest.domain.text import safe
 from warest.domain.users import User
@@ -25,14 +25,10 @@ def _execute(cur: _Cursor, query: str, params: tuple[Any, ...]) -> None:
     cur.execute(query, tuple(safe(p) if isinstance(p, str) else p for p in params))
 
 
-def _topics(*classes: type) -> tuple[str, ...]:
-    return tuple(get_topic(c) for c in classes)
-
-
 class RegistryProjection:
     name: str = "registry"
     tables: tuple[str, ...] = ("rm_users", "rm_sessions")
-    topics: tuple[str, ...] = _topics(
+    topics: tuple[str, ...] = stored_topics(  # renamed lifecycle events: their old topics too
         User.Registered,
         User.Renamed,
         User.PasswordChanged,
@@ -198,7 +194,7 @@ class RegistryProjection:
         self._status(event, cur, position, "pairing")
 
     @process.register
-    def _(self, event: Session.Connecting, cur: _Cursor, position: int) -> None:
+    def _(self, event: Session.ConnectionStarted, cur: _Cursor, position: int) -> None:
         self._status(event, cur, position, "connecting")
 
     @process.register
@@ -217,7 +213,7 @@ class RegistryProjection:
         )
 
     @process.register
-    def _(self, event: Session.Reconnecting, cur: _Cursor, position: int) -> None:
+    def _(self, event: Session.ConnectionLost, cur: _Cursor, position: int) -> None:
         self._status(event, cur, position, "reconnecting", event.reason)
 
     @process.register
@@ -241,5 +237,5 @@ class RegistryProjection:
         self._status(event, cur, position, "banned", event.reason)
 
     @process.register
-    def _(self, event: Session.Unavailable, cur: _Cursor, position: int) -> None:
+    def _(self, event: Session.StartDeferred, cur: _Cursor, position: int) -> None:
         self._status(event, cur, position, "unavailable", event.reason)

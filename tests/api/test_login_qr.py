@@ -47,3 +47,38 @@ async def test_the_qr_reaches_the_api_and_the_webhook_but_not_the_log(
 
         history = (await app.get("/api/v1/events?type=Session.QrIssued", headers=a)).json()["results"]
         assert [i["data"] for i in history] == [{"duration_s": 20, "attempt": 1}]
+
+
+async def test_the_pairing_code_reaches_the_api_and_the_webhook_but_not_the_log(
+    database_url: str, schema: str, tmp_path: Path, hooks: ReceiverClient, receiver: ReceiverProcess  # noqa: F811
+) -> None:
+    settings = make_settings(
+        database_url, schema, tmp_path, **FAST,
+        WEBHOOK_DEFAULT_URL=f"{receiver.url}/code", WEBHOOK_DEFAULT_SECRET="default-secret-for-all-sessions",
+    )  # fmt: skip
+    async with AsyncTestClient(app=create_litestar(settings), base_url="http://127.0.0.1:7308") as app:
+        a = await tenant(app, "code-owner")
+        paired = await app.get("/api/v1/session/create/pair-code?sessionId=main&phone=6282222222222",
+                               headers=a)  # fmt: skip
+        assert paired.status_code == 200, paired.text
+        assert paired.json()["code"] == 1000 and paired.json()["message"] == "Pair code generated"
+        code = paired.json()["results"][0]["pairCode"]
+        assert len(code) == 9 and code[4] == "-"
+
+        def shown(rs: list[dict[str, Any]]) -> bool:
+            return any('"tags":"pairing_code"' in r["body"] for r in rs)
+
+        found = await records(hooks, shown)
+        body = next(json.loads(r["body"]) for r in found if '"tags":"pairing_code"' in r["body"])
+        assert body["event"] == "session_status"
+        assert (body["data"]["pairingCode"], body["data"]["phone"]) == (code, "6282222222222")
+
+        states = await db_rows(
+            settings, "SELECT topic, convert_from(state, 'UTF8') AS state FROM warest_events"
+        )
+        issued = [json.loads(r["state"]) for r in states if r["topic"].endswith("Session.PairingCodeIssued")]
+        assert issued and all("code" not in state and state["_v"] == 2 for state in issued)
+        assert not [r for r in states if code in r["state"] or code.replace("-", "") in r["state"]]
+
+        history = await app.get("/api/v1/events?type=Session.PairingCodeIssued", headers=a)
+        assert [i["data"] for i in history.json()["results"]] == [{"phone": "6282222222222"}]

@@ -69,7 +69,7 @@ async def test_disconnect_then_reconnect(client: AsyncTestClient[Any], settings:
     assert outage["attempts"] == 1 and outage["nextRetryAt"] and outage["suspended"] is False
 
     async def reconnected() -> bool:  # the outage is two transitions: lost, then open again
-        return (await lifecycle_events(settings, "s"))[-3:] == ["Opened", "Reconnecting", "Opened"]
+        return (await lifecycle_events(settings, "s"))[-3:] == ["Opened", "ConnectionLost", "Opened"]
 
     await eventually(reconnected)
     await wait_status(client, a, "s", "open")
@@ -95,7 +95,8 @@ async def test_temporary_ban_ends_by_itself(client: AsyncTestClient[Any], settin
     refused(await send_text(client, a, "s", "6287000000032", "x"), 409, 1106)
 
     async def back() -> bool:
-        return (await lifecycle_events(settings, "s"))[-4:] == ["Opened", "Banned", "Connecting", "Opened"]
+        recorded = await lifecycle_events(settings, "s")
+        return recorded[-4:] == ["Opened", "Banned", "ConnectionStarted", "Opened"]
 
     await eventually(back)
     await wait_status(client, a, "s", "open")

@@ -156,8 +156,8 @@ async def test_a_short_outage_is_one_loss_and_one_reopening(make_rig: Any) -> No
         watcher = asyncio.create_task(watch())
         await rig.outage(0.3)
         watcher.cancel()
-        assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["Reconnecting", "Opened"]
-        lost = [e for e in rig.store.log if isinstance(e, Session.Reconnecting)]
+        assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["ConnectionLost", "Opened"]
+        lost = [e for e in rig.store.log if isinstance(e, Session.ConnectionLost)]
         assert len(lost) == 1 and lost[0].attempt == 1 and lost[0].reason
         assert attempts  # the outage was live status while it lasted...
         assert rig.runtime.outage is None  # ...and is gone once open
@@ -170,9 +170,9 @@ async def test_a_long_outage_is_suspended_once(make_rig: Any) -> None:
     try:
         before = len(rig.store.names(LIFECYCLE_EVENTS))
         await rig.outage(0.6)
-        assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["Reconnecting", "Suspended", "Opened"]
+        assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["ConnectionLost", "Suspended", "Opened"]
         suspended = next(e for e in rig.store.log if isinstance(e, Session.Suspended))
-        lost = next(e for e in rig.store.log if isinstance(e, Session.Reconnecting))
+        lost = next(e for e in rig.store.log if isinstance(e, Session.ConnectionLost))
         assert suspended.reason == lost.reason
     finally:
         await rig.close()
@@ -180,11 +180,11 @@ async def test_a_long_outage_is_suspended_once(make_rig: Any) -> None:
 
 async def test_many_failed_neonize_attempts_record_one_loss(tmp_path: Path) -> None:
     """The defect: every back-off step of a session that could not reach WhatsApp was a
-    ``Session.Reconnecting`` (and a webhook)."""
+    ``Session.ConnectionLost`` (and a webhook)."""
     rig = await neonize_rig(tmp_path, 30.0)
     try:
         before = len(rig.store.names(LIFECYCLE_EVENTS))
         await rig.outage(0.3)
-        assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["Reconnecting", "Opened"]
+        assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["ConnectionLost", "Opened"]
     finally:
         await rig.close()

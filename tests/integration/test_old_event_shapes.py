@@ -1,6 +1,8 @@
 """Events stored before the toggles were split (``Starred(starred=false)``,
-``Chat.PinnedChanged``, ``Reacted(emoji="")`` ...) still reach the read models and the webhook
-outbox, and project exactly as the new events do."""
+``Chat.PinnedChanged``, ``Reacted(emoji="")`` ...) or before a rename (``Session.Connecting``,
+``Reconnecting``, ``Unavailable``), or with a login secret (``PairingCodeIssued`` v1), still
+reach the read models, the history and the webhook outbox, and project exactly as the new
+events do."""
 
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import msgspec
 from eventsourcing.persistence import StoredEvent
 
 from projections import ChatsProjection, MessagesProjection, RegistryProjection, StreamsProjection
+from projections.outbox import OutboxProjection
 from tests.integration.test_projections import rows_of
-from warest.app.history import HistoryQuery, to_item
+from warest.app.history import HistoryQuery, build_query, to_item
+from warest.app.webhook_events import Renderer
 from warest.domain import ids
 from warest.domain.chats import Chat
 from warest.domain.messages import Message
@@ -143,11 +147,96 @@ async def test_the_history_lists_an_event_from_the_future_and_the_runner_parks_i
 
     registry = ProjectionRunner(store, RegistryProjection(), database_url, schema)
     try:
-        registry.process_batch()  # parks it and moves on: the read model never stops on it
+        registry.process_batch()
     finally:
         registry.stop()
-    (parked,) = rows_of(
-        database_url, schema, "SELECT name, topic, error FROM projection_parked WHERE name = 'registry'"
+    parked = rows_of(database_url, schema, "SELECT name, position, topic, error FROM projection_parked")
+    assert [row[:3] for row in parked] == [("registry", 2, "warest.domain.sessions:Session.Opened")]
+    assert parked[0][3].startswith(EventFromTheFuture.__name__)
+
+
+def _catch_up(store: EventStoreApp, database_url: str, schema: str, *projections: Any) -> None:
+    for projection in projections:
+        runner = ProjectionRunner(store, projection, database_url, schema)
+        try:
+            runner.catch_up()
+            assert runner.position == store.max_position(), projection.name
+        finally:
+            runner.stop()
+
+
+async def _history(store: EventStoreApp, database_url: str, schema: str, query: HistoryQuery) -> list[Any]:
+    pool = await asyncpg.create_pool(
+        database_url, min_size=1, max_size=2, server_settings={"search_path": schema}
     )
-    assert parked[1] == "warest.domain.sessions:Session.Opened"
-    assert EventFromTheFuture.__name__ in parked[2] or "upgrade warest" in parked[2]
+    try:
+        return [to_item(e) for e in (await PgEventHistory(pool, store.mapper).events(query, 0, 100)).events]
+    finally:
+        await pool.close()
+
+
+async def test_renamed_session_events_under_their_old_topics_decode_and_project_as_the_new_classes(
+    store: EventStoreApp, committer: GroupCommitter, database_url: str, schema: str
+) -> None:
+    """``Session.Connecting``/``Reconnecting``/``Unavailable`` stored by the code before the
+    rename, and a ``PairingCodeIssued`` v1 with its code: the registry read model, the history
+    (new names, no code; the old names still filter) and the webhook renderer treat them as
+    ``ConnectionStarted``/``ConnectionLost``/``StartDeferred`` and a code-less v2."""
+    jid = "628111@s.whatsapp.net"
+    old = {name: ids.session_id("OLD", name) for name in ("s1", "s2")}
+    created = {"registry": "OLD", "label": "l", "auto_start": True, "engine": "sandbox", "incarnation": 1}
+    store.recorder.insert_events([
+        _old(old["s1"], 1, "sessions:Session.Created", name="s1", **created),
+        _old(old["s1"], 2, "sessions:Session.PairingCodeIssued", code="SECR-ET12", phone="628111"),
+        _old(old["s1"], 3, "sessions:Session.Connecting"),
+        _old(old["s1"], 4, "sessions:Session.Opened", jid=jid, lid=None, push_name=None),
+        _old(old["s1"], 5, "sessions:Session.Reconnecting", attempt=1, reason="connection lost"),
+        _old(old["s2"], 1, "sessions:Session.Created", name="s2", **created),
+        _old(old["s2"], 2, "sessions:Session.Connecting"),
+        _old(old["s2"], 3, "sessions:Session.Unavailable", reason="engine 'sandbox' is not enabled"),
+    ])  # fmt: skip
+    s1 = Session.create("NEW", "s1", "l", True, "sandbox")
+    s1.issue_pairing_code("628111")
+    s1.connecting()
+    s1.opened(jid, None, None)
+    s1.reconnecting(1, "connection lost")
+    s2 = Session.create("NEW", "s2", "l", True, "sandbox")
+    s2.connecting()
+    s2.unavailable("engine 'sandbox' is not enabled")
+    new_types = [type(e).__qualname__ for e in (*s1.pending_events, *s2.pending_events)]
+    committer.save(s1, s2)
+
+    _catch_up(store, database_url, schema, RegistryProjection(), StreamsProjection())
+    sql = "SELECT session_id, status, status_reason, me_jid FROM rm_sessions WHERE registry = '{}' ORDER BY 1"
+    projected = rows_of(database_url, schema, sql.format("OLD"))
+    assert projected == rows_of(database_url, schema, sql.format("NEW"))
+    assert projected == [
+        ("s1", "reconnecting", "connection lost", jid),
+        ("s2", "unavailable", "engine 'sandbox' is not enabled", None),
+    ]
+
+    history = await _history(store, database_url, schema, HistoryQuery(registry="OLD"))
+    assert [i.type for i in history] == new_types
+    assert [i.type for i in history][:5] == ["Session.Created", "Session.PairingCodeIssued",
+                                           "Session.ConnectionStarted", "Session.Opened", "Session.ConnectionLost"]  # fmt: skip  # noqa: E501
+    assert history[1].data == {"phone": "628111"}  # the old event's code is dropped
+    assert not [i for i in history if "SECR-ET12" in msgspec.json.encode(i.data).decode()]
+    by_old_name = build_query("OLD", types=["Session.Connecting,Session.Reconnecting", "Session.Unavailable"])
+    filtered = await _history(store, database_url, schema, by_old_name)
+    assert [(i.session, i.type) for i in filtered] == [
+        ("s1", "Session.ConnectionStarted"), ("s1", "Session.ConnectionLost"),
+        ("s2", "Session.ConnectionStarted"), ("s2", "Session.StartDeferred"),
+    ]  # fmt: skip
+
+    # The webhook outbox reads the old topics and renders them as the new events.
+    former = {f"warest.domain.sessions:Session.{n}" for n in ("Connecting", "Reconnecting", "Unavailable")}
+    assert former <= set(OutboxProjection.topics) and former <= set(RegistryProjection.topics)
+    renderer = Renderer()
+
+    def rendered(stream: uuid.UUID) -> list[Any]:
+        stored = store.recorder.select_events(stream)
+        return [renderer.render(store.mapper.to_domain_event(e), lambda _: None) for e in stored]
+
+    assert rendered(old["s1"]) == rendered(s1.id) and rendered(old["s2"]) == rendered(s2.id)
+    assert ("session_status", {"tags": "reconnecting", "status": "reconnecting", "attempts": 1,
+                               "reason": "connection lost"}) in rendered(old["s1"])  # fmt: skip

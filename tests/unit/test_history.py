@@ -118,7 +118,7 @@ async def test_follow_sends_each_event_once_then_new_ones_and_heartbeats() -> No
                 break
         seen.extend(batch)
     assert [i.position for i in seen] == [4, 6, 8, 10]
-    assert seen[0].type == "Session.Connecting" and seen[-1].type == "Session.Connecting"
+    assert seen[0].type == "Session.ConnectionStarted" and seen[-1].type == "Session.ConnectionStarted"
     assert heartbeats == 3
 
 
@@ -195,3 +195,17 @@ def test_a_former_type_name_still_selects_its_events() -> None:
         "warest.domain.chats:Chat.Unpinned",
         "warest.domain.chats:Chat.PinnedChanged",
     }
+
+
+def test_the_former_session_lifecycle_names_select_the_renamed_events() -> None:
+    """``Session.Connecting``, ``Reconnecting`` and ``Unavailable`` were renamed to past tense:
+    their old names still filter the history, under the old topic and the new one."""
+    renamed = {
+        "Session.Connecting": "Session.ConnectionStarted",
+        "Session.Reconnecting": "Session.ConnectionLost",
+        "Session.Unavailable": "Session.StartDeferred",
+    }
+    for old, new in renamed.items():
+        assert [c.__qualname__ for c in build_query("REG", types=[old]).types] == [new]
+        assert set(topics_for(old)) == {f"warest.domain.sessions:{old}", f"warest.domain.sessions:{new}"}
+        assert build_query("REG", types=[old]).types == build_query("REG", types=[new]).types

@@ -27,7 +27,7 @@ def test_an_outage_is_one_loss_however_many_attempts() -> None:
     for attempt in range(1, 13):
         session.reconnecting(attempt, "connection_lost")
         session.connecting()  # a restart within the outage is not a transition either
-    assert recorded(session) == ["Reconnecting"]
+    assert recorded(session) == ["ConnectionLost"]
     assert session.status == Status.RECONNECTING
 
 
@@ -39,9 +39,9 @@ def test_a_lasting_outage_is_suspended_once_and_ends_with_one_opening() -> None:
     session.reconnecting(40, "connection_lost")
     assert session.status == Status.SUSPENDED
     session.opened("628111@s.whatsapp.net", None, "Bot")
-    assert recorded(session) == ["Reconnecting", "Suspended", "Opened"]
+    assert recorded(session) == ["ConnectionLost", "Suspended", "Opened"]
     session.reconnecting(1, "again")  # a new outage is a new loss
-    assert recorded(session) == ["Reconnecting"]
+    assert recorded(session) == ["ConnectionLost"]
 
 
 def test_suspension_needs_an_outage() -> None:

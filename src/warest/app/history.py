@@ -2,9 +2,9 @@
 
 Every event of the caller's streams (users, sessions, messages) is listed with its global
 position, stream id, stream version, a stable public type name and its fields. Secrets
-(password hashes, API-key digests) never leave this module. QR strings are not in the log
-(``Session.QrIssued`` v2; decoding drops them from older events); pairing codes still are:
-the history is owner-scoped, and they are the owner's own login material.
+(password hashes, API-key digests) never leave this module. Login secrets are not in the
+log: neither QR strings (``Session.QrIssued`` v2) nor pairing codes
+(``Session.PairingCodeIssued`` v2); decoding drops them from older events.
 
 Events are visible once the ``streams`` read model knows their stream; every read is
 bounded by that read model's position (the *horizon*), so a cursor never moves past an

@@ -57,10 +57,15 @@ class MessagingQueries(Protocol):
 
 
 class LoginQrs(Protocol):
-    """The QR a session shows now, kept outside the event log (a login secret): the webhook
-    outbox adds it to the ``qr`` event of ``Session.QrIssued``."""
+    """The login secrets a session shows now (its QR or its pairing code), kept outside the
+    event log: the webhook outbox adds the QR to the ``qr`` event of ``Session.QrIssued`` and
+    the code to the ``pairing_code`` event of ``Session.PairingCodeIssued``."""
 
     async def put(self, session_id: UUID, attempt: int, qr: str) -> None: ...
+    async def put_pairing_code(self, session_id: UUID, phone: str, code: str, issued_at: datetime) -> None:
+        """``issued_at``: the runtime's clock, before the event is recorded (the outbox gives
+        the code only to an event recorded after it)."""
+        ...
 
 
 class LoginGuardStore(Protocol):

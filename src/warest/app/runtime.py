@@ -11,7 +11,7 @@ changes are re-applied to fresh state, so a retry after a save whose outcome was
 finds "already stored" (a conflict, or nothing left to change) rather than a duplicate.
 
 Outages: the engine reports every reconnect attempt; the runtime records the loss once
-(``Session.Reconnecting``), ``Session.Suspended`` once the outage has lasted
+(``Session.ConnectionLost``), ``Session.Suspended`` once the outage has lasted
 ``suspend_after_s``, and ``Session.Opened`` when the link is back. Attempts, the outage's
 start and the next retry are live status (``outage``), shown by ``session/info``.
 """
@@ -419,7 +419,11 @@ class SessionRuntime:
 
     async def pairing_code(self, code: str, phone: str) -> None:
         self.current_pairing_code = code
-        await self._record_reported("a pairing code", lambda s: s.issue_pairing_code(code, phone))
+        # Like the QR, the code stays out of the log; the webhook outbox finds it here.
+        if self._login_qrs is not None:
+            session_id = ids.session_id(self.ref.registry, self.ref.name)
+            await self._login_qrs.put_pairing_code(session_id, phone, code, utcnow())
+        await self._record_reported("a pairing code", lambda s: s.issue_pairing_code(phone))
 
     async def connecting(self) -> None:
         await self._record_reported("connecting", lambda s: s.connecting())

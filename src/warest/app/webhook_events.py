@@ -94,8 +94,9 @@ def _session_status(event: Any) -> dict[str, Any] | None:
             # The QR string is not in the log: the outbox fills ``qr`` in (``with_qr``).
             return {"tags": "qr", "qr": None, "qrDuration": event.duration_s, "attempt": event.attempt}
         case Session.PairingCodeIssued():
-            return {"tags": "pairing_code", "pairingCode": event.code, "phone": event.phone}
-        case Session.Connecting():
+            # The code is not in the log either: the outbox fills ``pairingCode`` in.
+            return {"tags": "pairing_code", "pairingCode": None, "phone": event.phone}
+        case Session.ConnectionStarted():
             return {"tags": "connecting", "status": "connecting"}
         case Session.Opened():
             return {
@@ -103,7 +104,7 @@ def _session_status(event: Any) -> dict[str, Any] | None:
                 "status": "open",
                 "me": {"id": event.jid, "lid": event.lid, "name": event.push_name},
             }
-        case Session.Reconnecting():
+        case Session.ConnectionLost():
             return {
                 "tags": "reconnecting",
                 "status": "reconnecting",
@@ -126,7 +127,7 @@ def _session_status(event: Any) -> dict[str, Any] | None:
         case Session.Banned():
             until = event.until.isoformat() if event.until else None
             return {"tags": "banned", "status": "banned", "reason": event.reason, "until": until}
-        case Session.Unavailable():
+        case Session.StartDeferred():
             return {"tags": "unavailable", "status": "unavailable", "reason": event.reason}
     return None
 
@@ -135,6 +136,12 @@ def with_qr(data: dict[str, Any], qr: str | None) -> dict[str, Any]:
     """The ``session_status`` data of a ``Session.QrIssued`` with the QR string it showed
     (``None`` when it was replaced before the outbox rendered it: it is useless by then)."""
     return {**data, "qr": qr}
+
+
+def with_pairing_code(data: dict[str, Any], code: str | None) -> dict[str, Any]:
+    """The ``session_status`` data of a ``Session.PairingCodeIssued`` with the code it
+    announced (``None`` when a newer code replaced it before the outbox rendered it)."""
+    return {**data, "pairingCode": code}
 
 
 MESSAGE_FOLLOW_UPS: tuple[type[DomainEvent], ...] = (

@@ -4,10 +4,15 @@ It holds what the owner configures (label, auto-start, engine) and every
 lifecycle happening reported by the engine (QR, pairing code, connecting, open,
 reconnecting, suspended, logged out, replaced, closed, banned).
 
-Lifecycle events are state transitions, not reports: an outage is one ``Reconnecting``
+Lifecycle events are state transitions, not reports: an outage is one ``ConnectionLost``
 (however many attempts the engine makes), then ``Suspended`` if it lasts, then ``Opened``
 once the link is back. Attempt counts and retry times are live status (the runtime), not
 events.
+
+Event names are past tense (what happened); the session's ``Status`` is what it is now.
+Three events were renamed so (their old topics still decode, ``renamed_from``):
+``Connecting`` -> ``ConnectionStarted``, ``Reconnecting`` -> ``ConnectionLost``,
+``Unavailable`` -> ``StartDeferred``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,11 @@ from typing import Any, ClassVar
 
 from warest.domain import ids, model, values
 from warest.domain.errors import AlreadyExists, SessionNotFound
+
+
+def _former(name: str) -> tuple[str, ...]:
+    """The stored topic of a Session event under its former ``name``."""
+    return (f"{__name__}:Session.{name}",)
 
 
 class Status(StrEnum):
@@ -121,15 +131,28 @@ class Session(model.Aggregate):
             aggregate.status = Status.QR
 
     class PairingCodeIssued(model.DomainEvent, frozen=True, kw_only=True):
-        """An 8-character code to enter on the phone ``phone``."""
+        """An 8-character code was issued, to enter on the phone ``phone``. The code itself
+        is a login secret and is not recorded (v1 recorded it as ``code``; decoding drops
+        it): the runtime keeps it in memory for the API and in ``session_login_code`` for the
+        webhook ``pairing_code`` event."""
 
-        code: str
         phone: str
+
+        class_version: ClassVar[int] = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            state.pop("code", None)
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status.PAIRING
 
-    class Connecting(model.DomainEvent, frozen=True, kw_only=True):
+    class ConnectionStarted(model.DomainEvent, frozen=True, kw_only=True):
+        """The engine began to connect (a login, or a restart after a ban or a stop);
+        ``Opened`` says it succeeded. Stored as ``Session.Connecting`` before its rename."""
+
+        renamed_from: ClassVar[tuple[str, ...]] = _former("Connecting")
+
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status.CONNECTING
 
@@ -146,13 +169,16 @@ class Session(model.Aggregate):
             aggregate.me_lid = self.lid
             aggregate.push_name = self.push_name
 
-    class Reconnecting(model.DomainEvent, frozen=True, kw_only=True):
-        """The connection was lost (once per outage). ``attempt`` is the engine's attempt
-        when the loss was recorded: 1 (events written before outages were de-duplicated
-        may carry later attempts)."""
+    class ConnectionLost(model.DomainEvent, frozen=True, kw_only=True):
+        """The connection was lost, for ``reason`` (once per outage); the engine reconnects
+        by itself. ``attempt`` is the engine's attempt when the loss was recorded: 1 (events
+        written before outages were de-duplicated may carry later attempts). Stored as
+        ``Session.Reconnecting`` before its rename."""
 
         attempt: int
         reason: str
+
+        renamed_from: ClassVar[tuple[str, ...]] = _former("Reconnecting")
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status.RECONNECTING
@@ -202,11 +228,14 @@ class Session(model.Aggregate):
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status.BANNED
 
-    class Unavailable(model.DomainEvent, frozen=True, kw_only=True):
+    class StartDeferred(model.DomainEvent, frozen=True, kw_only=True):
         """The server could not start the session: its engine is not enabled there. The
-        session still wants to run: it starts again with a server that has the engine."""
+        session still wants to run: it starts again with a server that has the engine.
+        Stored as ``Session.Unavailable`` before its rename."""
 
         reason: str
+
+        renamed_from: ClassVar[tuple[str, ...]] = _former("Unavailable")
 
         def apply(self, aggregate: Any) -> None:
             aggregate.status = Status.UNAVAILABLE
@@ -258,16 +287,16 @@ class Session(model.Aggregate):
         self._ensure_live()
         self._trigger(Session.QrIssued, duration_s=duration_s, attempt=attempt)
 
-    def issue_pairing_code(self, code: str, phone: str) -> None:
+    def issue_pairing_code(self, phone: str) -> None:
         self._ensure_live()
-        self._trigger(Session.PairingCodeIssued, code=code, phone=phone)
+        self._trigger(Session.PairingCodeIssued, phone=phone)
 
     def connecting(self) -> None:
         """Not a transition while the session is connecting already or in an outage (a
         reconnect is part of the outage; ``Opened`` ends it)."""
         self._ensure_live()
         if self.status not in (Status.CONNECTING, *_OUTAGE):
-            self._trigger(Session.Connecting)
+            self._trigger(Session.ConnectionStarted)
 
     def opened(self, jid: str, lid: str | None, push_name: str | None) -> None:
         self._ensure_live()
@@ -278,7 +307,7 @@ class Session(model.Aggregate):
         """The connection was lost: recorded once per outage (later attempts change nothing)."""
         self._ensure_live()
         if self.status not in _OUTAGE:
-            self._trigger(Session.Reconnecting, attempt=attempt, reason=reason)
+            self._trigger(Session.ConnectionLost, attempt=attempt, reason=reason)
 
     def suspended(self, reason: str, since: datetime) -> None:
         """The outage has lasted: recorded once, and only during an outage."""
@@ -309,7 +338,7 @@ class Session(model.Aggregate):
         self._ensure_live()
         if self.status == Status.UNAVAILABLE:
             return False
-        self._trigger(Session.Unavailable, reason=reason)
+        self._trigger(Session.StartDeferred, reason=reason)
         return True
 
     @property
@@ -331,15 +360,15 @@ LIFECYCLE_EVENTS: tuple[type[model.DomainEvent], ...] = (
     Session.Deleted,
     Session.QrIssued,
     Session.PairingCodeIssued,
-    Session.Connecting,
+    Session.ConnectionStarted,
     Session.Opened,
-    Session.Reconnecting,
+    Session.ConnectionLost,
     Session.Suspended,
     Session.LoggedOut,
     Session.Replaced,
     Session.Closed,
     Session.Banned,
-    Session.Unavailable,
+    Session.StartDeferred,
 )
 """The events of a session's life (its configuration aside): what the registry shows and
 what webhooks announce as ``session_status``."""
