@@ -31,12 +31,6 @@ VICTOR_PHONE, VICTOR_EXT = "6281300000002", "6281300000008"
 
 
 @pytest.fixture
-def receiver() -> Iterator[ReceiverProcess]:
-    with ReceiverProcess() as process:
-        yield process
-
-
-@pytest.fixture
 def server(database_url: str, schema: str, tmp_path: Path) -> Iterator[ServerProcess]:
     env = sandbox_env(
         database_url,

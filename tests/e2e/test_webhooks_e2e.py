@@ -21,12 +21,6 @@ SENDER = "6281200000009"
 
 
 @pytest.fixture
-def receiver() -> Iterator[ReceiverProcess]:
-    with ReceiverProcess() as process:
-        yield process
-
-
-@pytest.fixture
 def server(database_url: str, schema: str, tmp_path: Path) -> Iterator[ServerProcess]:
     env = sandbox_env(
         database_url,
