@@ -105,6 +105,10 @@ def test_admin_commands_beside_a_live_server_leave_its_sessions_alone(
         assert "created cli-made" in made.stdout and "API key (shown once): wrst_" in made.stdout
         rotated = warest(server, "users", "rotate-key", "cli-made")
         assert "API key (shown once): wrst_" in rotated.stdout
+        new_key = rotated.stdout.rsplit("API key (shown once): ", 1)[1].strip()
+        with server.client(new_key) as made_client:  # the server reads what the command wrote
+            me = made_client.get("/api/v1/users/me")
+        assert me.status_code == 200 and me.json()["results"][0]["username"] == "cli-made", me.text
         assert "disabled cli-made" in warest(server, "users", "disable", "cli-made").stdout
         assert "configuration OK" in warest(server, "config", "check").stdout
         exported = tmp_path / "events.ndjson"
@@ -117,7 +121,7 @@ def test_admin_commands_beside_a_live_server_leave_its_sessions_alone(
         # The commands did their work: the server sees the user they made, disabled.
         with server.client(ADMIN_KEY) as admin:
             users = admin.get("/api/v1/users").json()["results"]
-        assert any(u["username"] == "cli-made" for u in users), users
+        assert [u["disabled"] for u in users if u["username"] == "cli-made"] == [True], users
 
         # And recorded nothing about any session: the stream is as it was, still open.
         assert session_events(database_url, schema, stream) == before
