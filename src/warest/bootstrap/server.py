@@ -550,4 +550,5 @@ class Container:
         if self.store is not None:
             self.store.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        await asyncio.to_thread(self.database.stop)
+        if self.database.embedded is not None:
+            await asyncio.to_thread(self.database.stop)
