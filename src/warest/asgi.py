@@ -9,7 +9,7 @@ from litestar import Litestar
 from warest.api.app import create_app
 from warest.api.body_timeout import BodyTimeoutMiddleware
 from warest.api.middleware import AccessLogMiddleware
-from warest.bootstrap import Container
+from warest.bootstrap.server import Container
 from warest.config import Settings
 from warest.infra.db.outage import database_outage
 from warest.logs import setup_logging

@@ -80,15 +80,13 @@ def _run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(factory(settings))
 
 
-async def _with_services(settings: Settings, action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
-    from warest.bootstrap import Container  # noqa: PLC0415
+async def _with_users(settings: Settings, action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+    """Runs ``action(users)`` with the admin container's ``UserService``: no engine, no
+    session and no projector is started, so this is safe beside a running server."""
+    from warest.bootstrap.admin import AdminContainer  # noqa: PLC0415
 
-    container = Container(settings)
-    services = await container.start()
-    try:
-        return await action(services)
-    finally:
-        await container.stop()
+    async with AdminContainer(settings) as admin:
+        return await action(await admin.users())
 
 
 @main.command()
@@ -96,36 +94,27 @@ async def _with_services(settings: Settings, action: Callable[[Any], Coroutine[A
 def projector(no_migrate: bool) -> None:
     """Keeps the read models (servers start one each; one at a time works, the others stand by)."""
     settings = _settings()
-    from warest.bootstrap import run_projector  # noqa: PLC0415
-    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
+    from warest.bootstrap.foundation import Database  # noqa: PLC0415
+    from warest.bootstrap.projector import run_projector  # noqa: PLC0415
     from warest.logs import setup_logging  # noqa: PLC0415
 
     setup_logging(settings.log_level)
-    embedded = None if settings.database_url else EmbeddedPostgres(settings.data_path)
-    url = settings.database_url or (embedded.start() if embedded else "")
+    database = Database(settings)
     try:
-        asyncio.run(run_projector(settings, url, migrate_first=not no_migrate))
+        asyncio.run(run_projector(settings, database, migrate_first=not no_migrate))
     except KeyboardInterrupt:
         pass
     finally:
-        if embedded is not None:
-            embedded.stop()
+        database.stop()
 
 
 @main.command()
 def migrate() -> None:
     """Applies pending read-model migrations."""
-    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
-    from warest.infra.db.migrations import migrate as apply  # noqa: PLC0415
+    from warest.bootstrap.admin import AdminContainer  # noqa: PLC0415
 
-    settings = _settings()
-    embedded = EmbeddedPostgres(settings.data_path) if settings.embedded_database else None
-    url = settings.database_url or (embedded.start() if embedded else "")
-    try:
-        applied = apply(url, settings.database_schema)
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    with AdminContainer(_settings()) as admin:
+        applied = admin.migrate()
     for migration in applied:
         click.echo(f"applied {migration.version:04d}_{migration.name}")
     click.echo(f"{len(applied)} migration(s) applied")
@@ -151,13 +140,13 @@ def users_create(
     if prompt_password:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
-    async def action(services: Any) -> tuple[Any, str | None]:
-        result: tuple[Any, str | None] = await services.users.create(
+    async def action(users: Any) -> tuple[Any, str | None]:
+        result: tuple[Any, str | None] = await users.create(
             username, password=password, role=Role.ADMIN if admin else Role.USER, registry=registry
         )
         return result
 
-    record, key = _run(lambda s: _with_services(s, action))
+    record, key = _run(lambda s: _with_users(s, action))
     click.echo(f"created {record.username} (registry {record.registry}, role {record.role})")
     click.echo(f"API key (shown once): {key}")
 
@@ -166,11 +155,11 @@ def users_create(
 def users_list() -> None:
     """Lists users."""
 
-    async def action(services: Any) -> list[Any]:
-        result: list[Any] = await services.users.all()
+    async def action(users: Any) -> list[Any]:
+        result: list[Any] = await users.all()
         return result
 
-    for record in _run(lambda s: _with_services(s, action)):
+    for record in _run(lambda s: _with_users(s, action)):
         state = "disabled" if record.disabled else "active"
         click.echo(f"{record.username}\t{record.registry}\t{record.role}\t{state}")
 
@@ -180,10 +169,10 @@ def users_list() -> None:
 def users_disable(username: str) -> None:
     """Disables a user: its API key and docs sessions stop working."""
 
-    async def action(services: Any) -> Any:
-        return await services.users.set_disabled(username, True)
+    async def action(users: Any) -> Any:
+        return await users.set_disabled(username, True)
 
-    _run(lambda s: _with_services(s, action))
+    _run(lambda s: _with_users(s, action))
     click.echo(f"disabled {username}")
 
 
@@ -192,11 +181,11 @@ def users_disable(username: str) -> None:
 def users_rotate_key(username: str) -> None:
     """Issues a new API key for a user; the old one stops working."""
 
-    async def action(services: Any) -> str:
-        key: str = await services.users.rotate_key(username)
+    async def action(users: Any) -> str:
+        key: str = await users.rotate_key(username)
         return key
 
-    key = _run(lambda s: _with_services(s, action))
+    key = _run(lambda s: _with_users(s, action))
     click.echo(f"API key (shown once): {key}")
 
 
@@ -230,18 +219,12 @@ def projections_rebuild(name: str | None) -> None:
     and answering meanwhile."""
     from tqdm import tqdm  # noqa: PLC0415
 
-    from warest.bootstrap import build_runners, build_store  # noqa: PLC0415
-    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
-    from warest.infra.db.migrations import migrate as apply  # noqa: PLC0415
+    from warest.bootstrap.admin import AdminContainer  # noqa: PLC0415
     from warest.infra.projection_runner import RebuildRunning  # noqa: PLC0415
 
-    settings = _settings()
-    embedded = EmbeddedPostgres(settings.data_path) if settings.embedded_database else None
-    url = settings.database_url or (embedded.start() if embedded else "")
-    try:
-        apply(url, settings.database_schema)
-        store = build_store(settings, url)
-        runners = build_runners(store, settings, url)
+    with AdminContainer(_settings()) as admin:
+        store = admin.event_store()
+        runners = admin.runners()
         known = [r.name for r in runners]
         if name is not None and name not in known:
             raise click.BadParameter(f"unknown projection '{name}' (known: {', '.join(known)})")
@@ -261,27 +244,16 @@ def projections_rebuild(name: str | None) -> None:
                 bar.update(total - bar.n)
             runner.stop()
             click.echo(f"rebuilt {runner.name}: {count} events")
-        store.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 @projections.command("retry-parked")
 @click.argument("name", required=False)
 def projections_retry_parked(name: str | None) -> None:
     """Applies again the events read models parked (all, or NAME's), after a fix."""
-    from warest.bootstrap import build_runners, build_store  # noqa: PLC0415
-    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
-    from warest.infra.db.migrations import migrate as apply  # noqa: PLC0415
+    from warest.bootstrap.admin import AdminContainer  # noqa: PLC0415
 
-    settings = _settings()
-    embedded = EmbeddedPostgres(settings.data_path) if settings.embedded_database else None
-    url = settings.database_url or (embedded.start() if embedded else "")
-    try:
-        apply(url, settings.database_schema)
-        store = build_store(settings, url)
-        runners = build_runners(store, settings, url, with_outbox=True)
+    with AdminContainer(_settings()) as admin:
+        runners = admin.runners(with_outbox=True)
         known = [r.name for r in runners]
         if name is not None and name not in known:
             raise click.BadParameter(f"unknown projection '{name}' (known: {', '.join(known)})")
@@ -290,10 +262,6 @@ def projections_retry_parked(name: str | None) -> None:
                 retried = runner.retry_parked()
                 click.echo(f"{runner.name}: {retried.applied} applied, {retried.failed} still parked")
             runner.stop()
-        store.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()
 
 
 # -- events -------------------------------------------------------------------------------
@@ -319,16 +287,14 @@ def _instant(value: str | None, option: str) -> Any:
 
 async def _export_history(settings: Settings, url: str, mapper: Any, sink: Any, **filters: Any) -> int:
     """Writes every matching event up to the history's horizon now; returns the count."""
-    import asyncpg  # noqa: PLC0415
     import msgspec  # noqa: PLC0415
     from tqdm import tqdm  # noqa: PLC0415
 
     from warest.app.history import EventHistory  # noqa: PLC0415
+    from warest.bootstrap.foundation import create_pool  # noqa: PLC0415
     from warest.infra.db.history import PgEventHistory  # noqa: PLC0415
 
-    pool = await asyncpg.create_pool(
-        url, min_size=1, max_size=2, server_settings={"search_path": settings.database_schema}
-    )
+    pool = await create_pool(settings, url, max_size=2)
     try:
         history = EventHistory(PgEventHistory(pool, mapper))
         upper = await history.horizon()
@@ -367,10 +333,8 @@ def events_export(
 ) -> None:
     """Writes the event history as NDJSON: one event per line, shaped as the API shows it."""
     from warest.app.history import build_query  # noqa: PLC0415
-    from warest.bootstrap import build_runners, build_store  # noqa: PLC0415
+    from warest.bootstrap.admin import AdminContainer  # noqa: PLC0415
     from warest.domain.errors import InvalidValue  # noqa: PLC0415
-    from warest.infra.db.embedded import EmbeddedPostgres  # noqa: PLC0415
-    from warest.infra.db.migrations import migrate as apply  # noqa: PLC0415
 
     filters: dict[str, Any] = {
         "registry": registry,
@@ -385,24 +349,15 @@ def events_export(
     except InvalidValue as error:
         raise click.BadParameter(error.reason, param_hint=f"--{error.field}") from None
     settings = _settings()
-    embedded = EmbeddedPostgres(settings.data_path) if settings.embedded_database else None
-    url = settings.database_url or (embedded.start() if embedded else "")
-    try:
-        apply(url, settings.database_schema)
-        store = build_store(settings, url)
-        try:
-            # Attribute every stream committed so far (safe beside a running server).
-            streams = next(r for r in build_runners(store, settings, url) if r.name == "streams")
-            streams.catch_up()
-            streams.stop()
-            with open(output, "wb") if output else contextlib.nullcontext(sys.stdout.buffer) as sink:
-                count = asyncio.run(_export_history(settings, url, store.mapper, sink, **filters))
-                sink.flush()
-        finally:
-            store.close()
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    with AdminContainer(settings) as admin:
+        store = admin.event_store()
+        # Attribute every stream committed so far (safe beside a running server).
+        (streams,) = admin.runners(only=("streams",))
+        streams.catch_up()
+        streams.stop()
+        with open(output, "wb") if output else contextlib.nullcontext(sys.stdout.buffer) as sink:
+            count = asyncio.run(_export_history(settings, admin.database_url, store.mapper, sink, **filters))
+            sink.flush()
     click.echo(f"exported {count} events", err=True)
 
 

@@ -1,17 +1,15 @@
-"""The composition root: builds every component from Settings, starts and stops them.
-
-Nothing else constructs infrastructure. The HTTP layer receives a ``Services`` object
-made only of application services and ports.
+"""The server's composition root: what a ``warest serve`` worker (and an in-process test
+app) runs: engines, session runtimes and auto-start, the webhook dispatcher, the HTTP
+services. The HTTP layer receives a ``Services`` object made only of application services
+and ports.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import os
-import signal
 import threading
 import time
 import zlib
@@ -23,8 +21,7 @@ from typing import Any
 
 import asyncpg
 
-import projections
-from projections.outbox import DefaultEndpoint, OutboxProjection
+from projections.outbox import OutboxProjection
 from warest import __version__
 from warest.app.actions import ActionService
 from warest.app.engine import Engine, SessionRef
@@ -37,23 +34,29 @@ from warest.app.ports import ReadModelWaiter
 from warest.app.readside import ReadService
 from warest.app.runtime import LifecycleSettings, QueueSettings
 from warest.app.sandbox import SandboxControl
-from warest.app.security import KeyDigester
 from warest.app.sessions import SessionService
-from warest.app.users import LoginPolicy, UserService
+from warest.app.users import UserService
 from warest.app.webhook_dispatch import DeliveryPolicy, Dispatcher, Target
 from warest.app.webhooks import DeliveryDisabler, WebhookActions, WebhookService
+from warest.bootstrap.foundation import (
+    Database,
+    build_runners,
+    build_store,
+    build_users,
+    create_pool,
+    load_settings_pepper,
+    seed_admin,
+    server_read_model_names,
+    settle_garbage_collector,
+)
 from warest.config import Settings
 from warest.domain.ids import DEFAULT_WEBHOOK_ENDPOINT
 from warest.infra.clock import SystemClock
 from warest.infra.db.connect import AdvisoryLock
-from warest.infra.db.embedded import EmbeddedPostgres
 from warest.infra.db.history import PgEventHistory
 from warest.infra.db.lease import Lease
 from warest.infra.db.login_qr import PgLoginQrs
-from warest.infra.db.migrations import migrate
 from warest.infra.db.queries import (
-    PgAuthSessionStore,
-    PgLoginGuardStore,
     PgMessagingQueries,
     PgRegistryQueries,
     database_ok,
@@ -65,38 +68,17 @@ from warest.infra.engines.sandbox.store import SandboxStore
 from warest.infra.eventstore.adapter import AsyncEventStore
 from warest.infra.eventstore.async_commit import AsyncGroupCommitter
 from warest.infra.eventstore.group_commit import GroupCommitter
-from warest.infra.eventstore.store import EventStoreApp, postgres_env
+from warest.infra.eventstore.store import EventStoreApp
 from warest.infra.parking import PgParkedEvents
-from warest.infra.passwords import Argon2Hasher
-from warest.infra.pepper import load_pepper
-from warest.infra.projection_runner import ProjectionRunner
 from warest.infra.projector import ProjectorProcess, projector_channel, projector_lock_key
 from warest.infra.readmodels import LocalReadModels, ReadModels, RemoteReadModels
 from warest.infra.webhooks.egress import EgressPolicy
 from warest.infra.webhooks.secrets import AesSecretBox
 from warest.infra.webhooks.sender import EgressUrlGuard, HttpSender
 from warest.infra.webhooks.store import PgDeliveryStore, PgWebhookQueries
-from warest.supervision import exit_with_supervisor, on_stop_signal, stop_requests, waited_popen
+from warest.supervision import on_stop_signal, stop_requests, waited_popen
 
 log = logging.getLogger("warest")
-
-
-GC_THRESHOLDS = (20_000, 20, 100)
-
-
-def settle_garbage_collector() -> None:
-    """Takes what startup built (code, the framework, pools: ~100,000 objects) out of the
-    cyclic collector's reach and makes its passes rarer. Full collections used to scan all
-    of it and stop the process for 45-65 ms a few times a minute under load, which was the
-    tail of webhook latency (docs/performance.md)."""
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
-
-
-def startup_lock_key(schema: str) -> int:
-    """One startup lock per schema: servers (and test runs) in other schemas never wait."""
-    return 0x5741_5245_0000_0000 | zlib.crc32(f"startup:{schema}".encode())
 
 
 @dataclass
@@ -119,107 +101,6 @@ class Services:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_database_url(settings: Settings, embedded: EmbeddedPostgres | None) -> str:
-    if settings.database_url:
-        return settings.database_url
-    if embedded is None:
-        raise RuntimeError("no WAREST_DATABASE_URL and no embedded server")
-    return embedded.start()
-
-
-def build_store(settings: Settings, database_url: str) -> EventStoreApp:
-    return EventStoreApp(
-        env=postgres_env(database_url, settings.database_schema, settings.database_pool_size)
-    )
-
-
-def build_runners(
-    store: EventStoreApp,
-    settings: Settings,
-    database_url: str,
-    *,
-    with_outbox: bool = False,
-    announce: str | None = None,
-) -> list[ProjectionRunner]:
-    """The read models (``projections.ALL``, which ``projections rebuild`` may rebuild) and,
-    for a server with webhooks on, the webhook outbox (a durable queue: never rebuilt)."""
-    schema = settings.database_schema
-    runners = [
-        ProjectionRunner(
-            store,
-            projection_class(),
-            database_url,
-            schema,
-            announce=announce,
-            min_interval_s=settings.projection_interval_ms / 1000,
-        )
-        for projection_class in projections.ALL
-    ]
-    if with_outbox and settings.webhooks_enabled:
-        default = DefaultEndpoint(settings.webhook_default_url) if settings.webhook_default_url else None
-        outbox = OutboxProjection(store.events_table, default, settings.webhook_command_prefixes)
-        runners.append(
-            ProjectionRunner(store, outbox, database_url, schema, batch_size=5000, announce=announce)
-        )
-    return runners
-
-
-def server_read_model_names(settings: Settings) -> list[str]:
-    """What a server reads: every read model, and the outbox when webhooks are on."""
-    names = [projection_class.name for projection_class in projections.ALL]
-    if settings.webhooks_enabled:
-        names.append(OutboxProjection.name)
-    return names
-
-
-async def run_projector(settings: Settings, database_url: str, *, migrate_first: bool = True) -> None:
-    """The projector process (``warest projector``): until SIGTERM or SIGINT, takes the
-    projector lease of the schema and, while it holds it, keeps every read model of a server
-    (outbox included) and announces each batch on the schema's channel.
-
-    ``migrate_first``: false for a server worker's child, started by the worker while it
-    holds the startup lock, after migrating."""
-    if settings.supervisor_pid and settings.supervisor_pid != os.getpid():
-        exit_with_supervisor(settings.supervisor_pid)
-    schema = settings.database_schema
-    if migrate_first:
-        startup = AdvisoryLock(database_url, startup_lock_key(schema))
-        await asyncio.to_thread(startup.acquire)
-        try:
-            await asyncio.to_thread(migrate, database_url, schema)
-        finally:
-            await asyncio.to_thread(startup.release)
-    store = await asyncio.to_thread(build_store, settings, database_url)
-    current: list[LocalReadModels] = []
-
-    async def start() -> None:
-        runners = build_runners(
-            store, settings, database_url, with_outbox=True, announce=projector_channel(schema)
-        )
-        read_models = LocalReadModels(runners, store.max_position)
-        current.append(read_models)
-        await asyncio.to_thread(read_models.start)
-        settle_garbage_collector()
-
-    async def stop() -> None:
-        while current:
-            await asyncio.to_thread(current.pop().stop)
-
-    lease = Lease(
-        AdvisoryLock(database_url, projector_lock_key(schema)), start, stop, name="projector", retry_s=1.0
-    )
-    work = asyncio.create_task(lease.run(), name="projector-lease")
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, work.cancel)
-    try:
-        await work
-    except asyncio.CancelledError:
-        log.info("projector stopped")
-    finally:
-        store.close()
-
-
 def delivery_policy(settings: Settings) -> DeliveryPolicy:
     return DeliveryPolicy(
         timeout_s=settings.webhook_timeout_ms / 1000,
@@ -238,11 +119,6 @@ def delivery_policy(settings: Settings) -> DeliveryPolicy:
 
 def dispatcher_lock_key(schema: str) -> int:
     return 0x5741_5245_0000_0000 | zlib.crc32(f"webhooks:{schema}".encode())
-
-
-async def _keep_connection_state(connection: asyncpg.Connection) -> None:
-    """asyncpg's default reset costs a round trip on every release; our queries set no
-    session state (the search_path comes from the connection's server settings)."""
 
 
 def queue_settings(settings: Settings) -> QueueSettings:
@@ -333,7 +209,7 @@ class Container:
         self._stopping: asyncio.Future[None] | None = None
         self._stop_began = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.embedded: EmbeddedPostgres | None = None
+        self.database = Database(settings)
         self.database_url = ""
         self.pool: asyncpg.Pool | None = None
         self.store: EventStoreApp | None = None
@@ -395,23 +271,14 @@ class Container:
         os._exit(0)
 
     async def _start(self) -> Services:
-        settings = self.settings
         self._loop = asyncio.get_running_loop()
-        if not settings.database_url:
-            self.embedded = EmbeddedPostgres(settings.data_path)
-        self.database_url = await asyncio.to_thread(resolve_database_url, settings, self.embedded)
-        # Several processes may start on an empty database at once: one at a time creates
-        # tables and seeds the admin; the others then find everything in place.
-        startup = AdvisoryLock(self.database_url, startup_lock_key(settings.database_schema))
-        await asyncio.to_thread(startup.acquire)
-        try:
+        self.database_url = await asyncio.to_thread(self.database.start)
+        async with self.database.startup():
             return await self._start_locked()
-        finally:
-            await asyncio.to_thread(startup.release)
 
     async def _start_locked(self) -> Services:
         settings = self.settings
-        await asyncio.to_thread(migrate, self.database_url, settings.database_schema)
+        await asyncio.to_thread(self.database.migrate)
         self.store = await asyncio.to_thread(build_store, settings, self.database_url)
         self.read_models = self._read_models(settings, self.store)
         if settings.group_commit:
@@ -432,34 +299,14 @@ class Container:
             self.projector.start()
         if settings.projector != "inline":
             await self._caught_up(self.read_models)
-        self.pool = await asyncpg.create_pool(
-            self.database_url,
-            min_size=1,
-            max_size=settings.database_pool_size,
-            server_settings={"search_path": settings.database_schema},
-            reset=_keep_connection_state,  # nothing session-level is ever set: skip RESET ALL
-        )
+        self.pool = await create_pool(settings, self.database_url)
         writer = self.async_committer or self.committer
         assert writer is not None
         event_store = AsyncEventStore(self.store, writer, self.executor)
         queries = PgRegistryQueries(self.pool)
-        pepper = await asyncio.to_thread(load_pepper, settings.secret_key, settings.data_path)
-        users = UserService(
-            event_store,
-            queries,
-            self.read_models,
-            Argon2Hasher(),
-            KeyDigester(pepper),
-            PgLoginGuardStore(self.pool),
-            PgAuthSessionStore(self.pool),
-            SystemClock(),
-            LoginPolicy(
-                max_failures=settings.login_max_failures,
-                lock_base_s=settings.login_lock_base_s,
-                docs_session_ttl_s=settings.docs_session_ttl_s,
-            ),
-        )
-        await users.seed_admin(settings.admin_username, settings.admin_password, settings.admin_api_key)
+        pepper = await load_settings_pepper(settings)
+        users = build_users(settings, event_store, self.pool, self.read_models, pepper)
+        await seed_admin(settings, users)
         engines = await self._engines(settings)
         messaging_queries = PgMessagingQueries(self.pool)
         self.manager = SessionManager(
@@ -510,7 +357,7 @@ class Container:
             )
         if settings.projector == "process":
             env = {"WAREST_DATABASE_URL": self.database_url}
-            if self.embedded is not None or settings.database_embedded:
+            if self.database.embedded is not None or settings.database_embedded:
                 env["WAREST_DATABASE_EMBEDDED"] = "true"
             self.projector = ProjectorProcess(env)
         return RemoteReadModels(
@@ -703,5 +550,5 @@ class Container:
         if self.store is not None:
             self.store.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
-        if self.embedded is not None:
-            await asyncio.to_thread(self.embedded.stop)
+        if self.database.embedded is not None:
+            await asyncio.to_thread(self.database.stop)
