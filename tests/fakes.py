@@ -102,6 +102,16 @@ class InMemoryEventStore:
             self.streams.setdefault(stored.originator_id, []).append(stored)  # type: ignore[arg-type]
         return len(self.log) if events else 0
 
+    def append_stored(self, originator_id: UUID, version: int, topic: str, state: bytes) -> int:
+        """Appends a stored event as older code wrote it (a topic and a JSON state), to see
+        what loading it gives today."""
+        stored = StoredEvent(
+            originator_id=originator_id, originator_version=version, topic=topic, state=state
+        )
+        self.log.append(stored)
+        self.streams.setdefault(originator_id, []).append(stored)
+        return len(self.log)
+
     def put(self, *aggregates: Any) -> int:
         """``save`` without its failure switches, for arranging a test."""
         return self.record([event for aggregate in aggregates for event in aggregate.collect_events()])
