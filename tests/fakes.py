@@ -51,7 +51,7 @@ class InMemoryEventStore:
         self.mapper = MsgspecMapper(JSONTranscoder())
         self.log: list[StoredEvent] = []  # position n is log[n - 1]
         self.streams: dict[UUID, list[StoredEvent]] = {}
-        self.fail: Callable[[Sequence[Any]], bool] | None = None
+        self.fail: Callable[[Sequence[Any]], object] | None = None
         self.fail_next = 0
         self.committed = False
         self.gate: asyncio.Event | None = None
@@ -79,7 +79,7 @@ class InMemoryEventStore:
             raise ConnectionError("connection lost before the answer")
         return position
 
-    async def get(self, aggregate_id: UUID) -> Any | None:
+    async def get(self, aggregate_id: UUID) -> Any:  # an aggregate or None
         return self.load(aggregate_id)
 
     # -- synchronous helpers for tests and the fake read models ----------------------------
@@ -116,7 +116,7 @@ class InMemoryEventStore:
         """``save`` without its failure switches, for arranging a test."""
         return self.record([event for aggregate in aggregates for event in aggregate.collect_events()])
 
-    def load(self, aggregate_id: UUID) -> Any | None:
+    def load(self, aggregate_id: UUID) -> Any:  # an aggregate or None
         aggregate = None
         for event in self.events(aggregate_id):
             aggregate = event.mutate(aggregate)

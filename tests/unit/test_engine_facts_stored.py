@@ -8,9 +8,8 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
-from tests.fakes import InMemoryEventStore
+from tests.fakes import FakeMessagingQueries, InMemoryEventStore
 from warest.app.engine import InboundMessage, Me, Receipt, SessionRef
 from warest.app.runtime import LifecycleSettings, QueueSettings, SessionRuntime
 from warest.domain.messages import Message
@@ -21,17 +20,6 @@ from warest.infra.engines.neonize.connection import Inbox
 REF = SessionRef("REG", "main")
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ANN = "628123@s.whatsapp.net"
-
-
-class Queries:
-    def __init__(self) -> None:
-        self.by_wa_id: dict[str, UUID] = {}
-
-    async def pending_outbound(self, registry: str, session_id: str) -> list[Any]:
-        return []
-
-    async def message_for_wa_id(self, registry: str, session_id: str, wa_id: str) -> UUID | None:
-        return self.by_wa_id.get(wa_id)
 
 
 class IdleEngine:
@@ -45,8 +33,9 @@ def runtime_on(store: InMemoryEventStore, **settings: Any) -> SessionRuntime:
     session = Session.create(REF.registry, REF.name, None, True, "sandbox")
     store.put(session)
     options = {"store_retry_base_s": 0.001, "store_retry_max_s": 0.01, **settings}
+    queries = FakeMessagingQueries(store)
     return SessionRuntime(
-        REF, IdleEngine(), store, Queries(), QueueSettings(), lambda _r: None, LifecycleSettings(**options)
+        REF, IdleEngine(), store, queries, QueueSettings(), lambda _r: None, LifecycleSettings(**options)
     )
 
 
