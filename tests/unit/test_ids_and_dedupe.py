@@ -152,8 +152,8 @@ def test_a_session_created_before_incarnations_keeps_its_ids_and_its_next_creati
     session.recreate(None, True, "sandbox")
     assert session.incarnation == 2
     deleted, created = session.collect_events()
-    assert (deleted.registry, deleted.name) == ("REG", "old")  # type: ignore[attr-defined]
-    assert created.incarnation == 2  # type: ignore[attr-defined]
+    assert (deleted.registry, deleted.name) == ("REG", "old")
+    assert created.incarnation == 2
 
 
 def test_incarnations_give_new_ids_and_the_first_keeps_todays() -> None:

@@ -17,6 +17,7 @@ from tests.fakes import (
     InMemoryEventStore,
 )
 from warest.app.errors import LoginLocked, Unauthorized, Unavailable
+from warest.app.records import UserRecord
 from warest.app.security import KeyDigester
 from warest.app.users import ADMIN_REGISTRY, LoginPolicy, UserService
 from warest.domain import ids
@@ -241,3 +242,30 @@ async def test_the_seeded_admin_cannot_take_a_users_name(users: Users) -> None:
     with pytest.raises(AlreadyExists):
         await users.service.seed_admin("alice", PASSWORD, "")
     assert (await users.service.get("admin")).id == ids.seeded_admin_id()
+
+
+async def test_keys_issued_under_one_pepper_do_not_authenticate_under_another(users: Users) -> None:
+    _, key = await users.service.create("alice")
+    assert key is not None
+    elsewhere = Users(store=users.store, digester=KeyDigester(b"q" * 32))  # the same log, another pepper
+    assert await elsewhere.service.authenticate_key(key) is None
+    assert await users.service.authenticate_key(key) is not None
+
+
+async def test_a_digest_found_by_lookup_is_still_compared(users: Users) -> None:
+    """The key is digested, looked up, then compared with the stored digest in constant time:
+    a read model answering with another user's row does not let the key in."""
+    _, key = await users.service.create("alice")
+    await users.service.create("bob")
+    assert key is not None
+    bob = await users.service.get("bob")
+    queries = FakeRegistryQueries(users.store)
+
+    async def wrong_row(digest: str) -> UserRecord | None:
+        return bob
+
+    queries.user_by_key_digest = wrong_row  # type: ignore[method-assign]
+    service = UserService(
+        users.store, queries, users.waiter, FakeHasher(), users.digester, users.guard, users.auth, users.clock
+    )
+    assert await service.authenticate_key(key) is None
