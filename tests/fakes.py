@@ -304,10 +304,14 @@ class FakeWebhookQueries:
 
 
 class FakeClock:
-    """``Clock``: a fixed time that tests move."""
+    """``Clock``: a fixed time that tests move, and a ``sleep`` that records the delay,
+    advances the clock and yields once (``endless_from``: sleeps this long or longer never
+    end by themselves)."""
 
     def __init__(self, now: datetime | None = None) -> None:
         self._now = now or datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+        self.sleeps: list[float] = []
+        self.endless_from: float | None = None
 
     def now(self) -> datetime:
         return self._now
@@ -315,6 +319,17 @@ class FakeClock:
     def advance(self, **delta: float) -> datetime:
         self._now += timedelta(**delta)
         return self._now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        if self.endless_from is not None and seconds >= self.endless_from:
+            await asyncio.Event().wait()
+        self._now += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+    def waits(self) -> list[float]:
+        """The sleeps that waited (not the zero-second yields)."""
+        return [s for s in self.sleeps if s > 0]
 
 
 class FakeLoginGuard:
