@@ -163,7 +163,9 @@ class FakeWaiter:
         return not self.behind
 
 
-def user_record(user: User) -> UserRecord:
+def user_record(user: User, events: Sequence[Any] = ()) -> UserRecord:
+    """The ``rm_users`` row of ``user`` (``events``: its stream, for when its key last changed)."""
+    rotated = [e.timestamp for e in events if isinstance(e, User.ApiKeyRotated | User.Registered)]
     return UserRecord(
         id=user.id,
         username=user.username,
@@ -172,7 +174,7 @@ def user_record(user: User) -> UserRecord:
         disabled=user.disabled,
         password_hash=user.password_hash,
         api_key_digest=user.api_key_digest,
-        key_rotated_at=None,
+        key_rotated_at=rotated[-1] if rotated and user.api_key_digest else None,
         created_at=user.created_on,
         updated_at=user.modified_on,
     )
@@ -205,7 +207,7 @@ class FakeRegistryQueries:
 
     async def user_by_id(self, user_id: UUID) -> UserRecord | None:
         user = self.store.load(user_id)
-        return user_record(user) if isinstance(user, User) else None
+        return user_record(user, self.store.events(user_id)) if isinstance(user, User) else None
 
     async def user_by_username(self, username: str) -> UserRecord | None:
         return next((r for r in await self.users() if r.username.lower() == username.lower()), None)
@@ -214,7 +216,7 @@ class FakeRegistryQueries:
         return next((r for r in await self.users() if r.api_key_digest == digest), None)
 
     async def users(self) -> list[UserRecord]:
-        return [user_record(u) for u in self.store.aggregates(User)]
+        return [user_record(u, self.store.events(u.id)) for u in self.store.aggregates(User)]
 
     async def session(self, registry: str, session_id: str) -> SessionRecord | None:
         return next((r for r in await self.sessions(registry) if r.session_id == session_id), None)

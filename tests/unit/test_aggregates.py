@@ -32,6 +32,7 @@ SENT_AT = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 CHAT = "6281234500000@s.whatsapp.net"
 ME = "6289900000000@s.whatsapp.net"
 SECOND = timedelta(seconds=1)
+AT_BAN = datetime(2026, 12, 2, tzinfo=UTC)
 
 
 def sent_message(kind: str = "text") -> Message:
@@ -330,6 +331,28 @@ def test_a_session_moves_through_its_lifecycle() -> None:
         "Created", "QrIssued", "ConnectionStarted", "Opened", "ConnectionLost", "Suspended", "LoggedOut"
     ]  # fmt: skip
     assert reloaded(session).status == SessionStatus.LOGGED_OUT
+
+
+@pytest.mark.parametrize(
+    ("end", "status"),
+    [
+        (lambda s: s.closed("stopped"), SessionStatus.CLOSED),
+        (lambda s: s.replaced("another device"), SessionStatus.REPLACED),
+        (lambda s: s.banned("spam", AT_BAN), SessionStatus.BANNED),
+        (lambda s: s.logged_out("phone"), SessionStatus.LOGGED_OUT),
+    ],
+)
+def test_an_open_session_ends_and_keeps_its_reason(
+    end: Callable[[Session], None], status: SessionStatus
+) -> None:
+    session = Session.create("REG", "main", None, True, "sandbox")
+    session.opened(ME, None, "Me")
+    end(session)
+    loaded = reloaded(session)
+    assert loaded.status == status and not loaded.is_open
+    loaded.closed("stopped")  # a closed or logged-out session is not closed again
+    kinds = [type(e).__name__ for e in loaded.pending_events]
+    assert kinds == ([] if status in (SessionStatus.CLOSED, SessionStatus.LOGGED_OUT) else ["Closed"])
 
 
 def test_suspended_only_during_an_outage_and_unavailable_once() -> None:

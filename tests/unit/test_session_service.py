@@ -125,3 +125,21 @@ async def test_a_login_needs_a_configured_engine(sessions: Sessions) -> None:
     with pytest.raises(EngineUnavailable, match="sandbox"):
         await sessions.service.login(ALICE, "main")
     assert sessions.store.log == []  # refused before anything is recorded
+
+
+async def test_two_creations_at_once_create_one_session(sessions: Sessions) -> None:
+    """Both callers saw no session; the one that saves second meets the first's version 1
+    and answers the first's session, not created by it."""
+    save = sessions.store.save
+    raced: list[bool] = []
+
+    async def another_caller_first(*aggregates: object) -> int:
+        if not raced:
+            raced.append(True)
+            sessions.store.put(Session.create("ALICE", "main", "theirs", True, "sandbox"))
+        return await save(*aggregates)
+
+    sessions.store.save = another_caller_first  # type: ignore[method-assign]
+    record, created = await sessions.service.ensure(ALICE, "main", label="mine")
+    assert not created and record.label == "theirs"
+    assert sessions.store.kinds(record.id) == ["Created"]

@@ -124,7 +124,9 @@ async def test_rotating_a_key_retires_the_old_one_at_once(users: Users) -> None:
     assert new != old
     assert await users.service.authenticate_key(old) is None
     assert await users.service.authenticate_key(new) is not None
-    assert (await users.service.get("alice")).api_key_digest == users.digester.digest(new)
+    record = await users.service.get("alice")
+    assert record.api_key_digest == users.digester.digest(new)
+    assert record.key_rotated_at is not None and record.key_rotated_at > record.created_at
 
 
 async def test_a_disabled_user_cannot_use_its_key_nor_get_a_new_one(users: Users) -> None:
