@@ -35,9 +35,8 @@ SECOND = timedelta(seconds=1)
 AT_BAN = datetime(2026, 12, 2, tzinfo=UTC)
 
 
-def sent_message(kind: str = "text") -> Message:
+def sent_message() -> Message:
     message = Message.queue("REG", "main", CHAT, "3EB0A1", "hello", [], None, None)
-    message.kind = kind
     message.mark_sent("3EB0A1", SENT_AT, 1)
     return message
 
@@ -122,7 +121,10 @@ def test_only_own_sent_text_messages_can_be_edited() -> None:
     with pytest.raises(ActionNotAllowed, match="sent text"):
         queued.edit("x", SENT_AT)
     with pytest.raises(ActionNotAllowed, match="sent text"):
-        sent_message(kind="image").edit("x", SENT_AT)
+        own_image = Message.receive(
+            "REG", "main", "3EB0I", chat=CHAT, from_me=True, sender=ME, kind="image", sent_at=SENT_AT
+        )  # sent from the account's phone
+        own_image.edit("x", SENT_AT)
     with pytest.raises(InvalidValue) as refused:
         sent_message().edit("   ", SENT_AT)
     assert refused.value.field == "text"
