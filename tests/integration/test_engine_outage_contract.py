@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from neonize.proto import Neonize_pb2 as ev
 
+from tests.fakes import FakeMessagingQueries, InMemoryEventStore
 from tests.integration.test_neonize_engine import Factory, StandInClient, eventually
-from tests.unit.test_engine_facts_stored import MemoryEventStore, Queries
 from tests.unit.test_sandbox_settle import MemoryStore as SandboxMemoryStore
 from warest.app.engine import SessionRef
 from warest.app.runtime import LifecycleSettings, QueueSettings, SessionRuntime
@@ -31,23 +31,22 @@ REGISTRY, NAME = "REG", "main"
 
 @dataclass
 class Rig:
-    store: MemoryEventStore
+    store: InMemoryEventStore
     runtime: SessionRuntime
     outage: Callable[[float], Awaitable[None]]
     """Takes the link down for about that many seconds; returns once it is open again."""
     close: Callable[[], Awaitable[None]]
 
 
-def new_runtime(engine: Any, store: MemoryEventStore, suspend_after_s: float) -> SessionRuntime:
+def new_runtime(engine: Any, store: InMemoryEventStore, suspend_after_s: float) -> SessionRuntime:
     session = Session.create(REGISTRY, NAME, None, True, engine.name)
-    store.aggregates[session.id] = session
-    store.log.extend(session.collect_events())
+    store.put(session)
     settings = LifecycleSettings(suspend_after_s=suspend_after_s, store_retry_base_s=0.01)
     return SessionRuntime(
         SessionRef(REGISTRY, NAME),
         engine,
         store,
-        Queries(),
+        FakeMessagingQueries(store),
         QueueSettings(),
         lambda _r: None,
         settings,
@@ -61,7 +60,7 @@ def is_open(runtime: SessionRuntime) -> bool:
 async def sandbox_rig(_tmp: Path, suspend_after_s: float) -> Rig:
     network = SandboxNetwork(SandboxMemoryStore())  # type: ignore[arg-type]
     engine = SandboxEngine(network)
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = new_runtime(engine, store, suspend_after_s)
     await runtime.start()
     await network.scan(REGISTRY, NAME, "6281000000001")
@@ -105,7 +104,7 @@ async def neonize_rig(tmp: Path, suspend_after_s: float) -> Rig:
         suspend_after_s=suspend_after_s,
         suspended_retry_s=0.02,
     )
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = new_runtime(engine, store, suspend_after_s)
     await runtime.start()
     await factory.last.emit(ev.Connected(status=True))
@@ -157,7 +156,7 @@ async def test_a_short_outage_is_one_loss_and_one_reopening(make_rig: Any) -> No
         await rig.outage(0.3)
         watcher.cancel()
         assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["ConnectionLost", "Opened"]
-        lost = [e for e in rig.store.log if isinstance(e, Session.ConnectionLost)]
+        lost = [e for e in rig.store.all_events() if isinstance(e, Session.ConnectionLost)]
         assert len(lost) == 1 and lost[0].attempt == 1 and lost[0].reason
         assert attempts  # the outage was live status while it lasted...
         assert rig.runtime.outage is None  # ...and is gone once open
@@ -171,8 +170,8 @@ async def test_a_long_outage_is_suspended_once(make_rig: Any) -> None:
         before = len(rig.store.names(LIFECYCLE_EVENTS))
         await rig.outage(0.6)
         assert rig.store.names(LIFECYCLE_EVENTS)[before:] == ["ConnectionLost", "Suspended", "Opened"]
-        suspended = next(e for e in rig.store.log if isinstance(e, Session.Suspended))
-        lost = next(e for e in rig.store.log if isinstance(e, Session.ConnectionLost))
+        suspended = next(e for e in rig.store.all_events() if isinstance(e, Session.Suspended))
+        lost = next(e for e in rig.store.all_events() if isinstance(e, Session.ConnectionLost))
         assert suspended.reason == lost.reason
     finally:
         await rig.close()

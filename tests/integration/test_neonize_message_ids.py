@@ -15,8 +15,9 @@ from neonize.proto import Neonize_pb2 as ev
 from neonize.proto.Neonize_pb2 import MessageSource
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 
+from tests.fakes import InMemoryEventStore
 from tests.integration.test_neonize_engine import ANN, SESSION, Factory, StandInClient
-from tests.unit.test_message_wa_ids import QUICK, BehindReadModels, MemoryEventStore, wait_for
+from tests.unit.test_message_wa_ids import QUICK, BehindReadModels, wait_for
 from warest.app.engine import OutboundText
 from warest.app.outbound import Job
 from warest.app.runtime import SessionRuntime
@@ -52,7 +53,7 @@ class NeonizeOn:
 
 async def test_whatsapps_id_is_claimed_and_its_receipts_apply_without_read_models(tmp_path: Path) -> None:
     engine = NeonizeOn(tmp_path)
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     await store.save(Session.create(SESSION.registry, SESSION.name, None, True, "neonize"))
     runtime = SessionRuntime(SESSION, engine, store, BehindReadModels(store), QUICK, lambda _r: None)
     await runtime.connection.start()

@@ -6,13 +6,11 @@ or dropping."""
 from __future__ import annotations
 
 import asyncio
-import copy
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
+from tests.fakes import FakeMessagingQueries, InMemoryEventStore
 from warest.app.engine import InboundMessage, Me, Receipt, SessionRef
-from warest.app.ports import ConcurrencyConflict
 from warest.app.runtime import LifecycleSettings, QueueSettings, SessionRuntime
 from warest.domain.messages import Message
 from warest.domain.messages import Status as MessageStatus
@@ -24,58 +22,6 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 ANN = "628123@s.whatsapp.net"
 
 
-class MemoryEventStore:
-    """The event store port in memory, versions checked like the real one's. ``fail`` makes
-    the next saves raise (``committed``: after storing, as when only the answer is lost);
-    ``gate``, when set, holds every save until it opens."""
-
-    def __init__(self) -> None:
-        self.aggregates: dict[UUID, Any] = {}
-        self.log: list[Any] = []
-        self.fail = 0
-        self.committed = False
-        self.gate: asyncio.Event | None = None
-        self.calls = 0
-
-    async def save(self, *aggregates: Any) -> int:
-        self.calls += 1
-        pending = [(a, a.collect_events()) for a in aggregates]
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.fail and not self.committed:
-            self.fail -= 1
-            raise ConnectionError("the database went away")
-        for aggregate, events in pending:
-            stored = self.aggregates.get(aggregate.id)
-            if events and events[0].originator_version != (stored.version + 1 if stored else 1):
-                raise ConcurrencyConflict(f"{aggregate.id} v{events[0].originator_version}")
-        for aggregate, events in pending:
-            self.aggregates[aggregate.id] = copy.deepcopy(aggregate)
-            self.log.extend(events)
-        if self.fail:
-            self.fail -= 1
-            raise ConnectionError("connection lost before the answer")
-        return len(self.log)
-
-    async def get(self, aggregate_id: UUID) -> Any:
-        stored = self.aggregates.get(aggregate_id)
-        return copy.deepcopy(stored) if stored is not None else None
-
-    def names(self, kind: type[Any] | tuple[type[Any], ...]) -> list[str]:
-        return [type(e).__name__ for e in self.log if isinstance(e, kind)]
-
-
-class Queries:
-    def __init__(self) -> None:
-        self.by_wa_id: dict[str, UUID] = {}
-
-    async def pending_outbound(self, registry: str, session_id: str) -> list[Any]:
-        return []
-
-    async def message_for_wa_id(self, registry: str, session_id: str, wa_id: str) -> UUID | None:
-        return self.by_wa_id.get(wa_id)
-
-
 class IdleEngine:
     name = "test"
 
@@ -83,17 +29,17 @@ class IdleEngine:
         return object()
 
 
-def runtime_on(store: MemoryEventStore, **settings: Any) -> SessionRuntime:
+def runtime_on(store: InMemoryEventStore, **settings: Any) -> SessionRuntime:
     session = Session.create(REF.registry, REF.name, None, True, "sandbox")
-    store.aggregates[session.id] = session
-    store.log.extend(session.collect_events())
+    store.put(session)
     options = {"store_retry_base_s": 0.001, "store_retry_max_s": 0.01, **settings}
+    queries = FakeMessagingQueries(store)
     return SessionRuntime(
-        REF, IdleEngine(), store, Queries(), QueueSettings(), lambda _r: None, LifecycleSettings(**options)
+        REF, IdleEngine(), store, queries, QueueSettings(), lambda _r: None, LifecycleSettings(**options)
     )
 
 
-async def sent(store: MemoryEventStore, runtime: SessionRuntime, wa_id: str) -> Message:
+async def sent(store: InMemoryEventStore, runtime: SessionRuntime, wa_id: str) -> Message:
     message = Message.queue(
         REF.registry, REF.name, "628123@s.whatsapp.net", f"local-{wa_id}", "hi", [], None, None
     )
@@ -110,18 +56,18 @@ def inbound(wa_id: str) -> InboundMessage:
 
 
 async def test_a_received_message_whose_save_fails_once_is_retried_and_stored() -> None:
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = runtime_on(store)
-    store.fail = 1
+    store.fail_next = 1
     await runtime.message(inbound("3EB0A"))  # returns once stored
     assert store.names(Message.Received) == ["Received"] and store.calls == 2
     await runtime.queue.close()
 
 
 async def test_a_retry_after_a_save_that_did_commit_stores_no_duplicate() -> None:
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = runtime_on(store)
-    store.fail, store.committed = 1, True  # stored, but the answer was lost
+    store.fail_next, store.committed = 1, True  # stored, but the answer was lost
     await runtime.message(inbound("3EB0B"))
     store.committed = False
     assert store.names(Message.Received) == ["Received"]  # the retry's conflict means "stored"
@@ -129,19 +75,19 @@ async def test_a_retry_after_a_save_that_did_commit_stores_no_duplicate() -> Non
 
 
 async def test_a_lifecycle_report_whose_save_fails_is_retried() -> None:
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = runtime_on(store)
-    store.fail = 3
+    store.fail_next = 3
     await runtime.opened(Me(jid="628111@s.whatsapp.net"))
     assert runtime.status == Status.OPEN and store.names(Session.Opened) == ["Opened"]
     await runtime.queue.close()
 
 
 async def test_a_receipt_batch_whose_save_fails_is_retried_not_dropped() -> None:
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = runtime_on(store)
     message = await sent(store, runtime, "3EB0SENT")
-    store.fail = 2
+    store.fail_next = 2
     await runtime.receipt(Receipt("628123@s.whatsapp.net", ("3EB0SENT",), "delivered", NOW))
     await runtime.drain_receipts()
     stored = await store.get(message.id)
@@ -150,7 +96,7 @@ async def test_a_receipt_batch_whose_save_fails_is_retried_not_dropped() -> None
 
 
 async def test_receipts_waiting_for_a_slow_store_hold_the_engine_back() -> None:
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = runtime_on(store, receipt_backlog=2)
     messages = [await sent(store, runtime, f"3EB0{i}") for i in range(4)]
     store.gate = asyncio.Event()  # every save waits: the database is slow or away

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import NAMESPACE_DNS, uuid5
 
+from tests.fakes import FakeClock, InMemoryEventStore
 from warest.app.engine import InboundMessage, Me, Receipt
 from warest.app.messaging import MessagingService
 from warest.app.records import SessionRecord
@@ -23,7 +24,7 @@ from warest.domain.messages import Message, Status
 from warest.domain.sessions import Session
 from warest.domain.webhooks import WebhookEndpoint
 
-from .test_message_wa_ids import ME, REF, FakeWhatsApp, MemoryEventStore, runtime_on, wait_for
+from .test_message_wa_ids import ME, REF, FakeWhatsApp, runtime_on, wait_for
 
 ALICE = "6281111100000@s.whatsapp.net"
 BOB = "6282222200000@s.whatsapp.net"
@@ -33,19 +34,12 @@ def inbound(wa_id: str, chat: str, text: str) -> InboundMessage:
     return InboundMessage(wa_id=wa_id, chat=chat, sender=chat, text=text, sent_at=datetime.now(UTC))
 
 
-def messages_in(store: MemoryEventStore) -> list[Message]:
-    found = []
-    for stream in store.streams.values():
-        aggregate = None
-        for event in stream:
-            aggregate = event.mutate(aggregate)
-        if isinstance(aggregate, Message):
-            found.append(aggregate)
-    return found
+def messages_in(store: InMemoryEventStore) -> list[Message]:
+    return store.aggregates(Message)
 
 
 async def test_two_chats_with_the_same_whatsapp_id_keep_both_messages() -> None:
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = runtime_on(store, FakeWhatsApp())
     await runtime.message(inbound("BAE5SAMEID", ALICE, "from alice"))
     await runtime.message(inbound("BAE5SAMEID", BOB, "from bob"))
@@ -63,13 +57,13 @@ async def test_two_chats_with_the_same_whatsapp_id_keep_both_messages() -> None:
 
 
 async def test_a_message_recorded_under_the_old_key_is_still_found() -> None:
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = runtime_on(store, FakeWhatsApp())
     old_id = uuid5(ids.NAMESPACE, "\x1f".join(("message", REF.registry, REF.name, "3EB0OLD")))
     assert ids.legacy_message_id(REF.registry, REF.name, "3EB0OLD") == old_id
     old = Message.queue(REF.registry, REF.name, ALICE, "3EB0OLD", "before", [], None, None)
     events = old.collect_events()
-    store.streams[old_id] = [type(events[0])(**{**_fields(events[0]), "originator_id": old_id})]
+    store.record([type(events[0])(**{**_fields(events[0]), "originator_id": old_id})])
     fresh = runtime_on(store, FakeWhatsApp())
     await fresh.receipt(Receipt(ALICE, ("3EB0OLD",), "delivered", datetime.now(UTC)))
     await fresh.drain_receipts()
@@ -80,7 +74,7 @@ async def test_a_message_recorded_under_the_old_key_is_still_found() -> None:
 
 
 async def test_an_edit_delivered_again_is_recorded_once() -> None:
-    store = MemoryEventStore()
+    store = InMemoryEventStore()
     runtime = runtime_on(store, FakeWhatsApp())
     await runtime.message(inbound("BAE5EDITED", ALICE, "first"))
     at = datetime.now(UTC)
@@ -100,7 +94,7 @@ async def test_an_edit_delivered_again_is_recorded_once() -> None:
 async def test_a_queued_message_never_leaves_from_another_number() -> None:
     """Queued from ME; a logout, then a crash before the queued messages were failed; the
     next login is another phone: the message is failed, not sent from that number."""
-    store, whatsapp = MemoryEventStore(), FakeWhatsApp()
+    store, whatsapp = InMemoryEventStore(), FakeWhatsApp()
     runtime = runtime_on(store, whatsapp)
     message = Message.queue(REF.registry, REF.name, ALICE, "3EB0PENDING", "hi", [], None, None, sender=ME)
     await store.save(message)
@@ -123,7 +117,7 @@ async def test_a_queued_message_never_leaves_from_another_number() -> None:
 async def test_a_message_queued_before_the_session_was_deleted_never_leaves() -> None:
     """Queued in incarnation 1, still pending (a crash before it was failed); the session is
     deleted and created again: at the new incarnation's login it is failed, not sent."""
-    store, whatsapp = MemoryEventStore(), FakeWhatsApp()
+    store, whatsapp = InMemoryEventStore(), FakeWhatsApp()
     runtime_on(store, whatsapp)  # stores the session
     message = Message.queue(REF.registry, REF.name, ALICE, "3EB0OLDLIFE", "hi", [], None, None, sender=ME)
     await store.save(message)
@@ -158,8 +152,8 @@ def test_a_session_created_before_incarnations_keeps_its_ids_and_its_next_creati
     session.recreate(None, True, "sandbox")
     assert session.incarnation == 2
     deleted, created = session.collect_events()
-    assert (deleted.registry, deleted.name) == ("REG", "old")  # type: ignore[attr-defined]
-    assert created.incarnation == 2  # type: ignore[attr-defined]
+    assert (deleted.registry, deleted.name) == ("REG", "old")
+    assert created.incarnation == 2
 
 
 def test_incarnations_give_new_ids_and_the_first_keeps_todays() -> None:
@@ -188,14 +182,6 @@ def test_incarnations_give_new_ids_and_the_first_keeps_todays() -> None:
 # -- idempotency keys expire --------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.at = datetime.now(UTC)
-
-    def now(self) -> datetime:
-        return self.at
-
-
 class OneRuntime:
     def __init__(self, runtime: Any) -> None:
         self.runtime = runtime
@@ -205,7 +191,7 @@ class OneRuntime:
 
 
 async def test_an_idempotency_key_is_replayed_within_its_ttl_and_new_after_it() -> None:
-    store, whatsapp = MemoryEventStore(), FakeWhatsApp()
+    store, whatsapp = InMemoryEventStore(), FakeWhatsApp()
     runtime = runtime_on(store, whatsapp)
     await runtime.session()
     runtime.queue.online()
@@ -215,18 +201,18 @@ async def test_an_idempotency_key_is_replayed_within_its_ttl_and_new_after_it() 
         OneRuntime(runtime),
         2.0,
         idempotency_ttl=timedelta(hours=24),
-        clock=clock,  # type: ignore[arg-type]
+        clock=clock,
     )
     record = _record()
     to = [Jid.parse(ALICE)]
 
     first = await service.send_text(record, to, "hello", idempotency_key="key-1")
-    clock.at += timedelta(hours=23)
+    clock.advance(hours=23)
     again = await service.send_text(record, to, "hello", idempotency_key="key-1")
     assert [o.message_id for o in again] == [o.message_id for o in first]
     assert len(whatsapp.sent) == 1
 
-    clock.at += timedelta(hours=2)  # 25 hours after the first request: the key is new again
+    clock.advance(hours=2)  # 25 hours after the first request: the key is new again
     later = await service.send_text(record, to, "hello", idempotency_key="key-1")
     assert later[0].message_id != first[0].message_id and later[0].status == "sent"
     assert len(whatsapp.sent) == 2

@@ -11,14 +11,13 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from tests.fakes import InMemoryEventStore
 from warest.app.actions import ActionService, EngineRefused
 from warest.app.engine import EngineError, MessageRef, Receipt, SessionRef
 from warest.app.manager import SessionManager
-from warest.app.ports import ConcurrencyConflict
 from warest.app.records import Principal, SessionRecord
 from warest.app.runtime import QueueSettings
 from warest.domain.messages import Message, Status
-from warest.domain.model import DomainEvent
 from warest.domain.sessions import Session
 
 REGISTRY = "REG"
@@ -27,34 +26,6 @@ CHAT = "6281234500000@s.whatsapp.net"
 ME = "6289900000000@s.whatsapp.net"
 WA_ID = "3EB0AAAA0001"
 OWNER = Principal(user_id=uuid4(), username="alice", registry=REGISTRY, role="user")
-
-
-class MemoryStore:
-    """The event store port in memory, with its optimistic concurrency on versions."""
-
-    def __init__(self) -> None:
-        self.streams: dict[UUID, list[DomainEvent]] = {}
-        self.conflicts = 0
-
-    async def save(self, *aggregates: Any) -> int:
-        batch = [(aggregate.id, aggregate.collect_events()) for aggregate in aggregates]
-        for stream_id, events in batch:
-            stored = len(self.streams.get(stream_id, []))
-            if events and events[0].originator_version != stored + 1:
-                self.conflicts += 1
-                raise ConcurrencyConflict(f"version {events[0].originator_version} of {stream_id} is taken")
-        for stream_id, events in batch:
-            self.streams.setdefault(stream_id, []).extend(events)
-        return sum(len(stream) for stream in self.streams.values())
-
-    async def get(self, aggregate_id: UUID) -> Any:
-        aggregate = None
-        for event in self.streams.get(aggregate_id, []):
-            aggregate = event.mutate(aggregate)
-        return aggregate
-
-    def kinds(self, stream_id: UUID) -> list[str]:
-        return [type(event).__name__ for event in self.streams[stream_id]]
 
 
 class Queries:
@@ -113,7 +84,7 @@ class Sessions:
 
 class Harness:
     def __init__(self) -> None:
-        self.store = MemoryStore()
+        self.store = InMemoryEventStore()
         self.engine = Engine()
         now = datetime.now(UTC)
         record = SessionRecord(

@@ -17,10 +17,9 @@ from uuid import UUID
 
 import pytest
 
+from tests.fakes import FakeMessagingQueries, InMemoryEventStore
 from warest.app.engine import InboundMessage, OutboundText, Receipt, SendResult, SessionRef
 from warest.app.outbound import Job, RetryPolicy
-from warest.app.ports import ConcurrencyConflict
-from warest.app.records import PendingOutbound
 from warest.app.runtime import QueueSettings, SessionRuntime
 from warest.domain.messages import Message, Status
 from warest.domain.sessions import Session
@@ -30,63 +29,9 @@ TO = "6281234500000@s.whatsapp.net"
 QUICK = QueueSettings(policy=RetryPolicy(max_retries=0, delay_ms=0, jitter=0.0, timeout_ms=1000))
 
 
-class MemoryEventStore:
-    """The event store port in memory: streams of events, optimistic versions, atomic saves.
-    ``fail`` makes a save raise (as a lost database connection does) when it returns true."""
-
-    def __init__(self) -> None:
-        self.streams: dict[UUID, list[Any]] = {}
-        self.fail: Any = None
-
-    async def save(self, *aggregates: Any) -> int:
-        if self.fail is not None and self.fail(aggregates):
-            raise ConnectionError("the database connection was lost")
-        batches = [(a.id, list(a.pending_events)) for a in aggregates]
-        for aggregate_id, events in batches:
-            if events and events[0].originator_version != len(self.streams.get(aggregate_id, [])) + 1:
-                raise ConcurrencyConflict(f"stream {aggregate_id} moved")
-        for aggregate in aggregates:
-            aggregate.collect_events()
-        for aggregate_id, events in batches:
-            self.streams.setdefault(aggregate_id, []).extend(events)
-        return sum(len(s) for s in self.streams.values())
-
-    async def get(self, aggregate_id: UUID) -> Any | None:
-        aggregate = None
-        for event in self.streams.get(aggregate_id, []):
-            aggregate = event.mutate(aggregate)
-        return aggregate
-
-    def events(self, aggregate_id: UUID) -> list[Any]:
-        return list(self.streams.get(aggregate_id, []))
-
-
-class BehindReadModels:
+class BehindReadModels(FakeMessagingQueries):
     """Read models that have not caught up with anything: every query answers "unknown",
     except the pending outbound messages a restart re-queues (read from the store)."""
-
-    def __init__(self, store: MemoryEventStore) -> None:
-        self._store = store
-
-    async def pending_outbound(self, registry: str, session_id: str) -> list[PendingOutbound]:
-        pending = []
-        for position, aggregate_id in enumerate(self._store.streams):
-            message = await self._store.get(aggregate_id)
-            if isinstance(message, Message) and message.pending:
-                pending.append(
-                    PendingOutbound(
-                        message_id=message.id,
-                        registry=message.registry,
-                        session_id=message.session,
-                        local_id=message.wa_id,
-                        chat=message.chat,
-                        text=message.text,
-                        mentions=[],
-                        reply_to=None,
-                        position=position,
-                    )
-                )
-        return pending
 
     async def message_for_wa_id(self, registry: str, session_id: str, wa_id: str) -> UUID | None:
         return None
@@ -125,17 +70,17 @@ class Engine:
 ME = "6289999900000@s.whatsapp.net"
 
 
-def runtime_on(store: MemoryEventStore, whatsapp: FakeWhatsApp) -> SessionRuntime:
+def runtime_on(store: InMemoryEventStore, whatsapp: FakeWhatsApp) -> SessionRuntime:
     """A fresh runtime (as after a restart: nothing in its memory) on ``store``, whose
     session (logged in as ``ME``) is stored the first time."""
     session = Session.create(REF.registry, REF.name, None, True, "sandbox")
     if session.id not in store.streams:
         session.opened(ME, None, None)
-        store.streams[session.id] = session.collect_events()
+        store.put(session)
     return SessionRuntime(REF, Engine(whatsapp), store, BehindReadModels(store), QUICK, lambda _r: None)
 
 
-async def queue_one(store: MemoryEventStore, runtime: SessionRuntime, wa_id: str, text: str) -> Message:
+async def queue_one(store: InMemoryEventStore, runtime: SessionRuntime, wa_id: str, text: str) -> Message:
     """What MessagingService does: record Queued, then hand the message to the queue."""
     message = Message.queue(REF.registry, REF.name, TO, wa_id, text, [], None, None)
     await store.save(message)
@@ -146,12 +91,12 @@ async def queue_one(store: MemoryEventStore, runtime: SessionRuntime, wa_id: str
     return message
 
 
-def sent_ids(store: MemoryEventStore, message_id: UUID) -> list[str]:
+def sent_ids(store: InMemoryEventStore, message_id: UUID) -> list[str]:
     return [e.wa_id for e in store.events(message_id) if isinstance(e, Message.Sent)]
 
 
 async def test_a_message_whose_sent_was_not_stored_is_sent_again_with_the_same_id() -> None:
-    store, whatsapp = MemoryEventStore(), FakeWhatsApp()
+    store, whatsapp = InMemoryEventStore(), FakeWhatsApp()
     first = runtime_on(store, whatsapp)
     first.queue.online()
     store.fail = lambda aggregates: any(
@@ -180,7 +125,7 @@ async def test_a_message_whose_sent_was_not_stored_is_sent_again_with_the_same_i
 async def test_receipts_reactions_and_edits_find_a_just_sent_message_without_read_models(
     engine_chooses_ids: bool,
 ) -> None:
-    store, whatsapp = MemoryEventStore(), FakeWhatsApp(chooses=engine_chooses_ids)
+    store, whatsapp = InMemoryEventStore(), FakeWhatsApp(chooses=engine_chooses_ids)
     sender = runtime_on(store, whatsapp)
     sender.queue.online()
     message = await queue_one(store, sender, "3EB0BBBBBBBBBBBBBBBBBB", "hello")
@@ -208,7 +153,7 @@ async def test_receipts_reactions_and_edits_find_a_just_sent_message_without_rea
 async def test_an_id_chosen_by_the_engine_is_claimed_with_the_sent_event() -> None:
     """The claim of WhatsApp's id and the ``Sent`` that names it are one save: one cannot
     be stored without the other."""
-    store, whatsapp = MemoryEventStore(), FakeWhatsApp(chooses=True)
+    store, whatsapp = InMemoryEventStore(), FakeWhatsApp(chooses=True)
     runtime = runtime_on(store, whatsapp)
     runtime.queue.online()
     saves: list[list[str]] = []

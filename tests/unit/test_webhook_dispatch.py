@@ -1,7 +1,7 @@
 """The webhook dispatcher against in-memory fakes of its ports (no database, no network).
 
-Time is fake: ``FakeClock.sleep`` records the delay, advances the clock and yields once, so
-back-off, cool-off and breaker waits cost nothing and are asserted exactly. Only the
+Time is fake: ``FakeClock.sleep`` (tests/fakes.py) records the delay, advances the clock and
+yields once, so back-off, cool-off and breaker waits cost nothing and are asserted exactly. Only the
 dispatcher's own loader and sweep timers run on real time; tests poll the fakes with ``until``.
 
 The last section holds regression tests of defects found this way (and fixed).
@@ -21,6 +21,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 
 import pytest
 
+from tests.fakes import FakeClock
 from warest.app import webhook_dispatch
 from warest.app.webhook_dispatch import (
     LANE_CAP,
@@ -116,26 +117,6 @@ def dedup(ids: Iterable[str]) -> list[str]:
 
 
 # -- fakes ---------------------------------------------------------------------------------
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = T0
-        self.sleeps: list[float] = []
-        self.endless_from: float | None = None  # sleeps this long or longer never end by themselves
-
-    def now(self) -> datetime:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        if self.endless_from is not None and seconds >= self.endless_from:
-            await asyncio.Event().wait()
-        self.t += timedelta(seconds=seconds)
-        await asyncio.sleep(0)
-
-    def waits(self) -> list[float]:
-        return [s for s in self.sleeps if s > 0]
 
 
 @dataclass
@@ -377,7 +358,7 @@ class Harness:
         default: Target | None = None,
         actions: FakeActions | None = None,
     ) -> None:
-        self.clock = FakeClock()
+        self.clock = FakeClock(T0)
         self.store = FakeStore([A, B])
         self.sender = FakeSender(self.clock)
         self.control = FakeControl(self.store)
