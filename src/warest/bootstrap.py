@@ -17,7 +17,6 @@ import time
 import zlib
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -32,12 +31,10 @@ from warest.app.history import EventHistory
 from warest.app.manager import SessionManager
 from warest.app.messaging import MessagingService
 from warest.app.outbound import RetryPolicy
-from warest.app.parking import ParkedEvents
-from warest.app.ports import ReadModelWaiter
 from warest.app.readside import ReadService
 from warest.app.runtime import LifecycleSettings, QueueSettings
-from warest.app.sandbox import SandboxControl
 from warest.app.security import KeyDigester
+from warest.app.services import Services
 from warest.app.sessions import SessionService
 from warest.app.users import LoginPolicy, UserService
 from warest.app.webhook_dispatch import DeliveryPolicy, Dispatcher, Target
@@ -97,26 +94,6 @@ def settle_garbage_collector() -> None:
 def startup_lock_key(schema: str) -> int:
     """One startup lock per schema: servers (and test runs) in other schemas never wait."""
     return 0x5741_5245_0000_0000 | zlib.crc32(f"startup:{schema}".encode())
-
-
-@dataclass
-class Services:
-    """What the HTTP layer may use."""
-
-    settings: Settings
-    version: str
-    users: UserService
-    sessions: SessionService
-    messaging: MessagingService
-    sandbox: SandboxControl | None
-    waiter: ReadModelWaiter
-    health: Any  # async () -> dict[str, bool]
-    history: EventHistory
-    reads: ReadService
-    actions: ActionService
-    webhooks: WebhookService | None = None
-    parked: ParkedEvents | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_database_url(settings: Settings, embedded: EmbeddedPostgres | None) -> str:
