@@ -16,12 +16,7 @@ from warest.api.errors import ApiError
 from warest.api.middleware import set_label
 from warest.api.params import MESSAGE_ID_MAX, NAME_MAX, Body, invalid, session_not_found
 from warest.app.actions import ActionService, EngineRefused
-from warest.app.messaging import (
-    IdempotencyMismatch,
-    QueueIsFull,
-    SendOutcome,
-    SessionNotOpen,
-)
+from warest.app.messaging import IdempotencyMismatch, QueueIsFull, SendOutcome, SessionNotOpen
 from warest.app.records import Principal, SessionRecord
 from warest.app.sessions import SessionService
 from warest.config import Settings
