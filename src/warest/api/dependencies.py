@@ -1,13 +1,14 @@
 """Typed wiring: every service a handler uses arrives as a typed parameter.
 
 ``create_app`` registers ``DEPENDENCIES`` on the application, so a handler declares, say,
-``users: UserService`` and Litestar passes ``Services.users`` of the running server. Each
-provider reads ``app.state`` once, through ``services_of``, which checks the object the
-composition root stored there; nothing between a controller and a service is ``Any``.
+``users: Users`` (Litestar's ``NamedDependency[UserService]``: mypy sees ``UserService``)
+and Litestar passes ``Services.users`` of the running server. Each provider reads
+``app.state`` once, through ``services_of``, which checks the object the composition root
+stored there; nothing between a controller and a service is ``Any``.
 
 Dependencies are not request parameters: they never appear in the OpenAPI document.
-Protocol-typed ports (``Sandbox``, ``Health``, ``Parked``) skip Litestar's value check, which can only
-test concrete classes; their providers are typed, so mypy still checks every use.
+Protocol-typed ports (``Sandbox``, ``Health``, ``Parked``) skip Litestar's runtime value
+check, which can only test classes; mypy still checks every use.
 """
 
 from __future__ import annotations
