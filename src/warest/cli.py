@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import click
 
+from warest.app.users import UserService
 from warest.config import ConfigError, Settings
 
 T = TypeVar("T")
@@ -80,7 +81,7 @@ def _run(factory: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     return asyncio.run(factory(settings))
 
 
-async def _with_users(settings: Settings, action: Callable[[Any], Coroutine[Any, Any, T]]) -> T:
+async def _with_users(settings: Settings, action: Callable[[UserService], Coroutine[Any, Any, T]]) -> T:
     """Runs ``action(users)`` with the admin container's ``UserService``: no engine, no
     session and no projector is started, so this is safe beside a running server."""
     from warest.bootstrap.admin import AdminContainer  # noqa: PLC0415

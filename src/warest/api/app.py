@@ -30,9 +30,11 @@ from warest.api.controllers.webhooks import (
     preflight_legacy,
     preflight_v1,
 )
+from warest.api.dependencies import DEPENDENCIES, SERVICES
 from warest.api.errors import OutageClassifier, exception_handlers
 from warest.api.guards_input import GuardedRequest, InputGuardMiddleware
 from warest.api.middleware import identity_headers
+from warest.app.services import Services
 from warest.app.webhooks import PreflightFailed
 
 EXPOSED_HEADERS = [
@@ -57,7 +59,7 @@ def default_origins(host: str, port: int, base_url: str) -> list[str]:
 
 
 def create_app(
-    start: Callable[[], Awaitable[Any]],
+    start: Callable[[], Awaitable[Services]],
     stop: Callable[[], Awaitable[None]],
     *,
     allowed_origins: tuple[str, ...] = (),
@@ -69,12 +71,13 @@ def create_app(
     debug: bool = False,
     is_outage: OutageClassifier | None = None,
 ) -> Litestar:
-    """``start()`` returns the Services the handlers use (``state.services``); ``is_outage``
-    tells which unhandled errors mean the database is out of reach (answered 503)."""
+    """``start()`` returns the Services the handlers receive as typed dependencies
+    (``warest.api.dependencies``); ``is_outage`` tells which unhandled errors mean the
+    database is out of reach (answered 503)."""
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.services = await start()
+        app.state[SERVICES] = await start()
         try:
             yield
         finally:
@@ -121,6 +124,7 @@ def create_app(
     handlers.append(SandboxController if sandbox else sandbox_off)
     return Litestar(
         route_handlers=handlers,
+        dependencies=DEPENDENCIES,
         lifespan=[lifespan],
         middleware=[InputGuardMiddleware, DefineMiddleware(ApiKeyMiddleware, exclude=["^/docs"])],
         request_class=GuardedRequest,

@@ -16,6 +16,7 @@ from litestar.middleware import AbstractAuthenticationMiddleware, Authentication
 from litestar.types import ASGIApp, Method, Scopes
 
 from warest.api.codes import Code
+from warest.api.dependencies import services_of
 from warest.api.errors import ApiError
 from warest.app.records import Principal
 
@@ -42,10 +43,6 @@ def refuse_query_key(connection: ASGIConnection[Any, Any, Any, Any]) -> None:
         )
 
 
-def services_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Any:
-    return connection.app.state.services
-
-
 class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
     """Resolves the caller of every route not marked ``opt={"public": True}``."""
 
@@ -68,7 +65,7 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
             raise ApiError(
                 Code.UNAUTHORIZED, "Missing API key: send X-WAREST-API-KEY or Authorization: Bearer"
             )
-        principal = await services_of(connection).users.authenticate_key(key)
+        principal = await services_of(connection.app.state).users.authenticate_key(key)
         if principal is None:
             raise ApiError(Code.UNAUTHORIZED, "Invalid API key")
         return AuthenticationResult(user=principal, auth="api-key")
@@ -77,15 +74,13 @@ class ApiKeyMiddleware(AbstractAuthenticationMiddleware):
 async def docs_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
     """The caller of a docs route: an API key header or the docs-session cookie."""
     refuse_query_key(connection)
-    users = services_of(connection).users
+    users = services_of(connection.app.state).users
     key = header_key(connection)
     if key is not None:
-        principal: Principal | None = await users.authenticate_key(key)
-        return principal
+        return await users.authenticate_key(key)
     token = connection.cookies.get(DOCS_COOKIE)
     if token:
-        principal = await users.principal_for_token(token)
-        return principal
+        return await users.principal_for_token(token)
     return None
 
 

@@ -12,6 +12,7 @@ Three roles, each built by its own root from ``Settings``:
 lock and migrations, the event store, the projection runners, the pool, ``UserService``.
 """
 
+from warest.app.services import Services
 from warest.bootstrap.admin import AdminContainer
 from warest.bootstrap.foundation import (
     Database,
@@ -22,7 +23,7 @@ from warest.bootstrap.foundation import (
     startup_lock_key,
 )
 from warest.bootstrap.projector import run_projector
-from warest.bootstrap.server import Container, Services, StartInterrupted
+from warest.bootstrap.server import Container, StartInterrupted
 
 __all__ = [
     "AdminContainer",

@@ -15,7 +15,6 @@ import time
 import zlib
 from collections.abc import Awaitable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -29,13 +28,10 @@ from warest.app.history import EventHistory
 from warest.app.manager import SessionManager
 from warest.app.messaging import MessagingService
 from warest.app.outbound import RetryPolicy
-from warest.app.parking import ParkedEvents
-from warest.app.ports import ReadModelWaiter
 from warest.app.readside import ReadService
 from warest.app.runtime import LifecycleSettings, QueueSettings
-from warest.app.sandbox import SandboxControl
+from warest.app.services import Services
 from warest.app.sessions import SessionService
-from warest.app.users import UserService
 from warest.app.webhook_dispatch import DeliveryPolicy, Dispatcher, Target
 from warest.app.webhooks import DeliveryDisabler, WebhookActions, WebhookService
 from warest.bootstrap.foundation import (
@@ -81,24 +77,6 @@ from warest.supervision import on_stop_signal, stop_requests, waited_popen
 log = logging.getLogger("warest")
 
 
-@dataclass
-class Services:
-    """What the HTTP layer may use."""
-
-    settings: Settings
-    version: str
-    users: UserService
-    sessions: SessionService
-    messaging: MessagingService
-    sandbox: SandboxControl | None
-    waiter: ReadModelWaiter
-    health: Any  # async () -> dict[str, bool]
-    history: EventHistory
-    reads: ReadService
-    actions: ActionService
-    webhooks: WebhookService | None = None
-    parked: ParkedEvents | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def delivery_policy(settings: Settings) -> DeliveryPolicy:

@@ -6,11 +6,12 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, post
-from litestar.datastructures import Cookie, State
+from litestar.datastructures import Cookie
 from litestar.params import JSONBody
 
 from warest.api.auth import DOCS_COOKIE, client_address, header_key, is_trusted, refuse_query_key
 from warest.api.codes import Code
+from warest.api.dependencies import AppSettings, Users
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.params import NAME_MAX, PASSWORD_MAX, Body
@@ -73,43 +74,49 @@ class AuthController(Controller):
 
     @post("/login", status_code=200)
     async def login(
-        self, request: Request[Any, Any, Any], state: State, data: JSONBody[LoginBody]
+        self,
+        request: Request[Any, Any, Any],
+        users: Users,
+        settings: AppSettings,
+        data: JSONBody[LoginBody],
     ) -> Response[Envelope]:
         """Password login; sets the docs-session cookie. Locks out after repeated failures."""
-        services = state.services
         if not data.username.strip() or not data.password:
             raise ApiError(Code.MISSING_PARAMETER, "username and password are required")
-        address = client_address(request, services.settings.trusted_proxies)
+        address = client_address(request, settings.trusted_proxies)
         try:
-            principal, token = await services.users.login(data.username, data.password, address)
+            principal, token = await users.login(data.username, data.password, address)
         except Exception:
             request.scope.pop("user", None)  # type: ignore[misc]
             raise
         request.scope["user"] = principal
-        cookie = _cookie(request, token, services.settings.docs_session_ttl_s, services.settings)
+        cookie = _cookie(request, token, settings.docs_session_ttl_s, settings)
         return envelope(Code.SUCCESS, "Logged in", _who(principal), cookies=[cookie])
 
     @post("/session", status_code=200)
     async def session(
-        self, request: Request[Any, Any, Any], state: State, data: JSONBody[SessionBody | None] = None
+        self,
+        request: Request[Any, Any, Any],
+        users: Users,
+        settings: AppSettings,
+        data: JSONBody[SessionBody | None] = None,
     ) -> Response[Envelope]:
         """Exchanges an API key for a docs-session cookie (the key itself is never stored)."""
         refuse_query_key(request)
-        services = state.services
         key = header_key(request) or (data.apiKey or data.token if data else None)
         if not key:
             raise ApiError(Code.MISSING_PARAMETER, "apiKey is required")
-        principal = await services.users.authenticate_key(key)
+        principal = await users.authenticate_key(key)
         if principal is None:
             raise ApiError(Code.UNAUTHORIZED, "Invalid API key")
         request.scope["user"] = principal
-        token = await services.users.start_docs_session(principal)
-        cookie = _cookie(request, token, services.settings.docs_session_ttl_s, services.settings)
+        token = await users.start_docs_session(principal)
+        cookie = _cookie(request, token, settings.docs_session_ttl_s, settings)
         return envelope(Code.SUCCESS, "Docs session started", _who(principal), cookies=[cookie])
 
     @post("/logout", status_code=200)
-    async def logout(self, request: Request[Any, Any, Any], state: State) -> Response[Envelope]:
+    async def logout(self, request: Request[Any, Any, Any], users: Users) -> Response[Envelope]:
         """Revokes the docs session on the server and clears the cookie."""
         token = request.cookies.get(DOCS_COOKIE, "")
-        await state.services.users.logout(token)
+        await users.logout(token)
         return envelope(Code.SUCCESS, "Logged out", cookies=[_expired_cookie()])

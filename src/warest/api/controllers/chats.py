@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from warest.api.codes import Code
+from warest.api.dependencies import Actions, AppSettings, Reads
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.params import (
@@ -187,7 +187,7 @@ class ChatsController(Controller):
     async def list_chats(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        reads: Reads,
         session_id: SessionQuery = None,
         limit: FromQuery[int] = 20,
         cursor: FromQuery[str | None] = None,
@@ -202,9 +202,7 @@ class ChatsController(Controller):
         if cursor:
             at, jid = decode_cursor(cursor, 2)
             before = (parse_time("cursor", at) if at else None, jid)
-        chats = await state.services.reads.chats(
-            request.user, name, limit, before, search, _bool("archived", archived)
-        )
+        chats = await reads.chats(request.user, name, limit, before, search, _bool("archived", archived))
         last = chats[-1] if len(chats) == limit else None
         next_cursor = encode_cursor(_iso(last.last_message_at) or "", last.jid) if last else None
         return envelope(
@@ -217,7 +215,8 @@ class ChatsController(Controller):
     async def messages(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        reads: Reads,
+        settings: AppSettings,
         chat_id: FromPath[str],
         session_id: SessionQuery = None,
         limit: FromQuery[int] = 20,
@@ -232,7 +231,7 @@ class ChatsController(Controller):
         """A chat's messages newest first, with reactions, edits and the status timeline."""
         name = session_param(session_id)
         limit = page_limit(limit, MAX_LIMIT)
-        chat = chat_jid(chat_id, state.services.settings.default_country_code)
+        chat = chat_jid(chat_id, settings.default_country_code)
         filters = MessageFilter(
             since=parse_time("since", since),
             until=parse_time("until", until),
@@ -248,7 +247,6 @@ class ChatsController(Controller):
             if when is None or not _is_uuid(message_id):
                 raise invalid("cursor", "is not a cursor returned by this API", source="query")
             before = (when, message_id)
-        reads = state.services.reads
         items = await reads.messages(request.user, name, chat, limit, before, filters)
         info = await reads.chat(request.user, name, chat)
         last = items[-1] if len(items) == limit else None
@@ -269,16 +267,17 @@ class ChatsController(Controller):
     async def read(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        reads: Reads,
+        actions: Actions,
+        settings: AppSettings,
         chat_id: FromPath[str],
         data: JSONBody[ChatBody],
     ) -> Response[Envelope]:
         """Sends read receipts for the chat's unread received messages (or ``messages``)."""
         name = session_param(data.sessionId or request.query_params.get("sessionId"))
-        chat = chat_jid(chat_id, state.services.settings.default_country_code)
-        services = state.services
-        wa_ids = data.messages or await services.reads.unread(request.user, name, chat, 500)
-        marked = await services.actions.mark_read(request.user, name, Jid.parse(chat), wa_ids)
+        chat = chat_jid(chat_id, settings.default_country_code)
+        wa_ids = data.messages or await reads.unread(request.user, name, chat, 500)
+        marked = await actions.mark_read(request.user, name, Jid.parse(chat), wa_ids)
         return envelope(
             Code.SUCCESS,
             "Chat marked as read",
@@ -289,16 +288,17 @@ class ChatsController(Controller):
     async def pin_chat(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        actions: Actions,
+        settings: AppSettings,
         chat_id: FromPath[str],
         data: JSONBody[ChatBody],
     ) -> Response[Envelope]:
         name = session_param(data.sessionId or request.query_params.get("sessionId"))
         if data.pin is None:
             raise invalid("pin", "is required (true or false)", source="body")
-        chat = chat_jid(chat_id, state.services.settings.default_country_code)
+        chat = chat_jid(chat_id, settings.default_country_code)
         pinned = bool(data.pin)
-        await state.services.actions.chat_action(request.user, name, Jid.parse(chat), lambda c: c.pin(pinned))
+        await actions.chat_action(request.user, name, Jid.parse(chat), lambda c: c.pin(pinned))
         return envelope(
             Code.SUCCESS,
             "Chat pinned" if pinned else "Chat unpinned",
@@ -309,7 +309,8 @@ class ChatsController(Controller):
     async def pin_message(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        actions: Actions,
+        settings: AppSettings,
         chat_id: FromPath[str],
         message_id: FromPath[str],
         data: JSONBody[ChatBody],
@@ -317,9 +318,9 @@ class ChatsController(Controller):
         name = session_param(data.sessionId or request.query_params.get("sessionId"))
         if data.pin is None:
             raise invalid("pin", "is required (true or false)", source="body")
-        chat = chat_jid(chat_id, state.services.settings.default_country_code)
+        chat = chat_jid(chat_id, settings.default_country_code)
         duration = (data.duration or "7d") if data.pin else None
-        message = await state.services.actions.pin(request.user, name, message_id, duration)
+        message = await actions.pin(request.user, name, message_id, duration)
         if message.chat != chat:
             raise ApiError(Code.NOT_FOUND, f"message '{message_id}' not found in {chat}")
         return envelope(
@@ -343,14 +344,14 @@ class ContactsController(Controller):
     async def list_contacts(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        reads: Reads,
         session_id: SessionQuery = None,
         limit: FromQuery[int] = 100,
         offset: FromQuery[int] = 0,
     ) -> Response[Envelope]:
         name = session_param(session_id)
         limit, offset = page_limit(limit, MAX_LIMIT), offset_param(offset)
-        contacts = await state.services.reads.contacts(request.user, name, limit, offset)
+        contacts = await reads.contacts(request.user, name, limit, offset)
         return envelope(
             Code.SUCCESS,
             f"{len(contacts)} contacts",

@@ -9,11 +9,11 @@ from typing import Any
 
 import msgspec
 from litestar import Controller, Request, Response, get
-from litestar.datastructures import State
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from warest.api.auth import header_key
 from warest.api.codes import Code
+from warest.api.dependencies import History, Users
 from warest.api.envelope import Envelope, envelope
 from warest.api.params import int_param, invalid
 from warest.app.history import DEFAULT_LIMIT, MAX_LIMIT, HistoryItem
@@ -79,7 +79,9 @@ class EventsController(Controller):
     heartbeat_s: float = 15.0
 
     @get()
-    async def list_events(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+    async def list_events(
+        self, request: Request[Principal, Any, Any], history: History
+    ) -> Response[Envelope]:
         """The caller's events after ``after``, oldest first (``limit`` 1-1000, default 100).
 
         Filters: ``session``, ``type`` (repeatable or comma-separated), ``from`` (inclusive)
@@ -89,7 +91,7 @@ class EventsController(Controller):
         after = int_param(query.get("after"), "after", 0)
         limit = int_param(query.get("limit"), "limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT)
         try:
-            items = await state.services.history.page(request.user, after, limit, **_filters(request))
+            items = await history.page(request.user, after, limit, **_filters(request))
         except InvalidValue as error:
             raise invalid(_field(error.field), error.reason, source="query") from None
         next_after = items[-1].position if items else after
@@ -98,7 +100,9 @@ class EventsController(Controller):
         )
 
     @get("/stream")
-    async def stream(self, request: Request[Principal, Any, Any], state: State) -> ServerSentEvent:
+    async def stream(
+        self, request: Request[Principal, Any, Any], history: History, users: Users
+    ) -> ServerSentEvent:
         """Server-Sent Events: the caller's events after ``Last-Event-ID`` (or ``after``), then
         live. Each event has ``id`` = position, ``event`` = type, ``data`` = the item as JSON;
         a ``: heartbeat`` comment is sent every 15 s of silence. The key is checked again at
@@ -106,14 +110,14 @@ class EventsController(Controller):
         after = int_param(request.query_params.get("after"), "after", 0)
         after = int_param(request.headers.get(LAST_EVENT_ID), LAST_EVENT_ID, after, source="header")
         try:
-            batches = await state.services.history.follow(
+            batches = await history.follow(
                 request.user, after, heartbeat_s=self.heartbeat_s, **_filters(request)
             )
         except InvalidValue as error:
             source = "header" if error.field == "after" and LAST_EVENT_ID in request.headers else "query"
             field = LAST_EVENT_ID if source == "header" else _field(error.field)
             raise invalid(field, error.reason, source=source) from None
-        users, key = state.services.users, header_key(request) or ""
+        key = header_key(request) or ""
 
         async def still_allowed() -> bool:
             principal = await users.authenticate_key(key)

@@ -4,23 +4,26 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from litestar import Controller, Request, Response, post, route
-from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
 from warest.api.codes import Code
+from warest.api.dependencies import Actions, AppSettings, Messaging, Sessions
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.middleware import set_label
 from warest.api.params import MESSAGE_ID_MAX, NAME_MAX, Body, invalid, session_not_found
-from warest.app.actions import EngineRefused
+from warest.app.actions import ActionService, EngineRefused
 from warest.app.messaging import IdempotencyMismatch, QueueIsFull, SendOutcome, SessionNotOpen
 from warest.app.records import Principal, SessionRecord
+from warest.app.sessions import SessionService
+from warest.config import Settings
+from warest.domain.chats import Chat
 from warest.domain.errors import InvalidValue
 from warest.domain.jid import Jid, ascii_digits, recipients
-from warest.domain.messages import ActionNotAllowed
+from warest.domain.messages import ActionNotAllowed, Message
 from warest.domain.values import session_name
 
 IDEMPOTENCY_HEADER = "idempotency-key"
@@ -61,20 +64,19 @@ def _outcome_view(outcome: SendOutcome) -> dict[str, Any]:
 
 
 async def resolve_session(
-    request: Request[Principal, Any, Any], state: State, body: SendTextBody | ActionBody
+    request: Request[Principal, Any, Any], sessions: SessionService, body: SendTextBody | ActionBody
 ) -> SessionRecord:
     """By ``sessionId``, or by the session's own phone number, among the caller's sessions."""
-    sessions = state.services.sessions
     if body.sessionId:
         try:
-            return await sessions.recent(request.user, session_name(body.sessionId))  # type: ignore[no-any-return]
+            return await sessions.recent(request.user, session_name(body.sessionId))
         except InvalidValue as error:
             raise invalid("sessionId", error.reason, code=Code.SESSION_REQUIRED) from None
     if body.phone:
         digits = ascii_digits(body.phone)
         for record in await sessions.owned(request.user):
             if record.me_jid and record.me_jid.split("@", 1)[0] == digits:
-                return record  # type: ignore[no-any-return]
+                return record
         raise session_not_found()
     raise ApiError(
         Code.SESSION_REQUIRED,
@@ -89,13 +91,17 @@ class MessagesController(Controller):
 
     @post("/send/text", status_code=200)
     async def send_text(
-        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[SendTextBody]
+        self,
+        request: Request[Principal, Any, Any],
+        sessions: Sessions,
+        messaging: Messaging,
+        settings: AppSettings,
+        data: JSONBody[SendTextBody],
     ) -> Response[Envelope]:
         """Sends a text to one or many recipients; per-recipient results.
 
         An ``Idempotency-Key`` header makes a retry return the first answer and never send twice.
         """
-        settings = state.services.settings
         text = data.message if data.message is not None else data.text
         if text is None or not text.strip():
             raise invalid("message", "is required", code=Code.MISSING_PARAMETER)
@@ -117,10 +123,10 @@ class MessagesController(Controller):
                 "Invalid 'Idempotency-Key': 1-255 printable characters",
                 [{"field": "Idempotency-Key", "reason": "1-255 printable characters", "source": "header"}],
             )
-        record = await resolve_session(request, state, data)
+        record = await resolve_session(request, sessions, data)
         set_label(request.scope, record.label)
         try:
-            outcomes = await state.services.messaging.send_text(
+            outcomes = await messaging.send_text(
                 record,
                 targets,
                 text,
@@ -172,17 +178,21 @@ _ACTION_FAILURE = {"reaction": Code.REACTION_FAILED, "revoke": Code.MESSAGE_DELE
 _NOT_ALLOWED = {"edit": Code.MESSAGE_EDIT_NOT_ALLOWED, "pin": Code.MESSAGE_PIN_NOT_ALLOWED}
 
 
+T = TypeVar("T")
+
+
 async def _act(
     request: Request[Principal, Any, Any],
-    state: State,
+    sessions: SessionService,
+    actions: ActionService,
     body: ActionBody,
     action: str,
-    run: Callable[[Any, Principal, str], Awaitable[Any]],
-) -> tuple[SessionRecord, Any]:
-    record = await resolve_session(request, state, body)
+    run: Callable[[ActionService, Principal, str], Awaitable[T]],
+) -> tuple[SessionRecord, T]:
+    record = await resolve_session(request, sessions, body)
     set_label(request.scope, record.label)
     try:
-        return record, await run(state.services.actions, request.user, record.session_id)
+        return record, await run(actions, request.user, record.session_id)
     except SessionNotOpen as error:
         raise ApiError(
             Code.SESSION_NOT_LOGGED_IN,
@@ -195,7 +205,7 @@ async def _act(
         raise ApiError(_ACTION_FAILURE.get(action, Code.DOWNSTREAM_ERROR), str(error)) from None
 
 
-def _action_result(record: SessionRecord, message: Any, status: str) -> dict[str, Any]:
+def _action_result(record: SessionRecord, message: Message, status: str) -> dict[str, Any]:
     return {"sessionId": record.session_id, "to": message.chat, "messageId": message.wa_id, "status": status}
 
 
@@ -209,12 +219,13 @@ class MessageActionsController(Controller):
     async def star(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        actions: Actions,
         message_id: FromPath[str],
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
         record, message = await _act(
-            request, state, data, "star", lambda a, u, s: a.star(u, s, message_id, True)
+            request, sessions, actions, data, "star", lambda a, u, s: a.star(u, s, message_id, True)
         )
         return envelope(Code.SUCCESS, "Message starred", _action_result(record, message, "starred"))
 
@@ -222,12 +233,13 @@ class MessageActionsController(Controller):
     async def unstar(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        actions: Actions,
         message_id: FromPath[str],
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
         record, message = await _act(
-            request, state, data, "star", lambda a, u, s: a.star(u, s, message_id, False)
+            request, sessions, actions, data, "star", lambda a, u, s: a.star(u, s, message_id, False)
         )
         return envelope(Code.SUCCESS, "Message unstarred", _action_result(record, message, "unstarred"))
 
@@ -235,7 +247,8 @@ class MessageActionsController(Controller):
     async def reaction(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        actions: Actions,
         message_id: FromPath[str],
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
@@ -243,7 +256,7 @@ class MessageActionsController(Controller):
             raise invalid("emoji", "is required", code=Code.MISSING_PARAMETER)
         emoji = data.emoji
         record, message = await _act(
-            request, state, data, "reaction", lambda a, u, s: a.react(u, s, message_id, emoji)
+            request, sessions, actions, data, "reaction", lambda a, u, s: a.react(u, s, message_id, emoji)
         )
         return envelope(Code.SUCCESS, "Reaction applied", _action_result(record, message, "reacted"))
 
@@ -251,12 +264,13 @@ class MessageActionsController(Controller):
     async def unreaction(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        actions: Actions,
         message_id: FromPath[str],
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
         record, message = await _act(
-            request, state, data, "reaction", lambda a, u, s: a.react(u, s, message_id, "")
+            request, sessions, actions, data, "reaction", lambda a, u, s: a.react(u, s, message_id, "")
         )
         return envelope(Code.SUCCESS, "Reaction removed", _action_result(record, message, "unreacted"))
 
@@ -264,12 +278,13 @@ class MessageActionsController(Controller):
     async def revoke(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        actions: Actions,
         message_id: FromPath[str],
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
         record, message = await _act(
-            request, state, data, "revoke", lambda a, u, s: a.revoke(u, s, message_id)
+            request, sessions, actions, data, "revoke", lambda a, u, s: a.revoke(u, s, message_id)
         )
         return envelope(Code.SUCCESS, "Message revoked", _action_result(record, message, "revoked"))
 
@@ -277,7 +292,8 @@ class MessageActionsController(Controller):
     async def edit(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        actions: Actions,
         message_id: FromPath[str],
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
@@ -285,7 +301,7 @@ class MessageActionsController(Controller):
         if not text or not text.strip():
             raise invalid("message", "is required", code=Code.MISSING_PARAMETER)
         record, message = await _act(
-            request, state, data, "edit", lambda a, u, s: a.edit(u, s, message_id, text)
+            request, sessions, actions, data, "edit", lambda a, u, s: a.edit(u, s, message_id, text)
         )
         return envelope(Code.SUCCESS, "Message edited", _action_result(record, message, "edited"))
 
@@ -293,12 +309,13 @@ class MessageActionsController(Controller):
     async def delete_for_me(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        actions: Actions,
         message_id: FromPath[str],
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
         record, message = await _act(
-            request, state, data, "delete", lambda a, u, s: a.delete_for_me(u, s, message_id)
+            request, sessions, actions, data, "delete", lambda a, u, s: a.delete_for_me(u, s, message_id)
         )
         return envelope(Code.SUCCESS, "Message deleted for me", _action_result(record, message, "deleted"))
 
@@ -306,13 +323,15 @@ class MessageActionsController(Controller):
     async def mark_as_read(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        actions: Actions,
+        settings: AppSettings,
         message_id: FromPath[str],
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
-        chat = _chat_of(state, data)
+        chat = _chat_of(settings, data)
         record, marked = await _act(
-            request, state, data, "read", lambda a, u, s: a.mark_read(u, s, chat, [message_id])
+            request, sessions, actions, data, "read", lambda a, u, s: a.mark_read(u, s, chat, [message_id])
         )
         if not marked:
             raise ApiError(Code.NOT_FOUND, f"no received message '{message_id}' in {chat}")
@@ -326,24 +345,37 @@ class MessageActionsController(Controller):
     async def chat_action(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        actions: Actions,
+        settings: AppSettings,
         action: FromPath[str],
         data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
-        return await self._chat_action(request, state, action, data)
+        return await self._chat_action(request, sessions, actions, settings, action, data)
 
     @route("/action/clear-all", http_method=["DELETE", "POST"], status_code=200)
     async def clear_all(
-        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[ActionBody]
+        self,
+        request: Request[Principal, Any, Any],
+        sessions: Sessions,
+        actions: Actions,
+        settings: AppSettings,
+        data: JSONBody[ActionBody],
     ) -> Response[Envelope]:
-        return await self._chat_action(request, state, "clear-all", data)
+        return await self._chat_action(request, sessions, actions, settings, "clear-all", data)
 
     async def _chat_action(
-        self, request: Request[Principal, Any, Any], state: State, action: str, data: ActionBody
+        self,
+        request: Request[Principal, Any, Any],
+        sessions: SessionService,
+        actions: ActionService,
+        settings: Settings,
+        action: str,
+        data: ActionBody,
     ) -> Response[Envelope]:
-        chat = _chat_of(state, data)
+        chat = _chat_of(settings, data)
         now = datetime.now(UTC)
-        changes: dict[str, tuple[Callable[[Any], None], str]] = {
+        changes: dict[str, tuple[Callable[[Chat], None], str]] = {
             "mute": (
                 lambda c: c.mute(now + timedelta(minutes=max(1, min(data.duration or 60, 43200)))),
                 "Chat muted",
@@ -357,7 +389,7 @@ class MessageActionsController(Controller):
             raise ApiError(Code.NOT_FOUND, f"unknown chat action '{action}'")
         change, message = changes[action]
         record, chat_state = await _act(
-            request, state, data, action, lambda a, u, s: a.chat_action(u, s, chat, change)
+            request, sessions, actions, data, action, lambda a, u, s: a.chat_action(u, s, chat, change)
         )
         return envelope(
             Code.SUCCESS,
@@ -372,10 +404,10 @@ class MessageActionsController(Controller):
         )
 
 
-def _chat_of(state: State, data: ActionBody) -> Jid:
+def _chat_of(settings: Settings, data: ActionBody) -> Jid:
     if not data.to:
         raise invalid("to", "is required (the chat)", code=Code.MISSING_PARAMETER)
     try:
-        return Jid.parse(data.to, state.services.settings.default_country_code, "to")
+        return Jid.parse(data.to, settings.default_country_code, "to")
     except InvalidValue as error:
         raise invalid("to", error.reason) from None

@@ -5,24 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Controller, Response, get, post
-from litestar.datastructures import State
 from litestar.params import FromQuery
 
 from warest.api.auth import admin_only
 from warest.api.codes import Code
+from warest.api.dependencies import Parked, enabled_parked
 from warest.api.envelope import Envelope, envelope
-from warest.api.errors import ApiError
 from warest.api.params import invalid
 from warest.app.parking import ParkedEvent, ParkedEvents
 
 LIMIT_MAX = 1000
-
-
-def _service(state: State) -> ParkedEvents:
-    parked: ParkedEvents | None = state.services.parked
-    if parked is None:
-        raise ApiError(Code.SERVICE_UNAVAILABLE, "Read models are not available")
-    return parked
 
 
 def _projection(parked: ParkedEvents, name: str | None) -> str | None:
@@ -55,23 +47,26 @@ class ProjectionsAdminController(Controller):
 
     @get("/parked")
     async def parked(
-        self, state: State, projection: FromQuery[str | None] = None, limit: FromQuery[int] = 100
+        self,
+        parked: Parked,
+        projection: FromQuery[str | None] = None,
+        limit: FromQuery[int] = 100,
     ) -> Response[Envelope]:
-        parked = _service(state)
-        name = _projection(parked, projection)
+        events_of = enabled_parked(parked)
+        name = _projection(events_of, projection)
         if not 1 <= limit <= LIMIT_MAX:
             raise invalid("limit", f"must be between 1 and {LIMIT_MAX}", source="query")
-        events = await parked.events(name, limit)
+        events = await events_of.events(name, limit)
         return envelope(
             Code.SUCCESS,
             f"{len(events)} parked events",
-            {"counts": await parked.tally(), "items": [parked_view(e) for e in events]},
+            {"counts": await events_of.tally(), "items": [parked_view(e) for e in events]},
         )
 
     @post("/parked/retry", status_code=200)
-    async def retry(self, state: State, projection: FromQuery[str | None] = None) -> Response[Envelope]:
-        parked = _service(state)
-        outcomes = await parked.retry(_projection(parked, projection))
+    async def retry(self, parked: Parked, projection: FromQuery[str | None] = None) -> Response[Envelope]:
+        events_of = enabled_parked(parked)
+        outcomes = await events_of.retry(_projection(events_of, projection))
         applied = sum(o.applied for o in outcomes)
         failed = sum(o.failed for o in outcomes)
         return envelope(

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Controller, Request, Response, get, post, route
-from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody
 
 from warest.api.codes import Code
+from warest.api.dependencies import SANDBOX_OFF, Sandbox
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.params import MESSAGE_ID_MAX, NAME_MAX, Body, page_limit
@@ -107,10 +107,10 @@ class SandboxController(Controller):
 
     @post("/accounts", status_code=201)
     async def create_account(
-        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[AccountBody]
+        self, request: Request[Principal, Any, Any], sandbox: Sandbox, data: JSONBody[AccountBody]
     ) -> Response[Envelope]:
         """Creates an external WhatsApp account on the simulated network."""
-        account = await state.services.sandbox.create_account(
+        account = await sandbox.create_account(
             request.user.registry,
             data.phone,
             push_name=data.pushName,
@@ -124,33 +124,33 @@ class SandboxController(Controller):
 
     @get("/accounts/{phone:str}")
     async def account(
-        self, request: Request[Principal, Any, Any], state: State, phone: FromPath[str]
+        self, request: Request[Principal, Any, Any], sandbox: Sandbox, phone: FromPath[str]
     ) -> Response[Envelope]:
-        account = await state.services.sandbox.account(request.user.registry, phone)
+        account = await sandbox.account(request.user.registry, phone)
         return envelope(Code.SUCCESS, "Account", account_view(account))
 
     @post("/scan", status_code=200)
     async def scan(
-        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[ScanBody]
+        self, request: Request[Principal, Any, Any], sandbox: Sandbox, data: JSONBody[ScanBody]
     ) -> Response[Envelope]:
         """Scans the session's current QR with the account's phone: the session links."""
-        account = await state.services.sandbox.scan(request.user.registry, data.sessionId, data.phone)
+        account = await sandbox.scan(request.user.registry, data.sessionId, data.phone)
         return envelope(Code.SUCCESS, "QR scanned", {"sessionId": data.sessionId, **account_view(account)})
 
     @post("/pair", status_code=200)
     async def pair(
-        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[PairBody]
+        self, request: Request[Principal, Any, Any], sandbox: Sandbox, data: JSONBody[PairBody]
     ) -> Response[Envelope]:
         """Enters a pairing code on the account's phone."""
-        session = await state.services.sandbox.pair(request.user.registry, data.phone, data.code)
+        session = await sandbox.pair(request.user.registry, data.phone, data.code)
         return envelope(Code.SUCCESS, "Pairing code accepted", {"sessionId": session, "phone": data.phone})
 
     @post("/messages", status_code=200)
     async def send(
-        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[MessageBody]
+        self, request: Request[Principal, Any, Any], sandbox: Sandbox, data: JSONBody[MessageBody]
     ) -> Response[Envelope]:
         """An external account (yours) sends a text to a session or any account."""
-        wa_id = await state.services.sandbox.send(
+        wa_id = await sandbox.send(
             request.user.registry, data.sender, data.to, data.text, quoted_id=data.quotedId
         )
         return envelope(
@@ -159,7 +159,7 @@ class SandboxController(Controller):
 
     @post("/faults", status_code=200)
     async def fault(
-        self, request: Request[Principal, Any, Any], state: State, data: JSONBody[FaultBody]
+        self, request: Request[Principal, Any, Any], sandbox: Sandbox, data: JSONBody[FaultBody]
     ) -> Response[Envelope]:
         """Injects a fault (logout, disconnect, stream_replaced, temp_ban, error_463, duplicate,
         out_of_order) into one of your sessions or the sessions linked to one of your accounts."""
@@ -173,7 +173,7 @@ class SandboxController(Controller):
             )
             if v is not None
         }
-        result = await state.services.sandbox.fault(
+        result = await sandbox.fault(
             request.user.registry, data.kind, session=data.sessionId, phone=data.phone, options=options
         )
         return envelope(Code.SUCCESS, "Fault injected", result)
@@ -182,23 +182,17 @@ class SandboxController(Controller):
     async def inbox(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sandbox: Sandbox,
         phone: FromPath[str],
         limit: FromQuery[int] = 100,
     ) -> Response[Envelope]:
         """What one of your external accounts has received, oldest first."""
-        items = await state.services.sandbox.inbox(request.user.registry, phone, page_limit(limit, 1000))
+        items = await sandbox.inbox(request.user.registry, phone, page_limit(limit, 1000))
         return envelope(
             Code.SUCCESS,
             f"{len(items)} messages",
             [{**asdict(item), "at": item.at.isoformat(), "messageId": item.wa_id} for item in items],
         )
-
-
-SANDBOX_OFF = (
-    "The sandbox is not enabled on this server: start it with WAREST_ENGINE=sandbox"
-    " (or WAREST_SANDBOX_ENABLED=true to keep another default engine)"
-)
 
 
 @route(

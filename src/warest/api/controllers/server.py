@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from litestar import Controller, Request, Response, get
-from litestar.datastructures import State
 
 from warest.api.auth import admin_only, docs_guard
 from warest.api.codes import Code, code_table
+from warest.api.dependencies import AppSettings, Health, Parked, Version
 from warest.api.envelope import Envelope, envelope
 
 _STARTED = time.monotonic()
@@ -38,39 +38,21 @@ async def ping(request: Request[Any, Any, Any]) -> Response[Envelope]:
     )
 
 
-async def _checks(state: State) -> dict[str, bool]:
-    result: dict[str, bool] = await state.services.health()
-    return result
-
-
-def _parked(state: State) -> dict[str, int]:
-    parked = state.services.parked
-    return {} if parked is None else dict(parked.counts())
-
-
-@get("/healthz", opt={"public": True}, tags=["server"])
-async def healthz(state: State) -> Response[Envelope]:
-    """Public liveness: answers while the process serves HTTP; reports dependency state.
-
-    Parked events (events a read model could not apply and moved past) make it
-    ``degraded``, still ``200``: the read models follow the log, and a load balancer that
-    accepts only 200 must not take the gateway out for one tenant's bad event."""
-    checks = await _checks(state)
-    parked = _parked(state)
+async def health_report(health: Health, parked: Parked) -> Response[Envelope]:
+    checks = await health()
+    counts = {} if parked is None else dict(parked.counts())
     healthy = all(checks.values())
-    status = ("degraded" if parked else "healthy") if healthy else "unhealthy"
-    message = f"degraded: {sum(parked.values())} parked events" if healthy and parked else status
+    status = ("degraded" if counts else "healthy") if healthy else "unhealthy"
+    message = f"degraded: {sum(counts.values())} parked events" if healthy and counts else status
     return envelope(
         Code.SUCCESS if healthy else Code.SERVICE_UNAVAILABLE,
         message,
-        {"status": status, "checks": checks, "parked": parked},
+        {"status": status, "checks": checks, "parked": counts},
     )
 
 
-@get("/ready", opt={"public": True}, tags=["server"])
-async def ready(state: State) -> Response[Envelope]:
-    """Public readiness: 200 only when the database answers and projections run."""
-    checks = await _checks(state)
+async def readiness(health: Health) -> Response[Envelope]:
+    checks = await health()
     ok = all(checks.values())
     return envelope(
         Code.SUCCESS if ok else Code.SERVICE_UNAVAILABLE,
@@ -79,22 +61,37 @@ async def ready(state: State) -> Response[Envelope]:
     )
 
 
+@get("/healthz", opt={"public": True}, tags=["server"])
+async def healthz(health: Health, parked: Parked) -> Response[Envelope]:
+    """Public liveness: answers while the process serves HTTP; reports dependency state.
+
+    Parked events (events a read model could not apply and moved past) make it
+    ``degraded``, still ``200``: the read models follow the log, and a load balancer that
+    accepts only 200 must not take the gateway out for one tenant's bad event."""
+    return await health_report(health, parked)
+
+
+@get("/ready", opt={"public": True}, tags=["server"])
+async def ready(health: Health) -> Response[Envelope]:
+    """Public readiness: 200 only when the database answers and projections run."""
+    return await readiness(health)
+
+
 class ServerAdminController(Controller):
     path = "/api/v1/server"
     guards = [admin_only]
     tags = ["server"]
 
     @get("/info")
-    async def info(self, state: State) -> Response[Envelope]:
-        services = state.services
+    async def info(self, settings: AppSettings, version: Version, health: Health) -> Response[Envelope]:
         uptime = time.monotonic() - _STARTED
         load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
         return envelope(
             Code.SUCCESS,
             "Server info",
             {
-                "serviceName": services.settings.server_name,
-                "serviceVersion": services.version,
+                "serviceName": settings.server_name,
+                "serviceVersion": version,
                 "uptimeSeconds": int(uptime),
                 "system": {
                     "hostname": platform.node(),
@@ -104,20 +101,20 @@ class ServerAdminController(Controller):
                 },
                 "process": {"pid": os.getpid(), "python": platform.python_version()},
                 "loadAverage": list(load),
-                "database": "embedded" if services.settings.embedded_database else "external",
-                "engine": services.settings.engine,
-                "checks": await _checks(state),
+                "database": "embedded" if settings.embedded_database else "external",
+                "engine": settings.engine,
+                "checks": await health(),
                 "timestamp": int(time.time()),
             },
         )
 
     @get("/healthz")
-    async def healthz(self, state: State) -> Response[Envelope]:
-        return await healthz.fn(state)  # type: ignore[no-any-return]
+    async def healthz(self, health: Health, parked: Parked) -> Response[Envelope]:
+        return await health_report(health, parked)
 
     @get("/ready")
-    async def ready(self, state: State) -> Response[Envelope]:
-        return await ready.fn(state)  # type: ignore[no-any-return]
+    async def ready(self, health: Health) -> Response[Envelope]:
+        return await readiness(health)
 
 
 @get("/docs/code-table.json", opt={"public": True}, guards=[docs_guard], tags=["docs"])

@@ -7,12 +7,12 @@ from typing import Any
 import msgspec
 import segno
 from litestar import Controller, Request, Response, get, post, route
-from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
 from warest.api.auth import admin_only
 from warest.api.codes import Code
-from warest.api.controllers.webhooks import SECRET_MAX, endpoint_view, service
+from warest.api.controllers.webhooks import SECRET_MAX, endpoint_view
+from warest.api.dependencies import AppSettings, Sessions, Webhooks, enabled_webhooks
 from warest.api.envelope import Envelope, envelope
 from warest.api.errors import ApiError
 from warest.api.guards_input import guard_json, malformed_json
@@ -157,12 +157,12 @@ class SessionController(Controller):
     tags = ["sessions"]
 
     @route("/create", http_method=["GET", "POST"], status_code=200)
-    async def create(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+    async def create(self, request: Request[Principal, Any, Any], sessions: Sessions) -> Response[Envelope]:
         """Creates (or resumes) a session and starts a QR login; waits up to 2.5 s for the QR."""
         body = await _body(request)
         name = _session_name(request, body)
         try:
-            login = await state.services.sessions.login(
+            login = await sessions.login(
                 request.user,
                 name,
                 label=body.label,
@@ -189,7 +189,9 @@ class SessionController(Controller):
         return envelope(Code.SUCCESS, "Session created" if login.created else "Session exists", view)
 
     @route("/create/pair-code", http_method=["GET", "POST"], status_code=200)
-    async def pair_code(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+    async def pair_code(
+        self, request: Request[Principal, Any, Any], sessions: Sessions, settings: AppSettings
+    ) -> Response[Envelope]:
         """Starts a pairing-code login for ``phone``; waits up to 3.5 s for the code."""
         body = await _body(request)
         phone_raw = _pick(request, ("phone", "pair", "pairPhone"), (body.phone, body.pair, body.pairPhone))
@@ -199,7 +201,6 @@ class SessionController(Controller):
                 "phone is required",
                 [{"field": "phone", "reason": "missing", "source": "query"}],
             )
-        settings = state.services.settings
         try:
             phone = Jid.parse(phone_raw, settings.default_country_code, "phone")
         except InvalidValue as error:
@@ -216,7 +217,7 @@ class SessionController(Controller):
             )
         name = _session_name(request, body)
         try:
-            login = await state.services.sessions.login(
+            login = await sessions.login(
                 request.user,
                 name,
                 pair_phone=phone.user,
@@ -235,43 +236,49 @@ class SessionController(Controller):
         return envelope(Code.SESSION_LOGIN_PENDING, "Pair code pending", view | {"pairCode": ""})
 
     @get("/list")
-    async def list_sessions(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
-        records = await state.services.sessions.owned(request.user)
+    async def list_sessions(
+        self, request: Request[Principal, Any, Any], sessions: Sessions
+    ) -> Response[Envelope]:
+        records = await sessions.owned(request.user)
         return envelope(
             Code.SUCCESS, f"{len(records)} sessions", {"items": [session_view(r) for r in records]}
         )
 
     @get("/info")
-    async def info(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+    async def info(self, request: Request[Principal, Any, Any], sessions: Sessions) -> Response[Envelope]:
         name = _session_name(request, SessionBody())
-        record = await state.services.sessions.get(request.user, name)
+        record = await sessions.get(request.user, name)
         set_label(request.scope, record.label)
-        runtime = state.services.sessions.runtime(record)
+        runtime = sessions.runtime(record)
         outage = runtime.outage if runtime is not None else None
-        return envelope(Code.SUCCESS, "Session", session_view(record) | {"outage": outage_view(outage)})
+        return envelope(Code.SUCCESS, "Session", {**session_view(record), "outage": outage_view(outage)})
 
     @route("/logout", http_method=["GET", "POST"], status_code=200)
-    async def logout(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+    async def logout(self, request: Request[Principal, Any, Any], sessions: Sessions) -> Response[Envelope]:
         """Unlinks the device; the session stays (log in again with create)."""
         name = _session_name(request, await _body(request))
-        await state.services.sessions.logout(request.user, name)
+        await sessions.logout(request.user, name)
         return envelope(
             Code.SUCCESS, "Logout success", {"sessionId": name, "steps": {"runtime": True, "creds": True}}
         )
 
     @route("/reconnect", http_method=["GET", "POST"], status_code=200)
-    async def reconnect(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+    async def reconnect(
+        self, request: Request[Principal, Any, Any], sessions: Sessions
+    ) -> Response[Envelope]:
         name = _session_name(request, await _body(request))
         try:
-            await state.services.sessions.reconnect(request.user, name)
+            await sessions.reconnect(request.user, name)
         except EngineUnavailable as error:
             raise ApiError(Code.SERVICE_UNAVAILABLE, str(error)) from None
         return envelope(Code.SESSION_RECONNECT_SCHEDULED, "Reconnect scheduled", {"sessionId": name})
 
     @route("/delete", http_method=["DELETE", "POST"], status_code=200)
-    async def delete_session(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+    async def delete_session(
+        self, request: Request[Principal, Any, Any], sessions: Sessions
+    ) -> Response[Envelope]:
         name = _session_name(request, await _body(request))
-        await state.services.sessions.delete(request.user, name)
+        await sessions.delete(request.user, name)
         return envelope(
             Code.SUCCESS,
             "Session deleted",
@@ -279,9 +286,9 @@ class SessionController(Controller):
         )
 
     @get("/devices")
-    async def devices(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
+    async def devices(self, request: Request[Principal, Any, Any], sessions: Sessions) -> Response[Envelope]:
         name = _session_name(request, SessionBody())
-        record, device = await state.services.sessions.device(request.user, name)
+        record, device = await sessions.device(request.user, name)
         set_label(request.scope, record.label)
         return envelope(
             Code.SUCCESS,
@@ -298,23 +305,22 @@ class SessionController(Controller):
     async def config(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        sessions: Sessions,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         data: JSONBody[ConfigBody],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
         primary = None
         if data.webhookUrl is not None or data.webhookSecret:
-            primary = await service(state).configure_primary(
+            primary = await enabled_webhooks(webhooks).configure_primary(
                 request.user,
                 name,
                 data.webhookUrl,
                 data.webhookSecret,
                 preflight=data.preflight or data.preflightVerify,
             )
-        record = await state.services.sessions.configure(
-            request.user, name, label=data.label, auto_start=data.autoStart
-        )
+        record = await sessions.configure(request.user, name, label=data.label, auto_start=data.autoStart)
         set_label(request.scope, record.label)
         view = session_view(record)
         if primary is not None:
@@ -332,8 +338,8 @@ class AdminSessionsController(Controller):
     tags = ["admin"]
 
     @get("/registries/{registry:str}/sessions")
-    async def registry_sessions(self, state: State, registry: FromPath[str]) -> Response[Envelope]:
-        records = await state.services.sessions.list_registry(registry)
+    async def registry_sessions(self, sessions: Sessions, registry: FromPath[str]) -> Response[Envelope]:
+        records = await sessions.list_registry(registry)
         return envelope(
             Code.SUCCESS, f"{len(records)} sessions", {"items": [session_view(r) for r in records]}
         )

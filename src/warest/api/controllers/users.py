@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from litestar import Controller, Request, Response, get, post
-from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody
 
 from warest.api.auth import admin_only
 from warest.api.codes import Code
+from warest.api.dependencies import Users
 from warest.api.envelope import Envelope, envelope
 from warest.api.params import NAME_MAX, PASSWORD_MAX, Body
 from warest.app.records import Principal, UserRecord
@@ -47,35 +47,35 @@ class UsersController(Controller):
     tags = ["users"]
 
     @get("/me")
-    async def me(self, request: Request[Principal, Any, Any], state: State) -> Response[Envelope]:
-        record = await state.services.users.get(request.user.username)
+    async def me(self, request: Request[Principal, Any, Any], users: Users) -> Response[Envelope]:
+        record = await users.get(request.user.username)
         return envelope(Code.SUCCESS, "Current user", user_view(record))
 
     @get("/", guards=[admin_only])
-    async def list_users(self, state: State) -> Response[Envelope]:
-        users = await state.services.users.all()
-        return envelope(Code.SUCCESS, f"{len(users)} users", [user_view(u) for u in users])
+    async def list_users(self, users: Users) -> Response[Envelope]:
+        records = await users.all()
+        return envelope(Code.SUCCESS, f"{len(records)} users", [user_view(u) for u in records])
 
     @post("/", guards=[admin_only], status_code=201)
-    async def create(self, state: State, data: JSONBody[CreateUserBody]) -> Response[Envelope]:
+    async def create(self, users: Users, data: JSONBody[CreateUserBody]) -> Response[Envelope]:
         """Creates a user with its own registry; the API key is in the answer, once."""
-        record, key = await state.services.users.create(
+        record, key = await users.create(
             data.username, password=data.password, role=Role(data.role), registry=data.registry
         )
         return envelope(Code.CREATED, "User created", {**user_view(record), "apiKey": key})
 
     @post("/{username:str}/rotate-key", guards=[admin_only], status_code=200)
-    async def rotate_key(self, state: State, username: FromPath[str]) -> Response[Envelope]:
+    async def rotate_key(self, users: Users, username: FromPath[str]) -> Response[Envelope]:
         """A new API key; the previous one stops working at once."""
-        key = await state.services.users.rotate_key(username)
+        key = await users.rotate_key(username)
         return envelope(Code.SUCCESS, "API key rotated", {"username": username, "apiKey": key})
 
     @post("/{username:str}/disable", guards=[admin_only], status_code=200)
-    async def disable(self, state: State, username: FromPath[str]) -> Response[Envelope]:
-        record = await state.services.users.set_disabled(username, True)
+    async def disable(self, users: Users, username: FromPath[str]) -> Response[Envelope]:
+        record = await users.set_disabled(username, True)
         return envelope(Code.SUCCESS, "User disabled", user_view(record))
 
     @post("/{username:str}/enable", guards=[admin_only], status_code=200)
-    async def enable(self, state: State, username: FromPath[str]) -> Response[Envelope]:
-        record = await state.services.users.set_disabled(username, False)
+    async def enable(self, users: Users, username: FromPath[str]) -> Response[Envelope]:
+        record = await users.set_disabled(username, False)
         return envelope(Code.SUCCESS, "User enabled", user_view(record))

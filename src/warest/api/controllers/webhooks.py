@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.datastructures import State
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
 from warest.api.codes import Code
+from warest.api.dependencies import Webhooks, enabled_webhooks
 from warest.api.envelope import Envelope, envelope
-from warest.api.errors import ApiError
 from warest.api.params import (
     NAME_MAX,
     POSITION_MAX,
@@ -38,6 +38,8 @@ from warest.domain.errors import InvalidValue
 from warest.domain.webhooks import DESCRIPTION_MAX, PRIMARY, URL_MAX
 
 MAX_PAGE = 500
+
+T = TypeVar("T")
 
 
 SECRET_MAX = 1024
@@ -172,15 +174,6 @@ def preflight_view(result: PreflightResult) -> dict[str, Any]:
     return out
 
 
-def service(state: State) -> WebhookService:
-    webhooks: WebhookService | None = state.services.webhooks
-    if webhooks is None:
-        raise ApiError(
-            Code.SERVICE_UNAVAILABLE, "Webhooks are disabled on this server (WAREST_WEBHOOK_ENABLED)"
-        )
-    return webhooks
-
-
 def _cursor(raw: str | None) -> tuple[int, UUID | None] | None:
     """``before``: ``<position>`` or the ``X-WAREST-Next-Before`` of the page before
     (``<position>:<endpoint id>``)."""
@@ -213,22 +206,25 @@ class WebhooksController(Controller):
 
     @get("/webhooks")
     async def list_endpoints(
-        self, request: Request[Principal, Any, Any], state: State, session_id: FromPath[str]
+        self,
+        request: Request[Principal, Any, Any],
+        webhooks: Webhooks,
+        session_id: FromPath[str],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        views = await service(state).endpoints(request.user, name)
+        views = await enabled_webhooks(webhooks).endpoints(request.user, name)
         return envelope(Code.SUCCESS, "Webhooks", [endpoint_view(v) for v in views])
 
     @post("/webhooks", status_code=201)
     async def add_endpoint(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         data: JSONBody[EndpointBody],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        saved = await service(state).add(
+        saved = await enabled_webhooks(webhooks).add(
             request.user,
             name,
             data.name or PRIMARY,
@@ -244,25 +240,25 @@ class WebhooksController(Controller):
     async def get_endpoint(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         endpoint: FromPath[str],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        view = await service(state).endpoint(request.user, name, endpoint)
+        view = await enabled_webhooks(webhooks).endpoint(request.user, name, endpoint)
         return envelope(Code.SUCCESS, "Webhook", endpoint_view(view))
 
     @patch("/webhooks/{endpoint:str}")
     async def change_endpoint(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         endpoint: FromPath[str],
         data: JSONBody[EndpointPatch],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        view = await service(state).update(
+        view = await enabled_webhooks(webhooks).update(
             request.user,
             name,
             endpoint,
@@ -277,45 +273,47 @@ class WebhooksController(Controller):
     async def remove_endpoint(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         endpoint: FromPath[str],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        await service(state).remove(request.user, name, endpoint)
+        await enabled_webhooks(webhooks).remove(request.user, name, endpoint)
         return envelope(Code.SUCCESS, "Webhook removed", {"name": endpoint})
 
     @post("/webhooks/{endpoint:str}/rotate", status_code=200)
     async def rotate_secret(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         endpoint: FromPath[str],
         data: JSONBody[RotateBody],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        saved = await service(state).rotate(request.user, name, endpoint, data.secret, data.graceSeconds)
+        saved = await enabled_webhooks(webhooks).rotate(
+            request.user, name, endpoint, data.secret, data.graceSeconds
+        )
         return _saved(saved, Code.SUCCESS, "Secret rotated")
 
     @post("/webhooks/{endpoint:str}/reset", status_code=200)
     async def reset_endpoint(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         endpoint: FromPath[str],
     ) -> Response[Envelope]:
         """Clears the endpoint's cool-off, open circuit and failure count."""
         name = session_param(session_id, "path")
-        view = await service(state).reset(request.user, name, endpoint)
+        view = await enabled_webhooks(webhooks).reset(request.user, name, endpoint)
         return envelope(Code.SUCCESS, "Webhook health reset", endpoint_view(view))
 
     @post("/webhooks/{endpoint:str}/replay", status_code=202)
     async def replay(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         endpoint: FromPath[str],
         data: JSONBody[ReplayBody],
@@ -328,14 +326,14 @@ class WebhooksController(Controller):
             until_ms=_ms(data.until),
             events=tuple(data.events or ()),
         )
-        count = await service(state).replay(request.user, name, endpoint, span)
+        count = await enabled_webhooks(webhooks).replay(request.user, name, endpoint, span)
         return envelope(Code.SCHEDULED, "Replay scheduled", {"endpoint": endpoint, "deliveries": count})
 
     @get("/deliveries")
     async def deliveries(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         endpoint: FromQuery[str | None] = None,
         status: FromQuery[str | None] = None,
@@ -346,7 +344,7 @@ class WebhooksController(Controller):
         name = session_param(session_id, "path")
         page_limit(limit, MAX_PAGE)
         where = DeliveryFilter(status=status, event=event, before=_cursor(before), limit=limit)
-        views = await _query(service(state).deliveries(request.user, name, where, endpoint))
+        views = await _query(enabled_webhooks(webhooks).deliveries(request.user, name, where, endpoint))
         page = [delivery_view(v) for v in views]
         last = views[-1] if len(views) == limit else None
         headers = {"X-WAREST-Next-Before": f"{last.position}:{last.endpoint_id}"} if last else {}
@@ -356,12 +354,12 @@ class WebhooksController(Controller):
     async def delivery(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         delivery: FromPath[str],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        view, attempts = await service(state).delivery(request.user, name, delivery)
+        view, attempts = await enabled_webhooks(webhooks).delivery(request.user, name, delivery)
         return envelope(
             Code.SUCCESS,
             "Delivery",
@@ -372,12 +370,12 @@ class WebhooksController(Controller):
     async def redeliver(
         self,
         request: Request[Principal, Any, Any],
-        state: State,
+        webhooks: Webhooks,
         session_id: FromPath[str],
         delivery: FromPath[str],
     ) -> Response[Envelope]:
         name = session_param(session_id, "path")
-        await service(state).redeliver(request.user, name, delivery)
+        await enabled_webhooks(webhooks).redeliver(request.user, name, delivery)
         return envelope(Code.SCHEDULED, "Redelivery scheduled", {"id": delivery})
 
 
@@ -385,7 +383,7 @@ SessionQuery = Annotated[str | None, QueryParameter(name="sessionId")]
 
 
 async def preflight(
-    request: Request[Principal, Any, Any], state: State, data: PreflightBody
+    request: Request[Principal, Any, Any], webhooks: WebhookService | None, data: PreflightBody
 ) -> Response[Envelope]:
     name = session_param(data.sessionId, "body")
     urls = [data.url] if isinstance(data.url, str) else list(data.url or [])
@@ -393,7 +391,7 @@ async def preflight(
         raise invalid("url", "is required (a URL or a list of URLs)", code=Code.MISSING_PARAMETER)
     if not data.secret:
         raise invalid("secret", "is required", code=Code.MISSING_PARAMETER)
-    results = await service(state).preflight(request.user, name, urls, data.secret)
+    results = await enabled_webhooks(webhooks).preflight(request.user, name, urls, data.secret)
     ok = all(r.ok for r in results)
     return envelope(
         Code.SUCCESS if ok else Code.PARTIAL_SUCCESS,
@@ -404,19 +402,19 @@ async def preflight(
 
 @post("/api/v1/webhook/preflight", status_code=200, tags=["webhooks"])
 async def preflight_v1(
-    request: Request[Principal, Any, Any], state: State, data: JSONBody[PreflightBody]
+    request: Request[Principal, Any, Any], webhooks: Webhooks, data: JSONBody[PreflightBody]
 ) -> Response[Envelope]:
-    return await preflight(request, state, data)
+    return await preflight(request, webhooks, data)
 
 
 @post("/api/webhooks/preflight", status_code=200, tags=["webhooks"])
 async def preflight_legacy(
-    request: Request[Principal, Any, Any], state: State, data: JSONBody[PreflightBody]
+    request: Request[Principal, Any, Any], webhooks: Webhooks, data: JSONBody[PreflightBody]
 ) -> Response[Envelope]:
-    return await preflight(request, state, data)
+    return await preflight(request, webhooks, data)
 
 
-async def _query(awaitable: Any) -> Any:
+async def _query(awaitable: Awaitable[T]) -> T:
     """A bad value of a query parameter names the query as its source."""
     try:
         return await awaitable
