@@ -43,7 +43,12 @@ def tenant(server: ServerProcess, name: str) -> httpx.Client:
 
 
 def status(client: httpx.Client, session: str) -> str:
-    return str(client.get(f"/api/v1/session/info?sessionId={session}").json()["results"][0]["status"])
+    """The session's status, or the answer's code while it cannot tell (e.g. right after a
+    restart, when the read models are still catching up)."""
+    answer = client.get(f"/api/v1/session/info?sessionId={session}")
+    if answer.status_code != 200:
+        return f"answered {answer.status_code}"
+    return str(answer.json()["results"][0]["status"])
 
 
 def events(database_url: str, schema: str, suffix: str) -> list[dict[str, Any]]:
