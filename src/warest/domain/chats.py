@@ -52,10 +52,7 @@ class Chat(model.Aggregate):
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> type[model.DomainEvent] | None:
-            if state.get("until") is not None:
-                return None
-            state.pop("until", None)
-            return Chat.Unmuted
+            return model.split_off_when_unset(state, "until", Chat.Unmuted)
 
         def apply(self, aggregate: Any) -> None:
             aggregate.muted_until = self.until

@@ -255,10 +255,7 @@ class Message(model.Aggregate):
 
         @staticmethod
         def upcast_v1_v2(state: dict[str, Any]) -> type[model.DomainEvent] | None:
-            if state.get("until") is not None:
-                return None
-            state.pop("until", None)
-            return Message.Unpinned
+            return model.split_off_when_unset(state, "until", Message.Unpinned)
 
         def apply(self, aggregate: Any) -> None:
             aggregate.pinned_until = self.until

@@ -59,6 +59,17 @@ class DomainEvent(msgspec.Struct, frozen=True, kw_only=True):
         return aggregate
 
 
+def split_off_when_unset(
+    state: dict[str, Any], field: str, other: type[DomainEvent]
+) -> type[DomainEvent] | None:
+    """An upcaster's rule for a toggle that was one event with a nullable field: an old event
+    with ``field`` unset is now ``other`` (without the field); one with it set stays."""
+    if state.get(field) is not None:
+        return None
+    state.pop(field, None)
+    return other
+
+
 def topic(cls: type) -> str:
     """The topic the event store records for ``cls`` (``module:Qualified.Name``)."""
     return f"{cls.__module__}:{cls.__qualname__}"
