@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
@@ -20,14 +19,6 @@ from warest.infra.eventstore.store import EventStoreApp, postgres_env
 
 def new_session(i: int) -> Session:
     return Session.create("REG", f"s-{i}-{uuid.uuid4().hex[:6]}", None, True, "sandbox")
-
-
-@pytest.fixture
-async def writer(store: EventStoreApp, database_url: str, schema: str) -> AsyncIterator[AsyncGroupCommitter]:
-    committer = AsyncGroupCommitter(store, database_url, schema, window_s=0.002)
-    await committer.start()
-    yield committer
-    await committer.stop()
 
 
 async def test_events_are_readable_by_the_library_and_positions_are_returned(

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -22,14 +21,6 @@ from warest.infra.eventstore.store import EventStoreApp
 
 def new_session(tag: str) -> Session:
     return Session.create("REG", f"{tag}-{uuid.uuid4().hex[:6]}", None, True, "sandbox")
-
-
-@pytest.fixture
-async def writer(store: EventStoreApp, database_url: str, schema: str) -> AsyncIterator[AsyncGroupCommitter]:
-    committer = AsyncGroupCommitter(store, database_url, schema, window_s=0.002)
-    await committer.start()
-    yield committer
-    await committer.stop()
 
 
 def terminate(database_url: str, pid: int | None) -> None:
