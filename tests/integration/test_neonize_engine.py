@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import psycopg
 import pytest
@@ -30,16 +30,23 @@ from neonize.proto.waCompanionReg.WAWebProtobufsCompanionReg_pb2 import DevicePr
 from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 from neonize.utils.enum import ChatPresence, ChatPresenceMedia, ClientName, ClientType
 
-from warest.app.engine import (
-    Device,
-    EngineError,
-    InboundMessage,
+from warest.app.engine import Device, EngineError, NotConnected, OutboundText, SendResult, SessionRef
+from warest.app.happenings import (
+    Banned,
+    Closed,
+    Connecting,
+    Edited,
+    Happening,
+    LoggedOut,
     Me,
-    NotConnected,
-    OutboundText,
+    Opened,
+    PairingCodeShown,
+    QrShown,
     Receipt,
-    SendResult,
-    SessionRef,
+    Received,
+    Reconnecting,
+    Replaced,
+    Revoked,
 )
 from warest.infra.engines.neonize import NeonizeConnection, NeonizeEngine
 from warest.infra.engines.neonize.client import new_aclient
@@ -169,45 +176,43 @@ class RecordingListener:
         await eventually(lambda: len(self.calls) >= count, timeout)
         return self.calls
 
-    async def qr(self, qr: str, duration_s: int, attempt: int) -> None:
-        self.calls.append(("qr", qr, duration_s, attempt))
+    async def on(self, happening: Happening) -> None:
+        """Records each happening as a tuple: its kind, then its fields."""
+        if isinstance(happening, Reconnecting):
+            self.retries.append(happening.retry_in_s)
+        self.calls.append(as_call(happening))
 
-    async def pairing_code(self, code: str, phone: str) -> None:
-        self.calls.append(("pairing_code", code, phone))
 
-    async def connecting(self) -> None:
-        self.calls.append(("connecting",))
-
-    async def opened(self, me: Me) -> None:
-        self.calls.append(("opened", me))
-
-    async def reconnecting(self, attempt: int, reason: str, retry_in_s: float | None = None) -> None:
-        self.calls.append(("reconnecting", attempt, reason))
-        self.retries.append(retry_in_s)
-
-    async def logged_out(self, reason: str) -> None:
-        self.calls.append(("logged_out", reason))
-
-    async def replaced(self, reason: str) -> None:
-        self.calls.append(("replaced", reason))
-
-    async def closed(self, reason: str) -> None:
-        self.calls.append(("closed", reason))
-
-    async def banned(self, reason: str, until: datetime | None) -> None:
-        self.calls.append(("banned", reason, until))
-
-    async def message(self, message: InboundMessage) -> None:
-        self.calls.append(("message", message))
-
-    async def receipt(self, receipt: Receipt) -> None:
-        self.calls.append(("receipt", receipt))
-
-    async def edited(self, chat: str, target_id: str, by: str, text: str, at: datetime) -> None:
-        self.calls.append(("edited", chat, target_id, by, text, at))
-
-    async def revoked(self, chat: str, target_id: str, by: str, at: datetime) -> None:
-        self.calls.append(("revoked", chat, target_id, by, at))
+def as_call(happening: Happening) -> tuple[Any, ...]:
+    match happening:
+        case QrShown(qr=qr, duration_s=duration_s, attempt=attempt):
+            return ("qr", qr, duration_s, attempt)
+        case PairingCodeShown(code=code, phone=phone):
+            return ("pairing_code", code, phone)
+        case Connecting():
+            return ("connecting",)
+        case Opened(me=me):
+            return ("opened", me)
+        case Reconnecting(attempt=attempt, reason=reason):
+            return ("reconnecting", attempt, reason)
+        case LoggedOut(reason=reason):
+            return ("logged_out", reason)
+        case Replaced(reason=reason):
+            return ("replaced", reason)
+        case Closed(reason=reason):
+            return ("closed", reason)
+        case Banned(reason=reason, until=until):
+            return ("banned", reason, until)
+        case Received():
+            return ("message", happening)
+        case Receipt():
+            return ("receipt", happening)
+        case Edited(chat=chat, target_id=target_id, by=by, text=text, at=at):
+            return ("edited", chat, target_id, by, text, at)
+        case Revoked(chat=chat, target_id=target_id, by=by, at=at):
+            return ("revoked", chat, target_id, by, at)
+        case _:
+            assert_never(happening)
 
 
 async def eventually(predicate: Callable[[], bool], timeout: float = 2.0) -> None:

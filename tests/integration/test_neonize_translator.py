@@ -12,7 +12,7 @@ from neonize.proto.waE2E import WAWebProtobufsE2E_pb2 as e2e
 from neonize.proto.waHistorySync.WAWebProtobufsHistorySync_pb2 import Conversation
 from neonize.proto.waHistorySync.WAWebProtobufsHistorySync_pb2 import HistorySync as HistoryData
 
-from warest.app.engine import InboundMessage, Me, Receipt
+from warest.app.happenings import Edited, Me, Receipt, Received, Revoked
 from warest.infra.engines.neonize.jids import from_epoch, jid_from_str, jid_to_str
 from warest.infra.engines.neonize.translator import (
     EVENT_TYPES,
@@ -27,8 +27,6 @@ from warest.infra.engines.neonize.translator import (
     LinkLost,
     LinkOpened,
     LinkReplaced,
-    MessageEdited,
-    MessageRevoked,
     PairingFailed,
     PairingSucceeded,
     PresenceSeen,
@@ -81,7 +79,7 @@ def message_event(
 
 def test_a_plain_text_message_becomes_an_inbound_message() -> None:
     happening = translate(message_event(e2e.Message(conversation="hi")), NOW)
-    assert happening == InboundMessage(
+    assert happening == Received(
         wa_id="3EB0ABC",
         chat="628123456789@s.whatsapp.net",
         sender="628123456789@s.whatsapp.net",
@@ -107,7 +105,7 @@ def test_extended_text_carries_mentions_and_the_quoted_id() -> None:
         )
     )
     happening = translate(message_event(content, chat=GROUP, sender=ANN_LID), NOW)
-    assert isinstance(happening, InboundMessage)
+    assert isinstance(happening, Received)
     assert happening.chat == "120363025246125888@g.us"
     assert happening.sender == "98765432101234@lid"  # a LID stays a LID
     assert happening.text == "@628111 @555 look"
@@ -143,7 +141,7 @@ def test_extended_text_carries_mentions_and_the_quoted_id() -> None:
 )
 def test_the_kind_and_text_follow_the_content_type(content: e2e.Message, kind: str, text: str | None) -> None:
     happening = translate(message_event(content), NOW)
-    assert isinstance(happening, InboundMessage)
+    assert isinstance(happening, Received)
     assert (happening.kind, happening.text) == (kind, text)
 
 
@@ -155,7 +153,7 @@ def test_wrapped_content_is_unwrapped() -> None:
         )
     )
     happening = translate(message_event(content), NOW)
-    assert isinstance(happening, InboundMessage)
+    assert isinstance(happening, Received)
     assert (happening.kind, happening.text) == ("document", "wrapped caption")
 
 
@@ -166,7 +164,7 @@ def test_a_caption_keeps_its_mentions() -> None:
         )
     )
     happening = translate(message_event(content), NOW)
-    assert isinstance(happening, InboundMessage)
+    assert isinstance(happening, Received)
     assert happening.mentions == ("628111@s.whatsapp.net",)
     assert happening.quoted_id is None
 
@@ -174,7 +172,7 @@ def test_a_caption_keeps_its_mentions() -> None:
 def test_a_reaction_quotes_the_message_it_reacts_to() -> None:
     content = e2e.Message(reactionMessage=e2e.ReactionMessage(key=MessageKey(ID="3EB0TARGET"), text="👍"))
     happening = translate(message_event(content), NOW)
-    assert isinstance(happening, InboundMessage)
+    assert isinstance(happening, Received)
     assert (happening.kind, happening.text, happening.quoted_id) == ("reaction", "👍", "3EB0TARGET")
 
 
@@ -182,14 +180,14 @@ def test_my_own_message_from_another_device_is_from_me() -> None:
     happening = translate(
         message_event(e2e.Message(conversation="sent from the phone"), chat=jid("628999"), from_me=True), NOW
     )
-    assert isinstance(happening, InboundMessage)
+    assert isinstance(happening, Received)
     assert happening.from_me is True
     assert happening.chat == "628999@s.whatsapp.net"
 
 
 def test_a_missing_timestamp_and_push_name_fall_back() -> None:
     happening = translate(message_event(e2e.Message(conversation="x"), timestamp=0, push_name=""), NOW)
-    assert isinstance(happening, InboundMessage)
+    assert isinstance(happening, Received)
     assert happening.sent_at == NOW
     assert happening.push_name is None
 
@@ -219,17 +217,17 @@ def test_revokes_and_edits_are_their_own_happenings() -> None:
             editedMessage=e2e.Message(conversation="fixed typo"),
         )
     )
-    assert translate(message_event(revoke), NOW) == MessageRevoked(
-        "628123456789@s.whatsapp.net", "628123456789@s.whatsapp.net", "3EB0OLD", SENT
+    assert translate(message_event(revoke), NOW) == Revoked(
+        "628123456789@s.whatsapp.net", "3EB0OLD", "628123456789@s.whatsapp.net", SENT
     )
     # The edit has an id of its own (whatsmeow gives every message sent a new one); the
     # message it changes is the one its key names.
-    assert translate(message_event(edit, wa_id="3EB0EDIT"), NOW) == MessageEdited(
-        "3EB0OLD", "628123456789@s.whatsapp.net", "628123456789@s.whatsapp.net", "fixed typo", SENT
+    assert translate(message_event(edit, wa_id="3EB0EDIT"), NOW) == Edited(
+        "628123456789@s.whatsapp.net", "3EB0OLD", "628123456789@s.whatsapp.net", "fixed typo", SENT
     )
     unwrapped_edit = message_event(e2e.Message(conversation="new text"), is_edit=True)
-    assert translate(unwrapped_edit, NOW) == MessageEdited(
-        "3EB0ABC", "628123456789@s.whatsapp.net", "628123456789@s.whatsapp.net", "new text", SENT
+    assert translate(unwrapped_edit, NOW) == Edited(
+        "628123456789@s.whatsapp.net", "3EB0ABC", "628123456789@s.whatsapp.net", "new text", SENT
     )
 
 

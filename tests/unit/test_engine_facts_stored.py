@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.fakes import FakeMessagingQueries, InMemoryEventStore
 from warest.app.engine import InboundMessage, Me, Receipt, SessionRef
+from warest.app.happenings import Opened
 from warest.app.runtime import LifecycleSettings, QueueSettings, SessionRuntime
 from warest.domain.messages import Message
 from warest.domain.messages import Status as MessageStatus
@@ -59,7 +60,7 @@ async def test_a_received_message_whose_save_fails_once_is_retried_and_stored() 
     store = InMemoryEventStore()
     runtime = runtime_on(store)
     store.fail_next = 1
-    await runtime.message(inbound("3EB0A"))  # returns once stored
+    await runtime.on(inbound("3EB0A"))  # returns once stored
     assert store.names(Message.Received) == ["Received"] and store.calls == 2
     await runtime.queue.close()
 
@@ -68,7 +69,7 @@ async def test_a_retry_after_a_save_that_did_commit_stores_no_duplicate() -> Non
     store = InMemoryEventStore()
     runtime = runtime_on(store)
     store.fail_next, store.committed = 1, True  # stored, but the answer was lost
-    await runtime.message(inbound("3EB0B"))
+    await runtime.on(inbound("3EB0B"))
     store.committed = False
     assert store.names(Message.Received) == ["Received"]  # the retry's conflict means "stored"
     await runtime.queue.close()
@@ -78,7 +79,7 @@ async def test_a_lifecycle_report_whose_save_fails_is_retried() -> None:
     store = InMemoryEventStore()
     runtime = runtime_on(store)
     store.fail_next = 3
-    await runtime.opened(Me(jid="628111@s.whatsapp.net"))
+    await runtime.on(Opened(Me(jid="628111@s.whatsapp.net")))
     assert runtime.status == Status.OPEN and store.names(Session.Opened) == ["Opened"]
     await runtime.queue.close()
 
@@ -88,7 +89,7 @@ async def test_a_receipt_batch_whose_save_fails_is_retried_not_dropped() -> None
     runtime = runtime_on(store)
     message = await sent(store, runtime, "3EB0SENT")
     store.fail_next = 2
-    await runtime.receipt(Receipt("628123@s.whatsapp.net", ("3EB0SENT",), "delivered", NOW))
+    await runtime.on(Receipt("628123@s.whatsapp.net", ("3EB0SENT",), "delivered", NOW))
     await runtime.drain_receipts()
     stored = await store.get(message.id)
     assert stored.status == MessageStatus.DELIVERED
@@ -101,11 +102,11 @@ async def test_receipts_waiting_for_a_slow_store_hold_the_engine_back() -> None:
     messages = [await sent(store, runtime, f"3EB0{i}") for i in range(4)]
     store.gate = asyncio.Event()  # every save waits: the database is slow or away
     receipts = [Receipt("628123@s.whatsapp.net", (m.wa_id,), "delivered", NOW) for m in messages]
-    await runtime.receipt(receipts[0])  # taken by the recorder at once
+    await runtime.on(receipts[0])  # taken by the recorder at once
     await asyncio.sleep(0)
-    await runtime.receipt(receipts[1])
-    await runtime.receipt(receipts[2])  # the backlog is full now
-    late = asyncio.create_task(runtime.receipt(receipts[3]))
+    await runtime.on(receipts[1])
+    await runtime.on(receipts[2])  # the backlog is full now
+    late = asyncio.create_task(runtime.on(receipts[3]))
     await asyncio.sleep(0.05)
     assert not late.done()  # the engine's call waits for room instead of queueing more
     store.gate.set()

@@ -15,6 +15,7 @@ from uuid import NAMESPACE_DNS, uuid5
 
 from tests.fakes import FakeClock, InMemoryEventStore
 from warest.app.engine import InboundMessage, Me, Receipt
+from warest.app.happenings import Edited, Opened
 from warest.app.messaging import MessagingService
 from warest.app.records import SessionRecord
 from warest.domain import ids
@@ -41,14 +42,14 @@ def messages_in(store: InMemoryEventStore) -> list[Message]:
 async def test_two_chats_with_the_same_whatsapp_id_keep_both_messages() -> None:
     store = InMemoryEventStore()
     runtime = runtime_on(store, FakeWhatsApp())
-    await runtime.message(inbound("BAE5SAMEID", ALICE, "from alice"))
-    await runtime.message(inbound("BAE5SAMEID", BOB, "from bob"))
-    await runtime.message(inbound("BAE5SAMEID", ALICE, "from alice"))  # a redelivery: dropped
+    await runtime.on(inbound("BAE5SAMEID", ALICE, "from alice"))
+    await runtime.on(inbound("BAE5SAMEID", BOB, "from bob"))
+    await runtime.on(inbound("BAE5SAMEID", ALICE, "from alice"))  # a redelivery: dropped
     assert sorted((m.chat, m.text) for m in messages_in(store)) == [(ALICE, "from alice"), (BOB, "from bob")]
 
     # What WhatsApp reports about one of them reaches that one, from a fresh runtime too.
     fresh = runtime_on(store, FakeWhatsApp())
-    await fresh.edited(BOB, "BAE5SAMEID", BOB, "bob, edited", datetime.now(UTC))
+    await fresh.on(Edited(BOB, "BAE5SAMEID", BOB, "bob, edited", datetime.now(UTC)))
     texts = {m.chat: m.text for m in messages_in(store)}
     assert texts == {ALICE: "from alice", BOB: "bob, edited"}
     assert (await fresh.message_by_wa_id("BAE5SAMEID", ALICE)).text == "from alice"  # type: ignore[union-attr]
@@ -65,7 +66,7 @@ async def test_a_message_recorded_under_the_old_key_is_still_found() -> None:
     events = old.collect_events()
     store.record([type(events[0])(**{**_fields(events[0]), "originator_id": old_id})])
     fresh = runtime_on(store, FakeWhatsApp())
-    await fresh.receipt(Receipt(ALICE, ("3EB0OLD",), "delivered", datetime.now(UTC)))
+    await fresh.on(Receipt(ALICE, ("3EB0OLD",), "delivered", datetime.now(UTC)))
     await fresh.drain_receipts()
     stored = await store.get(old_id)
     assert stored.status == Status.DELIVERED
@@ -76,13 +77,14 @@ async def test_a_message_recorded_under_the_old_key_is_still_found() -> None:
 async def test_an_edit_delivered_again_is_recorded_once() -> None:
     store = InMemoryEventStore()
     runtime = runtime_on(store, FakeWhatsApp())
-    await runtime.message(inbound("BAE5EDITED", ALICE, "first"))
+    await runtime.on(inbound("BAE5EDITED", ALICE, "first"))
     at = datetime.now(UTC)
-    await runtime.edited(ALICE, "BAE5EDITED", ALICE, "second", at)
-    await runtime.edited(ALICE, "BAE5EDITED", ALICE, "second", at)  # WhatsApp delivers it again
+    await runtime.on(Edited(ALICE, "BAE5EDITED", ALICE, "second", at))
+    await runtime.on(Edited(ALICE, "BAE5EDITED", ALICE, "second", at))  # WhatsApp delivers it again
     fresh = runtime_on(store, FakeWhatsApp())  # and again after a restart
-    await fresh.edited(ALICE, "BAE5EDITED", ALICE, "second", at)
-    await fresh.edited(ALICE, "BAE5EDITED", ALICE, "stale", at - timedelta(seconds=5))  # an older edit, late
+    await fresh.on(Edited(ALICE, "BAE5EDITED", ALICE, "second", at))
+    stale = at - timedelta(seconds=5)
+    await fresh.on(Edited(ALICE, "BAE5EDITED", ALICE, "stale", stale))  # an older edit, late
     [message] = messages_in(store)
     edits = [e for e in store.events(message.id) if isinstance(e, Message.Edited)]
     assert [e.text for e in edits] == ["second"]
@@ -98,7 +100,7 @@ async def test_a_queued_message_never_leaves_from_another_number() -> None:
     runtime = runtime_on(store, whatsapp)
     message = Message.queue(REF.registry, REF.name, ALICE, "3EB0PENDING", "hi", [], None, None, sender=ME)
     await store.save(message)
-    await runtime.opened(Me(jid="6287777700000:3@s.whatsapp.net"))
+    await runtime.on(Opened(Me(jid="6287777700000:3@s.whatsapp.net")))
     stored = await store.get(message.id)
     assert stored.status == Status.FAILED
     [failed] = [e for e in store.events(message.id) if isinstance(e, Message.SendFailed)]
@@ -108,7 +110,7 @@ async def test_a_queued_message_never_leaves_from_another_number() -> None:
 
     same = Message.queue(REF.registry, REF.name, ALICE, "3EB0SAMEPHONE", "hi", [], None, None, sender=ME)
     await store.save(same)
-    await runtime.opened(Me(jid="6289999900000:7@s.whatsapp.net"))  # the number it was queued from
+    await runtime.on(Opened(Me(jid="6289999900000:7@s.whatsapp.net")))  # the number it was queued from
     await wait_for(lambda: bool(whatsapp.sent))
     assert whatsapp.sent == [("3EB0SAMEPHONE", "3EB0SAMEPHONE")]
     await runtime.shutdown()
@@ -126,7 +128,7 @@ async def test_a_message_queued_before_the_session_was_deleted_never_leaves() ->
     session.recreate(None, True, "sandbox")
     await store.save(session)
     runtime = runtime_on(store, whatsapp)
-    await runtime.opened(Me(jid=ME))
+    await runtime.on(Opened(Me(jid=ME)))
     [failed] = [e for e in store.events(message.id) if isinstance(e, Message.SendFailed)]
     assert failed.code == "session_ended" and "deleted" in failed.reason
     assert whatsapp.sent == []

@@ -114,7 +114,7 @@ class Harness:
             await self.store.save(other)
 
     async def receipt_through_the_runtime(self) -> None:
-        await self.runtime.receipt(Receipt(CHAT, (WA_ID,), "delivered", datetime.now(UTC), by=CHAT))
+        await self.runtime.on(Receipt(CHAT, (WA_ID,), "delivered", datetime.now(UTC), by=CHAT))
         await self.runtime.drain_receipts()
 
 

@@ -19,6 +19,7 @@ import pytest
 
 from tests.fakes import FakeMessagingQueries, InMemoryEventStore
 from warest.app.engine import InboundMessage, OutboundText, Receipt, SendResult, SessionRef
+from warest.app.happenings import Edited
 from warest.app.outbound import Job, RetryPolicy
 from warest.app.runtime import QueueSettings, SessionRuntime
 from warest.domain.messages import Message, Status
@@ -136,12 +137,12 @@ async def test_receipts_reactions_and_edits_find_a_just_sent_message_without_rea
     # Another runtime (after a restart, or with the id evicted from memory), read models behind.
     runtime = runtime_on(store, whatsapp)
     now = datetime.now(UTC)
-    await runtime.receipt(Receipt(TO, (wa_id,), "delivered", now, by="6281234500000"))
+    await runtime.on(Receipt(TO, (wa_id,), "delivered", now, by="6281234500000"))
     await runtime.drain_receipts()
-    await runtime.message(
+    await runtime.on(
         InboundMessage(wa_id="BAE5REACTION", chat=TO, sender=TO, kind="reaction", text="👍", quoted_id=wa_id)
     )
-    await runtime.edited(TO, wa_id, TO, "hello (edited)", now)
+    await runtime.on(Edited(TO, wa_id, TO, "hello (edited)", now))
     stored = await store.get(message.id)
     assert stored.status == Status.DELIVERED
     assert stored.reactions == {TO: "👍"}

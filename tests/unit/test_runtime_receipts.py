@@ -70,8 +70,8 @@ async def test_a_burst_of_receipts_is_recorded_in_a_few_saves_in_order() -> None
         runtime.remember(message)
     now = datetime.now(UTC)
     for message in messages:  # as an engine reports them: server, then delivered, per message
-        await runtime.receipt(Receipt(message.chat, (message.wa_id,), "server", now))
-        await runtime.receipt(Receipt(message.chat, (message.wa_id,), "delivered", now, by="6281234500000"))
+        await runtime.on(Receipt(message.chat, (message.wa_id,), "server", now))
+        await runtime.on(Receipt(message.chat, (message.wa_id,), "delivered", now, by="6281234500000"))
     await runtime.drain_receipts()
     assert all(m.status == Status.DELIVERED for m in messages)
     assert sum(store.saves) <= 200 and len(store.saves) <= 3, store.saves  # 200 saves one by one

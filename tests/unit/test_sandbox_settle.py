@@ -5,13 +5,13 @@ inbox read includes the inbox batch being stored when it came."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
 from typing import Any
 
 import pytest
 
-from warest.app.engine import InboundMessage, Me, Receipt, SessionRef
+from warest.app.engine import SessionRef
 from warest.app.errors import Unavailable
+from warest.app.happenings import Happening, Received
 from warest.app.sandbox import InboxItem, SandboxAccount
 from warest.infra.engines.sandbox import network as network_module
 from warest.infra.engines.sandbox.engine import SandboxEngine
@@ -54,22 +54,10 @@ class SlowListener:
         self.delay_s = delay_s
         self.recorded: list[str] = []
 
-    async def message(self, message: InboundMessage) -> None:
-        await asyncio.sleep(self.delay_s)
-        self.recorded.append(message.wa_id)
-
-    async def qr(self, qr: str, duration_s: int, attempt: int) -> None: ...
-    async def pairing_code(self, code: str, phone: str) -> None: ...
-    async def connecting(self) -> None: ...
-    async def opened(self, me: Me) -> None: ...
-    async def reconnecting(self, attempt: int, reason: str, retry_in_s: float | None = None) -> None: ...
-    async def logged_out(self, reason: str) -> None: ...
-    async def replaced(self, reason: str) -> None: ...
-    async def closed(self, reason: str) -> None: ...
-    async def banned(self, reason: str, until: datetime | None) -> None: ...
-    async def receipt(self, receipt: Receipt) -> None: ...
-    async def edited(self, chat: str, target_id: str, by: str, text: str, at: datetime) -> None: ...
-    async def revoked(self, chat: str, target_id: str, by: str, at: datetime) -> None: ...
+    async def on(self, happening: Happening) -> None:
+        if isinstance(happening, Received):
+            await asyncio.sleep(self.delay_s)
+            self.recorded.append(happening.wa_id)
 
 
 async def linked_session(network: SandboxNetwork, listener: Any, phone: str) -> None:

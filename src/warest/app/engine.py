@@ -9,6 +9,32 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from warest.app.happenings import Happening, Me, Receipt, Received
+
+__all__ = [
+    "Connection",
+    "Device",
+    "Engine",
+    "EngineError",
+    "EngineListener",
+    "Groups",
+    "InboundMessage",
+    "Link",
+    "Me",
+    "MessageRef",
+    "Messages",
+    "NotConnected",
+    "OutboundText",
+    "Presence",
+    "Profile",
+    "Receipt",
+    "SendResult",
+    "SessionRef",
+]
+
+InboundMessage = Received
+"""The former name of a ``Received`` happening (the message it reports)."""
+
 
 @dataclass(frozen=True)
 class SessionRef:
@@ -20,38 +46,6 @@ class SessionRef:
     @property
     def key(self) -> str:
         return f"{self.registry}/{self.name}"
-
-
-@dataclass(frozen=True)
-class Me:
-    jid: str
-    lid: str | None = None
-    push_name: str | None = None
-
-
-@dataclass(frozen=True)
-class InboundMessage:
-    wa_id: str
-    chat: str
-    sender: str
-    from_me: bool = False
-    kind: str = "text"
-    text: str | None = None
-    push_name: str | None = None
-    mentions: tuple[str, ...] = ()
-    quoted_id: str | None = None
-    sent_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Receipt:
-    """``status`` is one of server, delivered, read, played."""
-
-    chat: str
-    wa_ids: tuple[str, ...]
-    status: str
-    at: datetime
-    by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,25 +95,12 @@ class NotConnected(EngineError):
 
 
 class EngineListener(Protocol):
-    """What an engine reports, per session. Calls arrive on the event loop, in order."""
+    """Hears what an engine reports for one session (``warest.app.happenings``): one call
+    per happening, on the event loop, one at a time, in the order the engine learnt of them.
+    An engine waits for each call to return before making the next (that holds it back
+    while the listener is slow)."""
 
-    async def qr(self, qr: str, duration_s: int, attempt: int) -> None: ...
-    async def pairing_code(self, code: str, phone: str) -> None: ...
-    async def connecting(self) -> None: ...
-    async def opened(self, me: Me) -> None: ...
-    async def reconnecting(self, attempt: int, reason: str, retry_in_s: float | None = None) -> None:
-        """The link is down; reported at every attempt (``retry_in_s``: until the next one).
-        The listener records the loss once per outage; the attempts are live status."""
-        ...
-
-    async def logged_out(self, reason: str) -> None: ...
-    async def replaced(self, reason: str) -> None: ...
-    async def closed(self, reason: str) -> None: ...
-    async def banned(self, reason: str, until: datetime | None) -> None: ...
-    async def message(self, message: InboundMessage) -> None: ...
-    async def receipt(self, receipt: Receipt) -> None: ...
-    async def edited(self, chat: str, target_id: str, by: str, text: str, at: datetime) -> None: ...
-    async def revoked(self, chat: str, target_id: str, by: str, at: datetime) -> None: ...
+    async def on(self, happening: Happening) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -130,8 +111,15 @@ class Device:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-class Connection(Protocol):
-    """One session's link to WhatsApp."""
+# -- what a connection can do, by capability --------------------------------------------
+#
+# Each capability is a protocol of its own; a later feature adds its methods to the one it
+# belongs to (groups to ``Groups``, profile pictures and names to ``Profile``...), and a
+# service asks for the capability it uses rather than for the whole connection.
+
+
+class Link(Protocol):
+    """The session's link to WhatsApp: logging in, out, and what it is linked as."""
 
     async def start(self, pair_phone: str | None = None) -> None:
         """Connects; logs in with a QR, or with a pairing code for ``pair_phone``."""
@@ -145,11 +133,16 @@ class Connection(Protocol):
         """Unlinks the device and forgets its credentials."""
         ...
 
-    async def send_text(self, message: OutboundText) -> SendResult: ...
+    async def device(self) -> Device | None: ...
 
-    async def send_presence(self, to: str, state: str) -> None:
-        """``state``: composing, recording or paused."""
-        ...
+    @property
+    def connected(self) -> bool: ...
+
+
+class Messages(Protocol):
+    """Sending messages and acting on them."""
+
+    async def send_text(self, message: OutboundText) -> SendResult: ...
 
     async def send_reaction(self, target: MessageRef, emoji: str) -> None:
         """Reacts to ``target``; an empty emoji removes this account's reaction."""
@@ -165,10 +158,25 @@ class Connection(Protocol):
         """Sends read receipts for received messages."""
         ...
 
-    async def device(self) -> Device | None: ...
 
-    @property
-    def connected(self) -> bool: ...
+class Presence(Protocol):
+    """Telling others what this account is doing."""
+
+    async def send_presence(self, to: str, state: str) -> None:
+        """``state``: composing, recording or paused."""
+        ...
+
+
+class Groups(Protocol):
+    """Groups and their participants (nothing yet: their issue adds the methods)."""
+
+
+class Profile(Protocol):
+    """This account's profile and contacts (nothing yet: their issue adds the methods)."""
+
+
+class Connection(Link, Messages, Presence, Groups, Profile, Protocol):
+    """One session's link to WhatsApp: every capability an engine offers."""
 
 
 class Engine(Protocol):

@@ -12,16 +12,19 @@ from datetime import UTC, datetime, timedelta
 
 from warest.app.engine import EngineError, OutboundText
 from warest.app.manager import SessionManager
-from warest.app.outbound import Job
+from warest.app.outbound import QueueIsFull
 from warest.app.ports import Clock, ConcurrencyConflict, EventStore
 from warest.app.records import SessionRecord
-from warest.app.runtime import SessionRuntime
+from warest.app.runtime import Outgoing
 from warest.domain import ids
 from warest.domain.errors import DomainError, InvalidValue
 from warest.domain.idempotency import IdempotencyRecord
 from warest.domain.jid import Jid
 from warest.domain.messages import Message, Status
+from warest.domain.sessions import Session
 from warest.domain.sessions import Status as SessionStatus
+
+__all__ = ["IdempotencyMismatch", "MessagingService", "QueueIsFull", "SendOutcome", "SessionNotOpen"]
 
 MAX_TEXT = 65536
 
@@ -34,10 +37,6 @@ class SessionNotOpen(DomainError):
         self.status = status
 
 
-class QueueIsFull(DomainError):
-    """The session's outbound queue is at its configured size."""
-
-
 class IdempotencyMismatch(DomainError):
     """An Idempotency-Key was reused for a different request."""
 
@@ -48,6 +47,33 @@ class SendOutcome:
     message_id: str
     status: str
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class _Request:
+    """One send request, as its messages are recorded."""
+
+    registry: str
+    session: str
+    recipients: list[Jid]
+    text: str
+    mentions: list[str]
+    reply_to: str | None
+    idempotency_key: str | None
+
+    def fingerprint(self) -> str:
+        return _fingerprint(self.recipients, self.text, self.mentions, self.reply_to)
+
+    def outbound(self, message: Message) -> OutboundText:
+        return OutboundText(message.chat, message.wa_id, self.text, tuple(self.mentions), self.reply_to)
+
+
+@dataclass(frozen=True)
+class _Replay:
+    """The request's Idempotency-Key was used before (``record``: its record, if found)."""
+
+    record: IdempotencyRecord | None
+    fingerprint: str
 
 
 def new_wa_id() -> str:
@@ -105,104 +131,92 @@ class MessagingService:
         status = runtime.status if runtime else None
         if runtime is None or status != SessionStatus.OPEN:
             raise SessionNotOpen(str(status or record.status))
-        if not runtime.queue.reserve(len(recipients)):
-            raise QueueIsFull(f"the outbound queue of '{record.session_id}' is full; retry later")
-        return await self._queue_and_wait(  # releases what it reserved, whatever happens
-            runtime,
+        request = _Request(
             record.registry,
             record.session_id,
             recipients,
             text,
             [str(j) for j in mentions or []],
             reply_to,
-            presence,
             idempotency_key,
         )
+        replayed: list[SendOutcome] | None = None
+        messages: list[Message] = []
 
-    async def _queue_and_wait(
-        self,
-        runtime: SessionRuntime,
-        registry: str,
-        session: str,
-        recipients: list[Jid],
-        text: str,
-        mention_list: list[str],
-        reply_to: str | None,
-        presence: bool,
-        idempotency_key: str | None,
-    ) -> list[SendOutcome]:
-        reserved = len(recipients)
-        try:
-            account = await runtime.session()  # the account they leave from, this incarnation
-            incarnation = account.incarnation
-            fingerprint = (
-                _fingerprint(recipients, text, mention_list, reply_to) if idempotency_key is not None else ""
-            )
-            renew: IdempotencyRecord | None = None
-            for attempt in range(3):  # a save's events are gone after a conflict: built afresh
-                messages = [
-                    Message.queue(
-                        registry,
-                        session,
-                        str(jid),
-                        new_wa_id(),
-                        text,
-                        mention_list,
-                        reply_to,
-                        idempotency_key,
-                        sender=account.me_jid,
-                        incarnation=incarnation,
-                    )
-                    for jid in recipients
-                ]
-                record = None
-                if idempotency_key is not None:
-                    message_ids = [m.id for m in messages]
-                    if renew is not None:
-                        renew.renew(fingerprint, message_ids, self._clock.now())
-                        record = renew
-                    else:
-                        record = IdempotencyRecord.record(
-                            registry,
-                            session,
-                            idempotency_key,
-                            fingerprint,
-                            message_ids,
-                            incarnation,
-                            self._clock.now(),
-                        )
-                try:
-                    await self._store.save(*messages, *([record] if record is not None else []))
-                    break
-                except ConcurrencyConflict:
-                    if idempotency_key is None or attempt == 2:
-                        raise
-                # The key was used before: replay that request, unless its record expired.
-                renew = await self._store.get(
-                    ids.idempotency_id(registry, session, idempotency_key, incarnation)
-                )
-                if renew is None or not renew.expired(self._clock.now(), self._idempotency_ttl):
-                    return await self._replay(renew, fingerprint)
+        async def queue(account: Session) -> list[Outgoing]:
+            nonlocal replayed
+            stored = await self._record(request, account)
+            if isinstance(stored, _Replay):
+                replayed = await self._replay(stored.record, stored.fingerprint)
+                return []
+            messages.extend(stored)
             if presence:
                 for jid in recipients:
                     with contextlib.suppress(EngineError):  # typing indicators are best effort
                         await runtime.connection.send_presence(str(jid), "composing")
-            jobs = []
-            for message in messages:
-                runtime.remember(message)
-                job = Job(
-                    message.id, OutboundText(message.chat, message.wa_id, text, tuple(mention_list), reply_to)
-                )
-                runtime.queue.put(job, reserved=True)
-                reserved -= 1
-                jobs.append(job)
-        finally:
-            runtime.queue.release(reserved)
+            return [(message, request.outbound(message)) for message in stored]
+
+        sending = await runtime.submit(len(recipients), queue)
+        if replayed is not None:
+            return replayed
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._send_wait_s):
-                for job in jobs:  # awaited directly: asyncio.wait would add a turn of the loop
-                    await job.done  # (cancelled on time-out: the job goes on, unawaited)
+                for done in sending:  # awaited directly: asyncio.wait would add a turn of the loop
+                    await done  # (cancelled on time-out: the message goes on, unawaited)
         return [_outcome(message) for message in messages]
+
+    async def _record(self, request: _Request, account: Session) -> list[Message] | _Replay:
+        """Stores the request's messages as queued from ``account``, with its Idempotency-Key
+        if it has one; a key used before answers with that request's messages instead."""
+        incarnation = account.incarnation
+        key = request.idempotency_key
+        fingerprint = request.fingerprint() if key is not None else ""
+        renew: IdempotencyRecord | None = None
+        for attempt in range(3):  # a save's events are gone after a conflict: built afresh
+            messages = [
+                Message.queue(
+                    request.registry,
+                    request.session,
+                    str(jid),
+                    new_wa_id(),
+                    request.text,
+                    request.mentions,
+                    request.reply_to,
+                    key,
+                    sender=account.me_jid,
+                    incarnation=incarnation,
+                )
+                for jid in request.recipients
+            ]
+            record = None
+            if key is not None:
+                message_ids = [m.id for m in messages]
+                if renew is not None:
+                    renew.renew(fingerprint, message_ids, self._clock.now())
+                    record = renew
+                else:
+                    record = IdempotencyRecord.record(
+                        request.registry,
+                        request.session,
+                        key,
+                        fingerprint,
+                        message_ids,
+                        incarnation,
+                        self._clock.now(),
+                    )
+            try:
+                await self._store.save(*messages, *([record] if record is not None else []))
+                return messages
+            except ConcurrencyConflict:
+                if key is None or attempt == 2:
+                    raise
+            # The key was used before: replay that request, unless its record expired.
+            renew = await self._store.get(
+                ids.idempotency_id(request.registry, request.session, key, incarnation)
+            )
+            if renew is None or not renew.expired(self._clock.now(), self._idempotency_ttl):
+                return _Replay(renew, fingerprint)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _replay(self, record: IdempotencyRecord | None, fingerprint: str) -> list[SendOutcome]:
         """The same Idempotency-Key again: the first request's messages, once settled."""

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from uuid import UUID
 
 from warest.app.engine import EngineError, NotConnected, OutboundText, SendResult
+from warest.domain.errors import DomainError
 
 log = logging.getLogger("warest.outbound")
 
@@ -42,8 +43,8 @@ class Job:
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
-class QueueFull(Exception):
-    """The session's queue is at its configured size."""
+class QueueIsFull(DomainError):
+    """The session's outbound queue is at its configured size."""
 
 
 Sender = Callable[[OutboundText], Awaitable[SendResult]]

@@ -23,25 +23,32 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any
+from typing import Any, assert_never
 from uuid import UUID
 
-from warest.app.engine import (
-    Connection,
-    Engine,
-    EngineError,
-    InboundMessage,
+from warest.app.engine import Connection, Engine, EngineError, OutboundText, SendResult, SessionRef
+from warest.app.happenings import (
+    Banned,
+    Closed,
+    Connecting,
+    Edited,
+    Happening,
+    LoggedOut,
     Me,
-    OutboundText,
+    Opened,
+    PairingCodeShown,
+    QrShown,
     Receipt,
-    SendResult,
-    SessionRef,
+    Received,
+    Reconnecting,
+    Replaced,
+    Revoked,
 )
-from warest.app.outbound import Job, OutboundQueue, RetryPolicy
+from warest.app.outbound import Job, OutboundQueue, QueueIsFull, RetryPolicy
 from warest.app.ports import ConcurrencyConflict, EventStore, LoginQrs, MessagingQueries
 from warest.domain import ids
 from warest.domain.claims import Claim
@@ -54,6 +61,9 @@ log = logging.getLogger("warest.runtime")
 
 RECEIPT_BATCH = 2000
 WA_ID_CLAIM = "WhatsApp message id"
+
+Outgoing = tuple[Message, OutboundText]
+"""A message recorded as queued, and what the engine sends for it."""
 
 
 @dataclass(frozen=True)
@@ -236,22 +246,19 @@ class SessionRuntime:
         await self.connection.start(pair_phone)
 
     async def stop(self, reason: str) -> None:
-        self.queue.offline()
-        self._end_outage()
+        self._went_offline()
         await self.connection.stop()
         await self._record(lambda s: s.closed(reason))
 
     async def logout(self) -> None:
-        self.queue.offline()
-        self._end_outage()
+        self._went_offline()
         await self.connection.logout()
         await self._record(lambda s: s.logged_out("logged out through the API"))
         await self.fail_pending("the session was logged out")
 
     async def shutdown(self) -> None:
         """Process shutdown: disconnect without recording anything (the session resumes)."""
-        self.queue.offline()
-        self._end_outage()
+        self._went_offline()
         if self._suspending is not None:
             self._suspending.cancel()
         await self.queue.close()
@@ -318,6 +325,30 @@ class SessionRuntime:
         return failed
 
     # -- outbound --------------------------------------------------------------
+
+    async def submit(
+        self, count: int, record: Callable[[Session], Awaitable[Sequence[Outgoing]]]
+    ) -> list[asyncio.Future[None]]:
+        """Sends up to ``count`` messages: reserves room for them in the queue (``QueueIsFull``
+        otherwise), lets ``record`` store them as queued from the session's account (it gets
+        the Session: this incarnation, this JID), then queues what it recorded, in order. The
+        room ``record`` did not use (a replay, a failure) is released whatever happens.
+        Returns one future per queued message, done once its outcome is recorded."""
+        if not self.queue.reserve(count):
+            raise QueueIsFull(f"the outbound queue of '{self.ref.name}' is full; retry later")
+        reserved = count
+        try:
+            outgoing = await record(await self.session())
+            done = []
+            for message, text in outgoing:
+                self.remember(message)
+                job = Job(message.id, text)
+                self.queue.put(job, reserved=True)
+                reserved -= 1
+                done.append(job.done)
+            return done
+        finally:
+            self.queue.release(reserved)
 
     async def _send(self, text: OutboundText) -> SendResult:
         gate = asyncio.Event()
@@ -407,9 +438,48 @@ class SessionRuntime:
                 self._messages.remember(message_id, message)
         return message
 
-    # -- EngineListener ---------------------------------------------------------
+    # -- what the engine reports -------------------------------------------------
 
-    async def qr(self, qr: str, duration_s: int, attempt: int) -> None:
+    async def on(self, happening: Happening) -> None:
+        """The engine's listener: records what ``happening`` says (see the module)."""
+        match happening:
+            case QrShown(qr=qr, duration_s=duration_s, attempt=attempt):
+                await self._qr_shown(qr, duration_s, attempt)
+            case PairingCodeShown(code=code, phone=phone):
+                await self._pairing_code_shown(code, phone)
+            case Connecting():
+                await self._record_reported("connecting", lambda s: s.connecting())
+            case Opened(me=me):
+                await self._opened(me)
+            case Reconnecting(attempt=attempt, reason=reason, retry_in_s=retry_in_s):
+                await self._reconnecting(attempt, reason, retry_in_s)
+            case LoggedOut(reason=reason):
+                self._went_offline()
+                await self._record_reported("the logout", lambda s: s.logged_out(reason))
+                await self.fail_pending("the session was logged out")
+                self._on_closed(self)
+            case Replaced(reason=reason):
+                self._went_offline()
+                await self._record_reported("the replacement", lambda s: s.replaced(reason))
+                self._on_closed(self)
+            case Closed(reason=reason):
+                self._went_offline()
+                await self._record_reported("the close", lambda s: s.closed(reason))
+            case Banned(reason=reason, until=until):
+                self._went_offline()
+                await self._record_reported("the ban", lambda s: s.banned(reason, until))
+            case Received():
+                await self._received(happening)
+            case Receipt():
+                await self._receipt(happening)
+            case Edited(chat=chat, target_id=target_id, by=by, text=text, at=at):
+                await self._on_target(target_id, chat, lambda m: m.edit(text, at, by, enforce=False))
+            case Revoked(chat=chat, target_id=target_id, by=by, at=at):
+                await self._on_target(target_id, chat, lambda m: m.revoke(at, by, enforce=False))
+            case _:
+                assert_never(happening)
+
+    async def _qr_shown(self, qr: str, duration_s: int, attempt: int) -> None:
         self.current_qr = QrCode(qr, duration_s, time.monotonic())
         # The QR string stays out of the log: the event says that a QR was shown; the
         # webhook outbox finds the string here.
@@ -417,7 +487,7 @@ class SessionRuntime:
             await self._login_qrs.put(ids.session_id(self.ref.registry, self.ref.name), attempt, qr)
         await self._record_reported("a QR", lambda s: s.issue_qr(duration_s, attempt))
 
-    async def pairing_code(self, code: str, phone: str) -> None:
+    async def _pairing_code_shown(self, code: str, phone: str) -> None:
         self.current_pairing_code = code
         # Like the QR, the code stays out of the log; the webhook outbox finds it here.
         if self._login_qrs is not None:
@@ -425,10 +495,7 @@ class SessionRuntime:
             await self._login_qrs.put_pairing_code(session_id, phone, code, utcnow())
         await self._record_reported("a pairing code", lambda s: s.issue_pairing_code(phone))
 
-    async def connecting(self) -> None:
-        await self._record_reported("connecting", lambda s: s.connecting())
-
-    async def opened(self, me: Me) -> None:
+    async def _opened(self, me: Me) -> None:
         self.current_qr = None
         self.current_pairing_code = None
         self._end_outage()
@@ -436,7 +503,7 @@ class SessionRuntime:
         await self.resume_pending(me.jid)
         self.queue.online()
 
-    async def reconnecting(self, attempt: int, reason: str, retry_in_s: float | None = None) -> None:
+    async def _reconnecting(self, attempt: int, reason: str, retry_in_s: float | None) -> None:
         self.queue.offline()
         now = utcnow()
         retry_at = now + timedelta(seconds=retry_in_s) if retry_in_s is not None else None
@@ -448,28 +515,10 @@ class SessionRuntime:
             self.outage = replace(outage, attempts=attempt, next_retry_at=retry_at)
         await self._record_reported("the lost connection", lambda s: s.reconnecting(attempt, reason))
 
-    async def logged_out(self, reason: str) -> None:
+    def _went_offline(self) -> None:
+        """The link ended (not an outage): nothing leaves until it opens again."""
         self.queue.offline()
         self._end_outage()
-        await self._record_reported("the logout", lambda s: s.logged_out(reason))
-        await self.fail_pending("the session was logged out")
-        self._on_closed(self)
-
-    async def replaced(self, reason: str) -> None:
-        self.queue.offline()
-        self._end_outage()
-        await self._record_reported("the replacement", lambda s: s.replaced(reason))
-        self._on_closed(self)
-
-    async def closed(self, reason: str) -> None:
-        self.queue.offline()
-        self._end_outage()
-        await self._record_reported("the close", lambda s: s.closed(reason))
-
-    async def banned(self, reason: str, until: datetime | None) -> None:
-        self.queue.offline()
-        self._end_outage()
-        await self._record_reported("the ban", lambda s: s.banned(reason, until))
 
     # -- outages ---------------------------------------------------------------
 
@@ -498,7 +547,7 @@ class SessionRuntime:
         self.outage = None
         self._cancel_suspension()
 
-    async def message(self, message: InboundMessage) -> None:
+    async def _received(self, message: Received) -> None:
         if message.kind == "reaction" and message.quoted_id:
             await self._on_target(
                 message.quoted_id,
@@ -508,7 +557,7 @@ class SessionRuntime:
             return
         await self._until_stored(f"message {message.wa_id}", lambda: self._receive(message))
 
-    async def _receive(self, message: InboundMessage) -> None:
+    async def _receive(self, message: Received) -> None:
         session = await self._current()
         if session is None:
             return
@@ -534,12 +583,6 @@ class SessionRuntime:
             return
         self._messages.remember(aggregate.id, aggregate)
         self._index(message.wa_id, aggregate.id)
-
-    async def edited(self, chat: str, target_id: str, by: str, text: str, at: datetime) -> None:
-        await self._on_target(target_id, chat, lambda m: m.edit(text, at, by, enforce=False))
-
-    async def revoked(self, chat: str, target_id: str, by: str, at: datetime) -> None:
-        await self._on_target(target_id, chat, lambda m: m.revoke(at, by, enforce=False))
 
     async def _on_target(self, wa_id: str, chat: str, change: Callable[[Message], None]) -> None:
         """Applies a change reported by WhatsApp to a known message (unknown ones are skipped)."""
@@ -633,7 +676,7 @@ class SessionRuntime:
         """Drops a cached aggregate (after a failed save its in-memory state is stale)."""
         self._messages.pop(message_id, None)
 
-    async def receipt(self, receipt: Receipt) -> None:
+    async def _receipt(self, receipt: Receipt) -> None:
         """Takes a receipt in; receipts are recorded in batches behind the engine, in order.
 
         One save per receipt cannot keep up with a busy session (two receipts per message

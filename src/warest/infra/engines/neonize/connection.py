@@ -44,13 +44,13 @@ from warest.app.engine import (
     Device,
     EngineError,
     EngineListener,
-    InboundMessage,
     MessageRef,
     NotConnected,
     OutboundText,
     SendResult,
     SessionRef,
 )
+from warest.app.happenings import Closed, Connecting, Happening, PairingCodeShown, Received
 from warest.infra.engines.neonize.client import ClientFactory, NeonizeClient, proxy_settings
 from warest.infra.engines.neonize.errors import engine_error
 from warest.infra.engines.neonize.jids import USER_SERVER, from_epoch, jid_from_str
@@ -155,7 +155,7 @@ class NeonizeConnection(Lifecycle):
             self._wanted = True
             if self._client is None:
                 self._pair_phone = phone
-                self._notify(self.listener.connecting)
+                self._tell(Connecting())
                 try:
                     await self._launch()
                 except Exception as error:
@@ -292,7 +292,7 @@ class NeonizeConnection(Lifecycle):
         """A start that raised: the client goes, and the listener hears that it closed
         (it had been told ``connecting``)."""
         await self._end()
-        self._notify(self.listener.closed, reason)
+        self._tell(Closed(reason))
 
     def _online_client(self) -> NeonizeClient:
         client = self._client
@@ -325,7 +325,7 @@ class NeonizeConnection(Lifecycle):
             )
         except NeonizeError as error:
             raise engine_error(error, "pair") from error
-        self._notify(partial(self.listener.pairing_code, str(code), phone))
+        self._tell(PairingCodeShown(str(code), phone))
 
     async def _launch(self) -> None:
         self._generation += 1
@@ -362,6 +362,9 @@ class NeonizeConnection(Lifecycle):
     def _notify(self, callback: Callable[..., Awaitable[None]], *args: Any) -> None:
         self._inbox.put_control(partial(callback, *args))
 
+    def _tell(self, happening: Happening) -> None:
+        self._inbox.put_control(partial(self.listener.on, happening))
+
     def _ensure_pump(self) -> None:
         if self._pump is None or self._pump.done():
             self._pump = asyncio.create_task(self._run_pump(), name=f"neonize-{self.session.key}")
@@ -380,7 +383,7 @@ class NeonizeConnection(Lifecycle):
         if happening is None:
             log.debug("session %s: %s dropped", self.session.key, type(event).__name__)
             return
-        if isinstance(happening, InboundMessage) and isinstance(event, MessageEvent):
+        if isinstance(happening, Received) and isinstance(event, MessageEvent):
             self._recent.remember(happening.wa_id, happening.sender, quotable(event.Message))
         await self._dispatch(happening)
 

@@ -1,9 +1,14 @@
-"""What the neonize engine can learn from WhatsApp, as small typed values ("happenings").
+"""What the neonize engine can learn from WhatsApp, as small typed values.
 
-The translator produces them; the connection acts on the lifecycle ones, delivers the
-port's InboundMessage / Receipt and the edits and revokes of messages, and logs and drops
-the rest, which the engine port has no callback for yet (presence, groups, calls, history,
-undecryptable messages).
+The translator produces three kinds (``Translated``):
+
+- the port's own happenings (``warest.app.happenings``: ``Received``, ``Receipt``,
+  ``Edited``, ``Revoked``), which the connection hands to its listener as they are;
+- link signals (``LinkSignal``), which the connection acts on: they become the port's
+  lifecycle happenings once it has done so (``LinkOpened`` → get_me → ``Opened``,
+  ``LinkLost`` → reconnect attempts → ``Reconnecting``...);
+- what the port has no happening for yet (``NotPorted``: presence, groups, calls, history,
+  undecryptable messages), which the connection logs and drops.
 """
 
 from __future__ import annotations
@@ -11,9 +16,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from warest.app.engine import InboundMessage, Receipt
+from warest.app.happenings import Edited, Receipt, Received, Revoked
 
-# -- lifecycle ----------------------------------------------------------------------------
+# -- link signals -------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -66,28 +71,6 @@ class PairingSucceeded:
 @dataclass(frozen=True)
 class PairingFailed:
     error: str
-
-
-# -- follow-ups of messages ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MessageEdited:
-    """``wa_id``: the message that was edited (the edit itself arrives with an id of its own)."""
-
-    wa_id: str
-    chat: str
-    sender: str
-    text: str | None
-    at: datetime
-
-
-@dataclass(frozen=True)
-class MessageRevoked:
-    chat: str
-    sender: str
-    target_id: str
-    at: datetime
 
 
 # -- not deliverable through the port yet ---------------------------------------------------
@@ -154,10 +137,8 @@ class Undecryptable:
     at: datetime
 
 
-Happening = (
-    InboundMessage
-    | Receipt
-    | LinkOpened
+LinkSignal = (
+    LinkOpened
     | LinkLost
     | LinkLoggedOut
     | LinkReplaced
@@ -165,9 +146,10 @@ Happening = (
     | LinkFailed
     | PairingSucceeded
     | PairingFailed
-    | MessageEdited
-    | MessageRevoked
-    | PresenceSeen
+)
+
+NotPorted = (
+    PresenceSeen
     | ChatPresenceSeen
     | GroupChanged
     | GroupJoined
@@ -175,3 +157,8 @@ Happening = (
     | HistorySynced
     | Undecryptable
 )
+
+Delivered = Received | Receipt | Edited | Revoked
+"""The port's happenings the translator produces as they are."""
+
+Translated = Delivered | LinkSignal | NotPorted

@@ -16,20 +16,33 @@ from typing import Any
 
 from neonize.exc import NeonizeError
 
-from warest.app.engine import EngineError, EngineListener, InboundMessage, Me, Receipt, SessionRef
+from warest.app.engine import EngineError, EngineListener, SessionRef
+from warest.app.happenings import (
+    Banned,
+    Closed,
+    Edited,
+    Happening,
+    LoggedOut,
+    Me,
+    Opened,
+    QrShown,
+    Receipt,
+    Received,
+    Reconnecting,
+    Replaced,
+    Revoked,
+)
 from warest.infra.engines.neonize.client import NeonizeClient
 from warest.infra.engines.neonize.happenings import (
-    Happening,
     LinkBanned,
     LinkFailed,
     LinkLoggedOut,
     LinkLost,
     LinkOpened,
     LinkReplaced,
-    MessageEdited,
-    MessageRevoked,
     PairingFailed,
     PairingSucceeded,
+    Translated,
 )
 from warest.infra.engines.neonize.translator import me_from_device
 
@@ -103,12 +116,10 @@ class Lifecycle:
 
     # -- events -----------------------------------------------------------------------------
 
-    async def _dispatch(self, happening: Happening) -> None:
+    async def _dispatch(self, happening: Translated) -> None:
         match happening:
-            case InboundMessage():
-                await self.listener.message(happening)
-            case Receipt():
-                await self.listener.receipt(happening)
+            case Received() | Receipt() | Edited() | Revoked():
+                await self.listener.on(happening)
             case LinkOpened():
                 await self._opened()
             case LinkLost(reason=reason):
@@ -121,30 +132,26 @@ class Lifecycle:
                     await self._wipe()  # whatsmeow deleted the device; this drops the store too
                 except EngineError as error:
                     log.error("session %s: logged out, but the store stays: %s", self.session.key, error)
-                await self.listener.logged_out(reason)
+                await self.listener.on(LoggedOut(reason))
             case LinkReplaced(reason=reason):
                 await self._end()
-                await self.listener.replaced(reason)
+                await self.listener.on(Replaced(reason))
             case LinkBanned(reason=reason, until=until):
                 await self._end()
-                await self.listener.banned(reason, until)
+                await self.listener.on(Banned(reason, until))
             case LinkFailed(reason=reason):
                 await self._end()
-                await self.listener.closed(reason)
+                await self.listener.on(Closed(reason))
             case PairingSucceeded():
                 self._cancel_qr_timer()  # login follows once whatsmeow has reconnected
                 log.info("session %s paired as %s", self.session.key, happening.jid)
             case PairingFailed(error=error):
                 await self._end()
-                await self.listener.closed(f"pairing_failed: {error}")
-            case MessageEdited(wa_id=wa_id, chat=chat, sender=sender, text=text, at=at):
-                await self.listener.edited(chat, wa_id, sender, text or "", at)
-            case MessageRevoked(chat=chat, sender=sender, target_id=target_id, at=at):
-                await self.listener.revoked(chat, target_id, sender, at)
+                await self.listener.on(Closed(f"pairing_failed: {error}"))
             case _:
                 # Presence, chat presence, groups, calls, history and undecryptable
-                # messages: the port has no callback for them yet.
-                log.debug("session %s: not delivered (no port callback): %s", self.session.key, happening)
+                # messages: the port has no happening for them yet.
+                log.debug("session %s: not delivered (not in the port yet): %s", self.session.key, happening)
 
     async def _opened(self) -> None:
         self._set_online(True)
@@ -165,7 +172,7 @@ class Lifecycle:
             log.error("session %s: connected without a device JID", self.session.key)
             return
         self._me = me
-        await self.listener.opened(me)
+        await self.listener.on(Opened(me))
 
     async def _on_qr(self, generation: int, code: str) -> None:
         if generation != self._generation:
@@ -176,7 +183,7 @@ class Lifecycle:
         self._arm_qr_timer(generation, duration + self._qr_grace_s)
         self._first_signal.set()
         if self._pair_phone is None:
-            await self.listener.qr(code, round(duration), self._qr_count)
+            await self.listener.on(QrShown(code, round(duration), self._qr_count))
         elif self._qr_count == 1 and self._code_generation != generation:
             # Pairing by code (the QR is not shown) on a client restarted by a reconnect.
             self._renewal = asyncio.create_task(self._renew_pairing_code(generation))
@@ -186,7 +193,7 @@ class Lifecycle:
         if generation != self._generation or self._online:
             return
         await self._end()
-        await self.listener.closed("qr_timeout")
+        await self.listener.on(Closed("qr_timeout"))
 
     async def _on_client_failed(self, generation: int, reason: str) -> None:
         if generation != self._generation:
@@ -211,7 +218,7 @@ class Lifecycle:
         while self._wanted and not self._online:
             attempt += 1
             delay = self._retry.delay(attempt, loop.time() - started)
-            self._notify(self.listener.reconnecting, attempt, self._last_error or reason, delay)
+            self._tell(Reconnecting(attempt, self._last_error or reason, delay))
             if await self._wait_online(delay):
                 return
             async with self._lock:
@@ -318,4 +325,8 @@ class Lifecycle:
         raise NotImplementedError
 
     def _notify(self, callback: Callable[..., Awaitable[None]], *args: Any) -> None:
+        raise NotImplementedError
+
+    def _tell(self, happening: Happening) -> None:
+        """Reports ``happening`` to the listener behind what the inbox holds already."""
         raise NotImplementedError

@@ -1,9 +1,10 @@
 """neonize events → what the engine port can say about them. Pure: no I/O, no clock.
 
-``translate(event, received_at)`` turns one neonize protobuf event into one *happening*:
-the port's own InboundMessage / Receipt, a small lifecycle dataclass the connection acts
-on, or a dataclass for things the port cannot deliver yet (presence, groups, calls,
-history, edits) which the connection logs and drops. ``None`` means "nothing to tell".
+``translate(event, received_at)`` turns one neonize protobuf event into one value (see
+``happenings``): one of the port's happenings (``Received``, ``Receipt``, ``Edited``,
+``Revoked``), a link signal the connection acts on, or a dataclass for things the port
+cannot deliver yet (presence, groups, calls, history) which the connection logs and drops.
+``None`` means "nothing to tell".
 ``received_at`` stands in for timestamps neonize leaves unset, and dates temporary bans.
 """
 
@@ -15,13 +16,12 @@ from typing import Any
 
 from neonize.proto import Neonize_pb2 as ev
 
-from warest.app.engine import InboundMessage, Me, Receipt
+from warest.app.happenings import Edited, Me, Receipt, Received, Revoked
 from warest.infra.engines.neonize.content import is_envelope_only, read_content, unwrap
 from warest.infra.engines.neonize.happenings import (
     ChatPresenceSeen,
     GroupChanged,
     GroupJoined,
-    Happening,
     HistorySynced,
     IncomingCall,
     LinkBanned,
@@ -30,11 +30,10 @@ from warest.infra.engines.neonize.happenings import (
     LinkLost,
     LinkOpened,
     LinkReplaced,
-    MessageEdited,
-    MessageRevoked,
     PairingFailed,
     PairingSucceeded,
     PresenceSeen,
+    Translated,
     Undecryptable,
 )
 from warest.infra.engines.neonize.jids import from_epoch, jid_to_str, jids_to_str, maybe_epoch
@@ -44,7 +43,6 @@ __all__ = [
     "ChatPresenceSeen",
     "GroupChanged",
     "GroupJoined",
-    "Happening",
     "HistorySynced",
     "IncomingCall",
     "LinkBanned",
@@ -53,11 +51,10 @@ __all__ = [
     "LinkLost",
     "LinkOpened",
     "LinkReplaced",
-    "MessageEdited",
-    "MessageRevoked",
     "PairingFailed",
     "PairingSucceeded",
     "PresenceSeen",
+    "Translated",
     "Undecryptable",
     "me_from_device",
     "translate",
@@ -78,13 +75,13 @@ _RECEIPT_STATUS = {
 }
 
 
-def translate(event: Any, received_at: datetime) -> Happening | None:
+def translate(event: Any, received_at: datetime) -> Translated | None:
     """The happening for one neonize event, or None when there is nothing to tell."""
     handler = _HANDLERS.get(type(event))
     return handler(event, received_at) if handler is not None else None
 
 
-def translate_message(event: ev.Message, received_at: datetime) -> Happening | None:
+def translate_message(event: ev.Message, received_at: datetime) -> Received | Edited | Revoked | None:
     info = event.Info
     source = info.MessageSource
     chat = jid_to_str(source.Chat)
@@ -96,18 +93,18 @@ def translate_message(event: ev.Message, received_at: datetime) -> Happening | N
     if body.HasField("protocolMessage"):
         protocol = body.protocolMessage
         if protocol.type == protocol.REVOKE and protocol.key.ID:
-            return MessageRevoked(chat, sender, protocol.key.ID, at)
+            return Revoked(chat, protocol.key.ID, sender, at)
         if protocol.type == protocol.MESSAGE_EDIT and protocol.HasField("editedMessage"):
             # The edit travels as a message of its own (a new id); its key names the target.
             target = protocol.key.ID or info.ID
-            return MessageEdited(target, chat, sender, read_content(unwrap(protocol.editedMessage)).text, at)
+            return Edited(chat, target, sender, read_content(unwrap(protocol.editedMessage)).text or "", at)
         return None  # key shares, history notifications, ephemeral settings: device plumbing
     if is_envelope_only(body):
         return None
     content = read_content(body)
     if event.IsEdit:
-        return MessageEdited(info.ID, chat, sender, content.text, at)
-    return InboundMessage(
+        return Edited(chat, info.ID, sender, content.text or "", at)
+    return Received(
         wa_id=info.ID,
         chat=chat,
         sender=sender,
@@ -240,7 +237,7 @@ def _undecryptable(event: ev.UndecryptableMessage, received_at: datetime) -> Und
     )
 
 
-_HANDLERS: dict[type[Any], Callable[[Any, datetime], Happening | None]] = {
+_HANDLERS: dict[type[Any], Callable[[Any, datetime], Translated | None]] = {
     ev.Message: translate_message,
     ev.Receipt: translate_receipt,
     ev.Connected: lambda _e, _t: LinkOpened(),

@@ -1,7 +1,7 @@
 """The sandbox engine: session connections to the simulated network.
 
-Each connection reports to its listener through one ordered queue (lifecycle changes,
-inbound messages and receipts keep their order), which is also where the ordering
+Each connection reports its happenings to its listener through one ordered queue (lifecycle
+changes, inbound messages and receipts keep their order), which is also where the ordering
 faults (duplicate and out-of-order delivery) are applied.
 """
 
@@ -10,20 +10,35 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from warest.app.engine import (
     Device,
     EngineError,
     EngineListener,
-    InboundMessage,
-    Me,
     MessageRef,
     NotConnected,
     OutboundText,
-    Receipt,
     SendResult,
     SessionRef,
+)
+from warest.app.happenings import (
+    Banned,
+    Closed,
+    Connecting,
+    Edited,
+    Happening,
+    LoggedOut,
+    Me,
+    Opened,
+    PairingCodeShown,
+    QrShown,
+    Receipt,
+    Received,
+    Reconnecting,
+    Replaced,
+    Revoked,
 )
 from warest.app.sandbox import SandboxAccount
 from warest.domain.jid import Jid
@@ -52,7 +67,7 @@ class SandboxConnection:
         self._send_delay_s: float = 0.0
         self._duplicates: int = 0
         self._reorder: int = 0
-        self._held: list[InboundMessage] = []
+        self._held: list[Received] = []
 
     # -- state -----------------------------------------------------------------------
 
@@ -81,7 +96,7 @@ class SandboxConnection:
         account = self.account
         if account is not None and pair_phone is None:
             self.state = "connecting"
-            self._queue(self.listener.connecting)
+            self.report(Connecting())
             self._open(account)
             return
         if pair_phone is not None:
@@ -89,7 +104,7 @@ class SandboxConnection:
             code = codes.pairing_code(self.ref.key, phone, self._starts)
             self.state = "pairing"
             self.pairing = (phone, code)
-            self._queue(lambda: self.listener.pairing_code(code, phone))
+            self.report(PairingCodeShown(code, phone))
             return
         self.state = "qr"
         self._qr_task = asyncio.create_task(self._rotate_qr(self._starts), name=f"qr-{self.ref.key}")
@@ -130,7 +145,7 @@ class SandboxConnection:
 
         def step(connection: SandboxConnection, chat: str) -> None:
             connection.deliver(
-                InboundMessage(
+                Received(
                     wa_id=wa_id,
                     chat=chat,
                     sender=chat,
@@ -151,7 +166,7 @@ class SandboxConnection:
             account,
             self,
             target.chat,
-            lambda c, chat: c.call(lambda: c.listener.edited(chat, target.wa_id, chat, text, at)),
+            lambda c, chat: c.report(Edited(chat, target.wa_id, chat, text, at)),
         )
 
     async def send_revoke(self, target: MessageRef) -> None:
@@ -161,7 +176,7 @@ class SandboxConnection:
             account,
             self,
             target.chat,
-            lambda c, chat: c.call(lambda: c.listener.revoked(chat, target.wa_id, chat, at)),
+            lambda c, chat: c.report(Revoked(chat, target.wa_id, chat, at)),
         )
 
     async def mark_read(self, chat: str, messages: tuple[MessageRef, ...]) -> None:
@@ -174,9 +189,9 @@ class SandboxConnection:
             raise NotConnected()
         return account
 
-    def call(self, step: Step) -> None:
-        """Queues a listener call behind everything already reported (keeps the order)."""
-        self._queue(step)
+    def report(self, happening: Happening) -> None:
+        """Tells the listener, behind everything already reported (keeps the order)."""
+        self._queue(partial(self.listener.on, happening))
 
     async def device(self) -> Device | None:
         account = self.account
@@ -192,13 +207,13 @@ class SandboxConnection:
         self._cancel_qr()
         self.pairing = None
         self.state = "connecting"
-        self._queue(self.listener.connecting)
+        self.report(Connecting())
         self._open(account)
 
     def push(self, receipt: Receipt) -> None:
-        self._queue(lambda: self.listener.receipt(receipt))
+        self.report(receipt)
 
-    def deliver(self, message: InboundMessage) -> None:
+    def deliver(self, message: Received) -> None:
         if self._reorder:
             self._held.append(message)
             if len(self._held) >= self._reorder:
@@ -208,30 +223,30 @@ class SandboxConnection:
             return
         self._deliver_now(message)
 
-    def _deliver_now(self, message: InboundMessage) -> None:
-        self._queue(lambda: self.listener.message(message))
+    def _deliver_now(self, message: Received) -> None:
+        self.report(message)
         if self._duplicates:
             self._duplicates -= 1
-            self._queue(lambda: self.listener.message(message))
+            self.report(message)
 
     async def inject(self, kind: str, options: dict[str, Any]) -> None:
         """Applies a fault (see ``warest.app.sandbox.FAULT_KINDS``)."""
         if kind == "logout":
             await self.logout()
-            self._queue(lambda: self.listener.logged_out("logged out from the phone"))
+            self.report(LoggedOut("logged out from the phone"))
         elif kind == "disconnect":
             delay = float(options.get("reconnectAfterMs", 300)) / 1000
             self.state = "reconnecting"
-            self._queue(lambda: self.listener.reconnecting(1, "connection lost", delay))
+            self.report(Reconnecting(1, "connection lost", delay))
             self._later(delay, self._reconnect)
         elif kind == "stream_replaced":
             await self.stop()
-            self._queue(lambda: self.listener.replaced("stream replaced: logged in elsewhere"))
+            self.report(Replaced("stream replaced: logged in elsewhere"))
         elif kind == "temp_ban":
             seconds = float(options.get("seconds", 60))
             until = ban_until(seconds)
             self.state = "banned"
-            self._queue(lambda: self.listener.banned("temporary ban", until))
+            self.report(Banned("temporary ban", until))
             self._later(seconds, self._reconnect)
         elif kind == "error_463":
             self._fail_cold += int(options.get("count", 1))
@@ -249,7 +264,7 @@ class SandboxConnection:
 
         async def opened() -> None:
             self.state = "open"
-            await self.listener.opened(me)
+            await self.listener.on(Opened(me))
 
         self._queue(opened)
 
@@ -257,17 +272,17 @@ class SandboxConnection:
         account = self.account
         if self.state in ("reconnecting", "banned") and account is not None:
             self.state = "connecting"
-            self._queue(self.listener.connecting)
+            self.report(Connecting())
             self._open(account)
 
     async def _rotate_qr(self, start: int) -> None:
         duration = self.network.qr_duration_s
         for attempt in range(1, self.network.qr_max_rotations + 1):
             qr = codes.qr_string(self.ref.key, start, attempt)
-            self._queue(lambda qr=qr, attempt=attempt: self.listener.qr(qr, duration, attempt))  # type: ignore[misc]
+            self.report(QrShown(qr, duration, attempt))
             await asyncio.sleep(duration)
         self.state = "closed"
-        self._queue(lambda: self.listener.closed("QR code not scanned in time"))
+        self.report(Closed("QR code not scanned in time"))
 
     def _cancel_qr(self) -> None:
         if self._qr_task is not None:

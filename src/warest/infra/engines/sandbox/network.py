@@ -16,8 +16,9 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from warest.app.engine import InboundMessage, OutboundText, Receipt, SendResult
+from warest.app.engine import OutboundText, SendResult
 from warest.app.errors import Unavailable
+from warest.app.happenings import Receipt, Received
 from warest.app.sandbox import FAULT_KINDS, InboxItem, SandboxAccount
 from warest.domain.errors import AlreadyExists, InvalidValue, NotFound
 from warest.domain.jid import LID, USER, Jid
@@ -252,7 +253,7 @@ class SandboxNetwork:
             return result  # not on WhatsApp (or a group, not simulated yet): one tick only
         self.contacts[recipient.phone].add(sender.phone)
         chat = f"{sender.phone}@{USER}"
-        inbound = InboundMessage(
+        inbound = Received(
             wa_id=result.wa_id,
             chat=chat,
             sender=chat,
